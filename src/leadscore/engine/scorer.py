@@ -1,0 +1,307 @@
+"""Leads → scores: probability, class, confidence, signed reasons and commission, one or many."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+import numpy as np
+import polars as pl
+
+from leadscore.engine.features import FEATURE_INDEX, FEATURES, GROUPS, transform
+from leadscore.engine.model import (
+    LeadModel,
+    ScoringPolicy,
+    attributes_from_frame,
+    attributes_from_leads,
+)
+from leadscore.engine.raw import FloatArray, raw_from_frame, raw_from_leads
+from leadscore.engine.schema import Lead
+
+CLASSES: Final = ("cold", "warm", "hot")
+_PRICE_COLUMN: Final = FEATURE_INDEX["budget_log_price"]
+_SPECS: Final = {f.name: f for f in FEATURES}
+
+
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """One signed contribution to a lead's score, in score points, with a sentence for agents."""
+
+    feature: str
+    group: str
+    value: float | None
+    points: float
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Commission:
+    """What the deal is worth to the team, and that worth weighted by the chance it closes."""
+
+    estimated_sale_price: float | None
+    commission_rate: float
+    estimated_commission: float | None
+    expected_commission: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreResult:
+    """The engine's answer for one lead; the API contract's response is built from it."""
+
+    lead_id: str
+    ml_score: float
+    ml_confidence: float
+    classification: str
+    conversion: float
+    closing: float | None
+    timeline_accuracy: float | None
+    reasons: tuple[Reason, ...]
+    commission: Commission | None
+    escalation_recommended: bool
+    model_version: str
+    processing_time_ms: float
+
+    @property
+    def feature_importance(self) -> dict[str, float]:
+        """The lead's own top contributions, signed, in score points."""
+        return {r.feature: r.points for r in self.reasons}
+
+
+@dataclass(frozen=True)
+class ScoreArrays:
+    """Vectorised scores for n leads; rows of it become `ScoreResult`s or a file's columns."""
+
+    score: FloatArray
+    confidence: FloatArray
+    class_index: np.ndarray[tuple[int], np.dtype[np.int64]]
+    conversion: FloatArray
+    closing: FloatArray
+    timeline: FloatArray
+    price: FloatArray
+    points: FloatArray | None
+    model_features: tuple[str, ...]
+    model_matrix: FloatArray
+
+
+class Scorer:
+    """Scores with one model under one policy; safe to share across threads (read-only).
+
+    Examples
+    --------
+    >>> from leadscore.engine.defaults import default_model  # doctest: +SKIP
+    >>> scorer = Scorer(default_model())  # doctest: +SKIP
+    >>> scorer.score(lead).classification in {"hot", "warm", "cold"}  # doctest: +SKIP
+    True
+    """
+
+    def __init__(
+        self, model: LeadModel, policy: ScoringPolicy | None = None, top_k: int = 5
+    ) -> None:
+        self.model = model
+        self.policy = policy or ScoringPolicy(**model.card.get("thresholds", {}))
+        self.top_k = top_k
+
+    def score(
+        self,
+        lead: Lead,
+        *,
+        explain: bool = True,
+        commission: bool = True,
+        as_of: datetime | None = None,
+    ) -> ScoreResult:
+        """Score one lead."""
+        return self.score_many([lead], explain=explain, commission=commission, as_of=as_of)[0]
+
+    def score_many(
+        self,
+        leads: Sequence[Lead],
+        *,
+        explain: bool = True,
+        commission: bool = True,
+        as_of: datetime | None = None,
+    ) -> list[ScoreResult]:
+        """Score many leads in one vectorised pass; results in input order."""
+        started = time.perf_counter()
+        data = [lead.lead_data for lead in leads]
+        features = transform(raw_from_leads(data, as_of), self.model.encoding)
+        attrs = attributes_from_leads(data, self.model.attributes) if data else None
+        arrays = self.arrays(features, attrs, explain=explain)
+        return self._results(arrays, [lead.lead_id for lead in leads], commission, started)
+
+    def predict_with_features(
+        self,
+        features: FloatArray,
+        lead_ids: Sequence[str],
+        attributes: FloatArray | None = None,
+        *,
+        explain: bool = True,
+        commission: bool = True,
+    ) -> list[ScoreResult]:
+        """Score pre-extracted (n, 28) feature vectors, as produced by `features.transform`."""
+        started = time.perf_counter()
+        if features.ndim != 2 or features.shape[1] != len(FEATURES):
+            raise ValueError(f"features must have shape (n, {len(FEATURES)})")
+        if len(lead_ids) != features.shape[0]:
+            raise ValueError("one lead id per feature row is needed")
+        arrays = self.arrays(features, attributes, explain=explain)
+        return self._results(arrays, list(lead_ids), commission, started)
+
+    def arrays(
+        self, features: FloatArray, attributes: FloatArray | None, *, explain: bool
+    ) -> ScoreArrays:
+        """The vectorised core every entry point shares."""
+        model = self.model
+        x = model.matrix(features, attributes)
+        conv = model.predict_head("conversion", x, explain=explain)
+        closing = np.full(len(x), np.nan)
+        timeline = np.full(len(x), np.nan)
+        if "closing" in model.boosters:
+            closing = conv.prob * model.predict_head("closing", x).prob
+        if "timeline" in model.boosters:
+            timeline = model.predict_head("timeline", x).prob
+        score = np.round(conv.prob * 100.0, 2)
+        class_index = np.where(
+            score >= self.policy.hot, 2, np.where(score >= self.policy.warm, 1, 0)
+        ).astype(np.int64)
+        # Confidence = calibrated chance the class's claim comes true: hot claims a
+        # conversion, warm and cold claim none yet.
+        confidence = np.where(class_index == 2, conv.prob, 1.0 - conv.prob)
+        points = None
+        if conv.contributions is not None:
+            points = self._points(conv.contributions, conv.raw, conv.prob)
+        return ScoreArrays(
+            score=score,
+            confidence=confidence,
+            class_index=class_index,
+            conversion=conv.prob,
+            closing=closing,
+            timeline=timeline,
+            price=np.exp(features[:, _PRICE_COLUMN]),
+            points=points,
+            model_features=model.model_features,
+            model_matrix=x,
+        )
+
+    def _points(self, contrib: FloatArray, raw: FloatArray, prob: FloatArray) -> FloatArray:
+        """Turn margin contributions into score points that add up to score − base score."""
+        calibrator = self.model.calibrators["conversion"]
+        base_raw = contrib[:, -1]
+        base_prob = calibrator.predict(base_raw)
+        delta_raw = raw - base_raw
+        with np.errstate(divide="ignore", invalid="ignore"):
+            scale = np.where(
+                np.abs(delta_raw) > 1e-9,
+                (prob - base_prob) / delta_raw,
+                calibrator.slope(raw),
+            )
+        return contrib[:, :-1] * (scale * 100.0)[:, None]
+
+    def _results(
+        self, arrays: ScoreArrays, lead_ids: list[str], commission: bool, started: float
+    ) -> list[ScoreResult]:
+        per_lead_ms = (time.perf_counter() - started) * 1000.0 / max(len(lead_ids), 1)
+        version = self.model.version
+        rate = self.policy.commission_rate
+        escalate = self.policy.escalation_confidence
+        results = []
+        for i, lead_id in enumerate(lead_ids):
+            price = float(arrays.price[i])
+            known_price = not np.isnan(price)
+            closing = float(arrays.closing[i])
+            timeline = float(arrays.timeline[i])
+            fee = round(price * rate, 2) if known_price else None
+            results.append(
+                ScoreResult(
+                    lead_id=lead_id,
+                    ml_score=float(arrays.score[i]),
+                    ml_confidence=round(float(arrays.confidence[i]), 4),
+                    classification=CLASSES[arrays.class_index[i]],
+                    conversion=round(float(arrays.conversion[i]), 4),
+                    closing=None if np.isnan(closing) else round(closing, 4),
+                    timeline_accuracy=None if np.isnan(timeline) else round(timeline, 4),
+                    reasons=self._reasons(arrays, i) if arrays.points is not None else (),
+                    commission=Commission(
+                        estimated_sale_price=round(price, 2) if known_price else None,
+                        commission_rate=rate,
+                        estimated_commission=fee,
+                        expected_commission=(
+                            round(fee * closing, 2)
+                            if fee is not None and not np.isnan(closing)
+                            else None
+                        ),
+                    )
+                    if commission
+                    else None,
+                    escalation_recommended=bool(arrays.confidence[i] < escalate),
+                    model_version=version,
+                    processing_time_ms=round(per_lead_ms, 3),
+                )
+            )
+        return results
+
+    def _reasons(self, arrays: ScoreArrays, i: int) -> tuple[Reason, ...]:
+        assert arrays.points is not None
+        row = arrays.points[i]
+        top = np.argsort(-np.abs(row), kind="stable")[: self.top_k]
+        reasons = []
+        for j in top:
+            points = float(row[j])
+            if points == 0.0:
+                continue
+            name = arrays.model_features[j]
+            value = float(arrays.model_matrix[i, j])
+            spec = _SPECS.get(name)
+            if spec is not None:
+                label, group = spec.describe(value), spec.group
+            else:
+                label, group = f"{name}: {'unknown' if np.isnan(value) else value:g}", "custom"
+            reasons.append(
+                Reason(
+                    feature=name,
+                    group=group,
+                    value=None if np.isnan(value) else value,
+                    points=round(points, 2),
+                    text=f"{label}: {points:+.1f} points",
+                )
+            )
+        return tuple(reasons)
+
+    def score_frame(self, df: pl.DataFrame, *, explain: bool = False) -> pl.DataFrame:
+        """Score a canonical frame, vectorised end to end; the file-scoring path."""
+        features = transform(raw_from_frame(df), self.model.encoding)
+        attrs = attributes_from_frame(df, self.model.attributes)
+        a = self.arrays(features, attrs, explain=explain)
+        rate = self.policy.commission_rate
+        fee = a.price * rate
+        columns: dict[str, object] = {
+            "lead_id": df["lead_id"] if "lead_id" in df.columns else pl.int_range(df.height),
+            "ml_score": a.score,
+            "ml_confidence": np.round(a.confidence, 4),
+            "classification": np.array(CLASSES)[a.class_index],
+            "p_conversion": np.round(a.conversion, 4),
+            "p_closing": np.round(a.closing, 4),
+            "p_timeline": np.round(a.timeline, 4),
+            "escalation_recommended": a.confidence < self.policy.escalation_confidence,
+            "estimated_sale_price": np.round(a.price, 2),
+            "expected_commission": np.round(fee * a.closing, 2),
+            "model_version": self.model.version,
+        }
+        out = pl.DataFrame(columns).with_columns(pl.col(pl.Float64).fill_nan(None))
+        if a.points is not None:
+            reasons = [
+                "; ".join(r.text for r in self._reasons(a, i)) for i in range(df.height)
+            ]
+            out = out.with_columns(pl.Series("reasons", reasons))
+        return out
+
+
+def group_points(reasons: Sequence[Reason]) -> dict[str, float]:
+    """Contributions summed per feature group, for dashboards that show the 8 groups."""
+    totals: dict[str, float] = {}
+    for reason in reasons:
+        label = GROUPS.get(reason.group, reason.group)
+        totals[label] = round(totals.get(label, 0.0) + reason.points, 2)
+    return totals
