@@ -1,0 +1,146 @@
+"""Column mappings: turn someone else's CRM export into LeadScore's canonical training frame."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import polars as pl
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from leadscore.engine.frame import ATTRIBUTE_PREFIX, LEAD_COLUMNS
+from leadscore.engine.io import canonicalise, read_frame
+from leadscore.engine.model import AttributeSpec
+from leadscore.errors import MappingError
+
+OUTCOME_TARGETS: dict[str, str] = {
+    "conversion": "converted",
+    "closing": "closed",
+    "timeline": "closed_within_timeline",
+}
+MAPPABLE_FIELDS = frozenset(LEAD_COLUMNS) - {"lead_id", "created_at", "as_of"}
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ReadOptions(_Spec):
+    """How to read the file: CSV delimiter and the texts that mean 'no value'."""
+
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    null_values: list[str] | None = None
+
+
+class OutcomeColumn(_Spec):
+    """Which column holds an outcome, and which of its values mean yes."""
+
+    column: str
+    positive: list[str | int | float | bool] = Field(min_length=1)
+
+
+class AttributeColumns(_Spec):
+    """Extra columns the model may use beside the 28 features."""
+
+    numeric: list[str] = Field(default_factory=list)
+    categorical: list[str] = Field(default_factory=list)
+
+
+class ColumnMapping(_Spec):
+    """A mapping file: canonical field ← the export's column, outcomes, attributes, drops."""
+
+    read: ReadOptions = Field(default_factory=ReadOptions)
+    lead_id: str | None = None
+    created_at: str | None = None
+    outcomes: dict[Literal["conversion", "closing", "timeline"], OutcomeColumn]
+    fields: dict[str, str] = Field(default_factory=dict)
+    attributes: AttributeColumns = Field(default_factory=AttributeColumns)
+    drop: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ColumnMapping:
+        """Conversion is required, fields must exist, and a dropped column is never used."""
+        if "conversion" not in self.outcomes:
+            raise ValueError("outcomes.conversion is required")
+        unknown = sorted(set(self.fields) - MAPPABLE_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown canonical field(s) {unknown} in fields")
+        dropped = set(self.drop) & set(self.used_columns())
+        if dropped:
+            raise ValueError(f"column(s) {sorted(dropped)} are both dropped and used")
+        return self
+
+    def used_columns(self) -> list[str]:
+        """Every export column the mapping reads."""
+        cols = [o.column for o in self.outcomes.values()]
+        cols += list(self.fields.values())
+        cols += self.attributes.numeric + self.attributes.categorical
+        cols += [c for c in (self.lead_id, self.created_at) if c is not None]
+        return cols
+
+    @property
+    def attribute_spec(self) -> AttributeSpec:
+        """The attributes as the model sees them."""
+        return AttributeSpec(tuple(self.attributes.numeric), tuple(self.attributes.categorical))
+
+
+def load_mapping(path: Path) -> ColumnMapping:
+    """Read and validate a mapping file; any problem is one clear line."""
+    if not path.is_file():
+        raise MappingError(f"mapping {path}: no such file")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise MappingError(f"mapping {path}: not valid YAML ({exc.__class__.__name__})") from exc
+    if not isinstance(data, dict):
+        raise MappingError(f"mapping {path}: expected a YAML mapping at the top level")
+    try:
+        return ColumnMapping.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "mapping"
+        raise MappingError(f"mapping {path}: {where}: {first['msg']}") from exc
+
+
+def _positive(series: pl.Series, positive: list[Any]) -> pl.Series:
+    """True where the value is one of the positive values (compared as lower-case text)."""
+    wanted = sorted({str(v).lower() for v in positive})
+    text = pl.col("v").cast(pl.String).str.to_lowercase()
+    labels = series.alias("v").to_frame().select(
+        pl.when(pl.col("v").is_null()).then(None).otherwise(text.is_in(wanted))
+    )
+    return labels.to_series()
+
+
+def apply_mapping(df: pl.DataFrame, mapping: ColumnMapping) -> pl.DataFrame:
+    """The export as a canonical frame with outcome and `attributes.*` columns."""
+    missing = sorted(set(mapping.used_columns()) - set(df.columns))
+    if missing:
+        raise MappingError(
+            f"column(s) {missing} named in the mapping are not in the file "
+            f"(it has {len(df.columns)} columns: {', '.join(df.columns[:12])}…)"
+        )
+    df = df.drop([c for c in mapping.drop if c in df.columns])
+    out: dict[str, pl.Series] = {}
+    if mapping.lead_id:
+        out["lead_id"] = df[mapping.lead_id].cast(pl.String)
+    else:
+        out["lead_id"] = pl.Series([f"row_{i + 1}" for i in range(df.height)])
+    if mapping.created_at:
+        out["created_at"] = df[mapping.created_at]
+    for field, column in mapping.fields.items():
+        out[field] = df[column]
+    for name, spec in mapping.outcomes.items():
+        out[OUTCOME_TARGETS[name]] = _positive(df[spec.column], spec.positive)
+    for name in mapping.attributes.numeric + mapping.attributes.categorical:
+        out[ATTRIBUTE_PREFIX + name] = df[name]
+    return canonicalise(pl.DataFrame(out))
+
+
+def load_training_frame(path: Path, mapping: ColumnMapping | None) -> pl.DataFrame:
+    """Read a training file, mapped when a mapping is given, else already canonical."""
+    if mapping is None:
+        return canonicalise(read_frame(path))
+    options = mapping.read.model_dump()
+    return apply_mapping(read_frame(path, options), mapping)

@@ -1,0 +1,171 @@
+"""The feature pipeline: one spec, deterministic, exact across paths, no look into the future."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from leadscore.engine.features import (
+    FEATURE_NAMES,
+    FEATURES,
+    GROUPS,
+    PROTECTED,
+    SourceEncoding,
+    markdown_table,
+    transform,
+)
+from leadscore.engine.io import leads_to_frame
+from leadscore.engine.raw import raw_from_frame, raw_from_leads
+from leadscore.engine.schema import Interaction, Lead, LeadData
+
+from .strategies import AS_OF, leads
+
+ENCODING = SourceEncoding({"zillow": 0.08, "referral": 0.3}, 0.1)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def vectors(batch: list[Lead]) -> np.ndarray:
+    return transform(raw_from_leads([lead.lead_data for lead in batch], AS_OF), ENCODING)
+
+
+def test_exactly_28_features_in_the_8_groups() -> None:
+    assert len(FEATURES) == 28
+    assert len(set(FEATURE_NAMES)) == 28
+    assert {f.group for f in FEATURES} == set(GROUPS)
+    assert len(GROUPS) == 8
+
+
+def test_family_status_features_are_the_protected_ones() -> None:
+    assert {f.group for f in FEATURES if f.protected} == {"family_demographics"}
+    assert PROTECTED == {"household_size", "school_district_interest", "bedrooms_per_person"}
+
+
+def test_documented_table_is_generated_from_the_spec() -> None:
+    docs = (ROOT / "docs" / "features.md").read_text()
+    assert markdown_table() in docs
+
+
+def test_empty_lead_is_missing_not_zero() -> None:
+    [row] = vectors([Lead(lead_id="empty", lead_data=LeadData())])
+    never_missing = {f.name for f in FEATURES if f.missing.startswith("never")}
+    for name, value in zip(FEATURE_NAMES, row, strict=True):
+        if name in never_missing:
+            assert value == 0.0, name
+        else:
+            assert np.isnan(value), name
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(leads, min_size=1, max_size=12))
+def test_batch_equals_single_and_frame_path(batch: list[Lead]) -> None:
+    together = vectors(batch)
+    alone = np.vstack([vectors([lead]) for lead in batch])
+    from_frame = transform(raw_from_frame(leads_to_frame(batch), AS_OF), ENCODING)
+    assert together.shape == (len(batch), 28)
+    assert np.array_equal(together, alone, equal_nan=True)
+    assert np.array_equal(together, from_frame, equal_nan=True)
+
+
+@settings(max_examples=100, deadline=None)
+@given(leads, st.lists(st.integers(min_value=1, max_value=10**9), min_size=1, max_size=5))
+def test_interactions_after_as_of_are_ignored(lead: Lead, offsets_us: list[int]) -> None:
+    future = [
+        Interaction(
+            timestamp=AS_OF + timedelta(microseconds=us),
+            response_time_hours=0.1,
+            message_length=999,
+            questions_asked=9,
+        )
+        for us in offsets_us
+    ]
+    data = lead.lead_data.model_copy(
+        update={"interaction_history": [*lead.lead_data.interaction_history, *future]}
+    )
+    changed = Lead(lead_id=lead.lead_id, lead_data=data)
+    assert np.array_equal(vectors([lead]), vectors([changed]), equal_nan=True)
+
+
+def test_as_of_moves_the_window() -> None:
+    lead = Lead.model_validate(
+        {
+            "lead_id": "a",
+            "lead_data": {
+                "interaction_history": [
+                    {"timestamp": (AS_OF - timedelta(days=1)).isoformat()},
+                    {"timestamp": (AS_OF + timedelta(days=1)).isoformat()},
+                ]
+            },
+        }
+    )
+    count = FEATURE_NAMES.index("interaction_count")
+    now = raw_from_leads([lead.lead_data], AS_OF)
+    later = raw_from_leads([lead.lead_data], AS_OF + timedelta(days=2))
+    assert transform(now, ENCODING)[0, count] == 1.0
+    assert transform(later, ENCODING)[0, count] == 2.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(leads)
+def test_never_raises_and_stays_finite_or_missing(lead: Lead) -> None:
+    [row] = vectors([lead])
+    assert not np.isinf(row).any()
+
+
+_PROBE = """
+import hashlib, sys
+from leadscore.engine.features import SourceEncoding, transform
+from leadscore.engine.raw import raw_from_leads
+from leadscore.engine.schema import Lead
+sys.path.insert(0, {root!r})
+from tests.engine.test_features import sample_leads, AS_OF
+enc = SourceEncoding({{"zillow": 0.08, "referral": 0.3}}, 0.1)
+x = transform(raw_from_leads([l.lead_data for l in sample_leads()], AS_OF), enc)
+print(hashlib.sha256(x.tobytes()).hexdigest())
+"""
+
+
+def sample_leads() -> list[Lead]:
+    return [
+        Lead.model_validate(
+            {
+                "lead_id": f"l{i}",
+                "lead_data": {
+                    "source": source,
+                    "budget_range": budget,
+                    "timeline": "3-6 months",
+                    "location_preference": "Hyde Park, Austin",
+                    "interaction_history": [
+                        {
+                            "timestamp": (AS_OF - timedelta(hours=5 * i + 1)).isoformat(),
+                            "response_time_hours": 0.5 * i,
+                            "message_length": 100 + i,
+                        }
+                    ],
+                },
+            }
+        )
+        for i, (source, budget) in enumerate(
+            [("Zillow", "500k-750k"), ("Referral", "under 1.5m"), ("Facebook", None)]
+        )
+    ]
+
+
+@pytest.mark.parametrize("hash_seed", ["1", "2"])
+def test_same_vector_in_every_process(hash_seed: str) -> None:
+    expected = hashlib.sha256(vectors(sample_leads()).tobytes()).hexdigest()
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE.format(root=str(ROOT))],
+        env={"PYTHONHASHSEED": hash_seed, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == expected
