@@ -136,9 +136,11 @@ def score(
     chunk_size: Annotated[int, typer.Option(min=1, max=1_000_000)] = 50_000,
 ) -> None:
     """Score a lead file in bounded memory, streaming chunk by chunk."""
+    from leadscore.engine.io import file_format
     from leadscore.engine.pipeline import count_rows, score_file
     from leadscore.engine.scorer import Scorer
 
+    file_format(output)  # refuse an unwritable format before any work
     settings = Settings()
     scorer = Scorer(_load_model(settings, model))
     total = count_rows(input_file)
@@ -149,6 +151,35 @@ def score(
         )
     elapsed = time.perf_counter() - started
     typer.echo(f"scored {done} leads in {elapsed:.1f} s ({done / max(elapsed, 1e-9):,.0f}/s)")
+
+
+@app.command()
+def demo(
+    n: Annotated[int, typer.Option("--n", min=1, max=100_000, help="Demo leads.")] = 500,
+    top: Annotated[int, typer.Option("--top", min=1, max=100)] = 8,
+) -> None:
+    """Score generated demo leads with the built-in model and show the hottest, with reasons."""
+    from leadscore.engine.scorer import Scorer
+    from leadscore.engine.synthetic import generate as generate_leads
+
+    settings = Settings()
+    started = time.perf_counter()
+    model = _load_model(settings, None)
+    typer.echo(f"model {model.version} ready in {time.perf_counter() - started:.1f} s")
+    for head, m in model.card["metrics"].items():
+        typer.echo(f"  held-out {head:<10} AUC {m['auc']:.3f}  ECE {m['ece']:.3f}")
+    frame = generate_leads(n, seed=7)
+    scored = Scorer(model).score_frame(frame, explain=True).sort("ml_score", descending=True)
+    counts = scored["classification"].value_counts().sort("classification")
+    typer.echo("leads per class: " + ", ".join(f"{c} {k}" for c, k in counts.iter_rows()))
+    for row in scored.head(top).iter_rows(named=True):
+        typer.echo(
+            f"\n{row['lead_id']}  score {row['ml_score']:.1f} ({row['classification']}, "
+            f"confidence {row['ml_confidence']:.2f})  expected commission "
+            f"{row['expected_commission'] or 0:,.0f}"
+        )
+        for reason in row["reasons"].split("; "):
+            typer.echo(f"    {reason}")
 
 
 @app.command()

@@ -117,11 +117,11 @@ def read_frame(path: Path, read_options: Mapping[str, Any] | None = None) -> pl.
             path,
             separator=options.get("delimiter", ","),
             null_values=options.get("null_values"),
-            infer_schema_length=10_000,
+            infer_schema_length=None,
         )
     if fmt == "parquet":
         return pl.read_parquet(path)
-    return pl.read_ndjson(path, infer_schema_length=10_000)
+    return pl.read_ndjson(path, infer_schema_length=None)
 
 
 def scan_frame(path: Path) -> pl.LazyFrame:
@@ -130,10 +130,10 @@ def scan_frame(path: Path) -> pl.LazyFrame:
     if not path.is_file():
         raise InvalidInputError(f"{path}: no such file")
     if fmt == "csv":
-        return pl.scan_csv(path, infer_schema_length=10_000)
+        return pl.scan_csv(path, infer_schema_length=None)
     if fmt == "parquet":
         return pl.scan_parquet(path)
-    return pl.scan_ndjson(path, infer_schema_length=10_000)
+    return pl.scan_ndjson(path, infer_schema_length=None)
 
 
 def iter_chunks(path: Path, chunk_size: int) -> Iterator[pl.DataFrame]:

@@ -49,7 +49,7 @@ def ece(labels: FloatArray, probs: FloatArray, bins: int = ECE_BINS) -> float:
         mask = index == b
         if mask.any():
             total += mask.sum() * abs(float(probs[mask].mean() - labels[mask].mean()))
-    return total / len(labels)
+    return float(total / len(labels))
 
 
 def reliability(labels: FloatArray, probs: FloatArray, bins: int = 10) -> list[dict[str, float]]:

@@ -158,6 +158,7 @@ class LeadModel:
     attributes: AttributeSpec
     model_features: tuple[str, ...]
     card: dict[str, Any]
+    num_threads: int = 2
 
     @property
     def version(self) -> str:
@@ -186,7 +187,7 @@ class LeadModel:
     def predict_head(self, head: str, x: FloatArray, explain: bool = False) -> HeadPrediction:
         """Calibrated probability of one head; exact TreeSHAP contributions when `explain`."""
         booster = self.boosters[head]
-        threads = 1 if x.shape[0] < 2_000 else int(self.card["params"]["num_threads"])
+        threads = 1 if x.shape[0] < 2_000 else self.num_threads
         if explain:
             contrib = np.asarray(
                 booster.predict(x, pred_contrib=True, num_threads=threads), dtype=np.float64
@@ -256,6 +257,7 @@ class LeadModel:
             ),
             model_features=tuple(meta["model_features"]),
             card=card,
+            num_threads=int(card["params"]["num_threads"]),
         )
 
 
@@ -463,7 +465,9 @@ def train(
     attributes = attributes.learn(train_rows.attribute_values)
     encoding = SourceEncoding.fit(train_rows.raw.sources, train_rows.outcomes.converted)
     used = tuple(n for n in FEATURE_NAMES if config.include_protected or n not in PROTECTED)
-    model = LeadModel({}, {}, encoding, attributes, used + attributes.names, {})
+    model = LeadModel(
+        {}, {}, encoding, attributes, used + attributes.names, {}, config.num_threads
+    )
     categorical = list(range(len(used) + len(attributes.numeric), len(model.model_features)))
 
     def matrix(part: TrainingInput) -> FloatArray:

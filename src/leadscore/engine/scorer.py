@@ -168,7 +168,7 @@ class Scorer:
         ).astype(np.int64)
         # Confidence = calibrated chance the class's claim comes true: hot claims a
         # conversion, warm and cold claim none yet.
-        confidence = np.where(class_index == 2, conv.prob, 1.0 - conv.prob)
+        confidence = np.round(np.where(class_index == 2, conv.prob, 1.0 - conv.prob), 4)
         points = None
         if conv.contributions is not None:
             points = self._points(conv.contributions, conv.raw, conv.prob)
@@ -217,7 +217,7 @@ class Scorer:
                 ScoreResult(
                     lead_id=lead_id,
                     ml_score=float(arrays.score[i]),
-                    ml_confidence=round(float(arrays.confidence[i]), 4),
+                    ml_confidence=float(arrays.confidence[i]),
                     classification=CLASSES[arrays.class_index[i]],
                     conversion=round(float(arrays.conversion[i]), 4),
                     closing=None if np.isnan(closing) else round(closing, 4),
@@ -279,7 +279,7 @@ class Scorer:
         columns: dict[str, object] = {
             "lead_id": df["lead_id"] if "lead_id" in df.columns else pl.int_range(df.height),
             "ml_score": a.score,
-            "ml_confidence": np.round(a.confidence, 4),
+            "ml_confidence": a.confidence,
             "classification": np.array(CLASSES)[a.class_index],
             "p_conversion": np.round(a.conversion, 4),
             "p_closing": np.round(a.closing, 4),

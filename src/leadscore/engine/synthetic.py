@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import string
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -18,7 +18,6 @@ from leadscore.engine.frame import (
     LEAD_COLUMNS,
     ORACLE_COLUMNS,
     OUTCOME_COLUMNS,
-    UTC_US,
 )
 from leadscore.engine.schema import utc_timestamp_us
 
@@ -296,7 +295,7 @@ MISSING: Final[dict[str, float]] = {
 }
 
 #: Conversion logit intercept; the terms below add to it.
-CONVERSION_INTERCEPT: Final = -4.55
+CONVERSION_INTERCEPT: Final = -4.45
 
 
 @dataclass(frozen=True)
@@ -311,24 +310,24 @@ class Term:
 
 #: Terms of the conversion logit (besides the source offset). Quantities are OracleInputs fields.
 CONVERSION_TERMS: Final = (
-    Term("median_response_hours", "log1p", -0.35, -0.4),
-    Term("fast_response_share", "linear", 0.6, 0.0),
-    Term("interactions", "log1p", 0.45, 0.0),
-    Term("interactions_7d", "log1p", 0.4, 0.0),
-    Term("days_since_last", "log1p", -0.3, -0.4),
-    Term("properties_viewed", "log1p", 0.3, 0.0),
-    Term("repeat_listing_views", "log1p", 0.45, 0.0),
-    Term("saves", "log1p", 0.3, 0.0),
+    Term("median_response_hours", "log1p", -0.3, -0.35),
+    Term("fast_response_share", "linear", 0.5, 0.0),
+    Term("interactions", "log1p", 0.4, 0.0),
+    Term("interactions_7d", "log1p", 0.35, 0.0),
+    Term("days_since_last", "log1p", -0.25, -0.35),
+    Term("properties_viewed", "log1p", 0.25, 0.0),
+    Term("repeat_listing_views", "log1p", 0.4, 0.0),
+    Term("saves", "log1p", 0.25, 0.0),
     Term("budget_clarity", "linear", 0.2, 0.0),
-    Term("timeline_months", "log1p", -0.45, -1.0),
-    Term("location_specificity", "linear", 0.2, 0.0),
-    Term("pre_approved", "linear", 0.5, 0.0),
-    Term("financing_readiness", "linear", 0.2, 0.0),
-    Term("previous_transactions", "log1p", 0.2, 0.0),
+    Term("timeline_months", "log1p", -0.4, -0.85),
+    Term("location_specificity", "linear", 0.15, 0.0),
+    Term("pre_approved", "linear", 0.45, 0.0),
+    Term("financing_readiness", "linear", 0.15, 0.0),
+    Term("previous_transactions", "log1p", 0.15, 0.0),
     Term("first_time_buyer", "linear", -0.15, 0.0),
-    Term("mean_message_length", "log1p_hundreds", 0.3, 0.0),
-    Term("questions_per_interaction", "log1p", 0.4, 0.0),
-    Term("contact_completeness", "linear", 0.15, 0.0),
+    Term("mean_message_length", "log1p_hundreds", 0.25, 0.0),
+    Term("questions_per_interaction", "log1p", 0.35, 0.0),
+    Term("contact_completeness", "linear", 0.12, 0.0),
 )
 CLOSING_INTERCEPT: Final = -0.1
 #: Terms of the logit of closing given conversion.
@@ -377,11 +376,12 @@ class OracleInputs:
 
 @dataclass(frozen=True)
 class OracleProbabilities:
-    """The generator's true probabilities for each lead."""
+    """The generator's true probabilities for each lead (timeline is NaN without a timeline)."""
 
     conversion: Floats
     closing: Floats
     timeline: Floats
+    closing_given_conversion: Floats
 
 
 def _transform(name: str, x: Floats) -> Floats:
@@ -415,11 +415,54 @@ def _sigmoid(x: Floats) -> Floats:
 
 def oracle_probabilities(inputs: OracleInputs) -> OracleProbabilities:
     """Compute the true probabilities from as-of observables, so tests can re-derive them."""
-    conversion = _sigmoid(_logit(CONVERSION_INTERCEPT, CONVERSION_TERMS, inputs) + inputs.source_offset)
-    closing = conversion * _sigmoid(_logit(CLOSING_INTERCEPT, CLOSING_TERMS, inputs))
+    conversion = _sigmoid(
+        _logit(CONVERSION_INTERCEPT, CONVERSION_TERMS, inputs) + inputs.source_offset
+    )
+    given = _sigmoid(_logit(CLOSING_INTERCEPT, CLOSING_TERMS, inputs))
     timeline = _sigmoid(_logit(TIMELINE_INTERCEPT, TIMELINE_TERMS, inputs))
     timeline = np.where(np.isnan(inputs.timeline_months), np.nan, timeline)
-    return OracleProbabilities(conversion, closing, timeline)
+    return OracleProbabilities(conversion, conversion * given, timeline, given)
+
+
+_TRANSFORM_TEXT: Final = {
+    "linear": "{c} · x",
+    "log1p": "{c} · ln(1 + x)",
+    "log1p_hundreds": "{c} · ln(1 + x / 100)",
+    "log": "{c} · ln(x)",
+}
+
+
+def oracle_markdown() -> str:
+    """The documented oracle tables, generated from the constants so docs cannot drift."""
+    lines = [
+        "| source (written as) | key | mix logit at start | drift to end | readiness shift "
+        "| conversion offset |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {s.label} | `{s.key}` | {s.mix_base:+.2f} | {s.mix_drift:+.2f} "
+        f"| {s.readiness_shift:+.2f} | {s.conversion_offset:+.2f} |"
+        for s in SOURCES
+    ]
+    lines.append(f"| (null) | | | | 0 | {MISSING_SOURCE_OFFSET:+.2f} |")
+    for title, intercept, terms in (
+        ("conversion (plus the source offset)", CONVERSION_INTERCEPT, CONVERSION_TERMS),
+        ("closing given conversion", CLOSING_INTERCEPT, CLOSING_TERMS),
+        ("closing within the timeline given closing", TIMELINE_INTERCEPT, TIMELINE_TERMS),
+    ):
+        lines += [
+            "",
+            f"Logit of {title}: intercept {intercept:+.2f}, plus",
+            "",
+            "| quantity x | effect | effect when x is missing |",
+            "|---|---|---|",
+        ]
+        lines += [
+            f"| `{t.quantity}` | {_TRANSFORM_TEXT[t.transform].format(c=f'{t.coef:+.2f}')} "
+            f"| {t.missing:+.2f} |"
+            for t in terms
+        ]
+    return "\n".join(lines) + "\n"
 
 
 def generate(n: int, seed: int, start: datetime = DEFAULT_START, days: int = 730) -> pl.DataFrame:
@@ -462,7 +505,7 @@ def generate(n: int, seed: int, start: datetime = DEFAULT_START, days: int = 730
     as_of_us = created_us + as_of_off
     t_frac = (created_us - start_us) / (days * DAY_US)
 
-    source = _categorical(rng, _source_logits(t_frac))
+    source = _categorical(rng, [s.mix_base + s.mix_drift * t_frac for s in SOURCES])
     source_missing = rng.random(n) < MISSING["source"]
     shift = np.array([s.readiness_shift for s in SOURCES])[source]
     source_offset = np.where(
@@ -471,7 +514,8 @@ def generate(n: int, seed: int, start: datetime = DEFAULT_START, days: int = 730
         np.array([s.conversion_offset for s in SOURCES])[source],
     )
     readiness = rng.standard_normal(n) + np.where(source_missing, 0.0, shift)
-    market = _categorical(rng, np.tile(np.log([m.weight for m in MARKETS]), (n, 1)))
+    weights = np.array([m.weight for m in MARKETS])
+    market = rng.choice(len(MARKETS), size=n, p=weights / weights.sum()).astype(np.int64)
 
     contact = _contact(rng, readiness, market)
     web = _web_activity(rng, readiness)
@@ -496,25 +540,22 @@ def generate(n: int, seed: int, start: datetime = DEFAULT_START, days: int = 730
         repeat_listing_views=web["repeat_listing_views"],
         saves=_nan_sum(web["saved_searches"], web["favorites"]),
         budget_clarity=budget.clarity,
-        timeline_months=prefs["timeline_months"],
+        timeline_months=prefs.values["timeline_months"],
         location_specificity=loc_score,
-        pre_approved=prefs["pre_approved"],
-        financing_readiness=prefs["financing_readiness"],
-        previous_transactions=prefs["previous_transactions"],
-        first_time_buyer=prefs["first_time_buyer"],
+        pre_approved=prefs.values["pre_approved"],
+        financing_readiness=prefs.values["financing_readiness"],
+        previous_transactions=prefs.values["previous_transactions"],
+        first_time_buyer=prefs.values["first_time_buyer"],
         mean_message_length=stats["mean_message_length"],
         questions_per_interaction=stats["questions_per_interaction"],
         contact_completeness=contact.completeness,
     )
     oracle = oracle_probabilities(inputs)
     converted = rng.random(n) < oracle.conversion
-    close_given = np.divide(
-        oracle.closing, oracle.conversion, out=np.zeros(n), where=oracle.conversion > 0
-    )
-    closed = converted & (rng.random(n) < close_given)
+    closed = converted & (rng.random(n) < oracle.closing_given_conversion)
     within = closed & ~np.isnan(oracle.timeline) & (rng.random(n) < oracle.timeline)
     within_missing = ~closed | np.isnan(oracle.timeline)
-    days_to_close = _days_to_close(rng, prefs["timeline_months"], within, closed)
+    days_to_close = _days_to_close(rng, prefs.values["timeline_months"], within, closed)
     sale_price = _sale_price(rng, budget, market, loc_score, closed)
 
     post = _post_interactions(rng, engagement, as_of_off, converted)
@@ -530,9 +571,9 @@ def generate(n: int, seed: int, start: datetime = DEFAULT_START, days: int = 730
             "name": contact.name,
             "email": contact.email,
             "phone": contact.phone,
-            "source": pl.Series([s.label for s in SOURCES]).gather(source).scatter(
-                np.flatnonzero(source_missing), None
-            ),
+            "source": pl.Series([s.label for s in SOURCES])
+            .gather(source)
+            .scatter(np.flatnonzero(source_missing), None),
             "budget_range": budget.text,
             "budget_min": _float_series(budget.minimum),
             "budget_max": _float_series(budget.maximum),
@@ -621,3 +662,565 @@ def _render(
     return out
 
 
+def _created_offsets(rng: np.random.Generator, n: int, start: datetime, days: int) -> Ints:
+    """Sorted creation offsets (µs) with a spring peak, a daily rhythm and a slight trend."""
+    hours = np.arange(days * 24, dtype=np.float64) + 0.5
+    start_utc = start.astimezone(UTC)
+    start_day = start_utc.timetuple().tm_yday - 1 + start_utc.hour / 24 + start_utc.minute / 1440
+    day = hours / 24.0
+    season = 1.0 + 0.35 * np.cos(2 * np.pi * (start_day + day - SPRING_PEAK_DAY) / 365.25)
+    trend = 1.0 + 0.2 * day / days
+    hour_of_day = (start_utc.hour + start_utc.minute / 60 + hours) % 24
+    rhythm = 1.0 + 0.5 * np.cos(2 * np.pi * (hour_of_day - 19.0) / 24)
+    cdf = np.cumsum(season * trend * rhythm)
+    cdf /= cdf[-1]
+    bins = np.minimum(np.searchsorted(cdf, rng.random(n), side="right"), len(cdf) - 1)
+    offsets = ((bins + rng.random(n)) * HOUR_US).astype(np.int64)
+    return np.sort(np.minimum(offsets, days * DAY_US - 1))
+
+
+@dataclass(frozen=True)
+class _Contact:
+    """Contact columns and how many of them are present."""
+
+    name: pl.Series
+    email: pl.Series
+    phone: pl.Series
+    completeness: Floats
+
+
+def _contact(rng: np.random.Generator, readiness: Floats, market: Ints) -> _Contact:
+    """Fake but plausible names, e-mails and 555-01xx phone numbers, each sometimes missing."""
+    n = len(readiness)
+    values = pl.DataFrame(
+        {
+            "first": pl.Series(FIRST_NAMES).gather(rng.integers(0, len(FIRST_NAMES), n)),
+            "last": pl.Series(LAST_NAMES).gather(rng.integers(0, len(LAST_NAMES), n)),
+            "domain": pl.Series(EMAIL_DOMAINS).gather(rng.integers(0, len(EMAIL_DOMAINS), n)),
+            "number": rng.integers(1, 100, n),
+            "area": pl.Series([m.area_code for m in MARKETS]).gather(market),
+            "line": pl.Series(rng.integers(0, 100, n)).cast(pl.String).str.zfill(2),
+            "name_style": rng.choice(3, n, p=[0.85, 0.05, 0.10]),
+            "email_style": rng.integers(0, 4, n),
+            "phone_style": rng.choice(4, n, p=[0.5, 0.25, 0.15, 0.1]),
+        }
+    )
+    first, last, style = pl.col("first"), pl.col("last"), pl.col("name_style")
+    full = pl.concat_str([first, pl.lit(" "), last])
+    local = (
+        pl.when(pl.col("email_style") == 0)
+        .then(pl.concat_str([first, pl.lit("."), last]))
+        .when(pl.col("email_style") == 1)
+        .then(pl.concat_str([first.str.slice(0, 1), last]))
+        .when(pl.col("email_style") == 2)
+        .then(pl.concat_str([first, last, pl.col("number").cast(pl.String)]))
+        .otherwise(pl.concat_str([first, pl.col("number").cast(pl.String)]))
+    )
+    phone_formats = ("({}) 555-01{}", "{}-555-01{}", "{}.555.01{}", "+1 {} 555 01{}")
+    phone = pl.coalesce(
+        pl.when(pl.col("phone_style") == i).then(pl.format(fmt, pl.col("area"), pl.col("line")))
+        for i, fmt in enumerate(phone_formats)
+    )
+    rendered = values.select(
+        pl.when(style == 0)
+        .then(full)
+        .when(style == 1)
+        .then(full.str.to_lowercase())
+        .otherwise(first)
+        .alias("name"),
+        pl.concat_str([local, pl.lit("@"), pl.col("domain")]).str.to_lowercase().alias("email"),
+        phone.alias("phone"),
+    )
+    gone = [
+        _missing_logit(rng, 0.10, readiness, 0.4),
+        _missing_logit(rng, 0.15, readiness, 0.5),
+        _missing_logit(rng, 0.22, readiness, 0.6),
+    ]
+    name, email, phone_s = (
+        rendered[column].scatter(np.flatnonzero(mask), None)
+        for column, mask in zip(("name", "email", "phone"), gone, strict=True)
+    )
+    completeness = 3.0 - np.sum(gone, axis=0)
+    return _Contact(name, email, phone_s, completeness.astype(np.float64))
+
+
+def _web_activity(rng: np.random.Generator, readiness: Floats) -> dict[str, Floats]:
+    """Web counters (snapshot at as_of) driven by readiness; NaN marks a missing counter."""
+    n = len(readiness)
+    noise = rng.standard_normal((5, n))
+    r = readiness
+    viewed = rng.poisson(np.exp(np.clip(1.5 + 0.55 * r + 0.5 * noise[0], -5, 7)))
+    sessions = np.maximum(
+        rng.poisson(np.exp(np.clip(0.9 + 0.45 * r + 0.5 * noise[1], -5, 6))), viewed > 0
+    )
+    page_views = viewed + sessions + rng.poisson(2.0 * sessions)
+    repeat = np.where(
+        viewed > 0, 1 + rng.poisson(np.exp(np.clip(-0.6 + 0.7 * r + 0.4 * noise[2], -5, 5))), 0
+    )
+    saved = rng.poisson(np.exp(np.clip(-0.8 + 0.5 * r + 0.4 * noise[3], -5, 4)))
+    favorites = np.minimum(
+        rng.poisson(np.exp(np.clip(-0.2 + 0.6 * r + 0.4 * noise[3], -5, 5))), viewed
+    )
+    minutes = np.round(sessions * np.exp(np.log(5.0) + 0.2 * r + 0.6 * noise[4]), 1)
+    counters = {
+        "sessions": sessions,
+        "page_views": page_views,
+        "properties_viewed": viewed,
+        "repeat_listing_views": repeat,
+        "saved_searches": saved,
+        "favorites": favorites,
+        "time_on_site_minutes": minutes,
+    }
+    absent = _missing_logit(rng, MISSING["web_activity"], readiness, 0.3)
+    return {
+        key: np.where(absent | (rng.random(n) < MISSING["web_field"]), np.nan, value)
+        for key, value in counters.items()
+    }
+
+
+@dataclass(frozen=True)
+class _Preferences:
+    """Preference columns as written, and the conventions' values the oracle reads."""
+
+    columns: dict[str, pl.Series]
+    values: dict[str, Floats]
+
+
+def _phrases(
+    rng: np.random.Generator,
+    bucket: Ints,
+    missing: Bools,
+    table: Sequence[tuple[int, str, float | None]],
+) -> tuple[pl.Series, Floats]:
+    """Pick a phrase per lead from its bucket; return the text and its conventional value."""
+    index = _pick(rng, bucket, [row[0] for row in table])
+    text = pl.Series([row[1] for row in table]).gather(index).scatter(np.flatnonzero(missing), None)
+    meaning = np.array([np.nan if row[2] is None else row[2] for row in table])[index]
+    return text, np.where(missing, np.nan, meaning)
+
+
+def _with_nulls(values: NDArray[Any], missing: Bools, dtype: pl.DataType) -> pl.Series:
+    """A typed column with nulls where the field is missing."""
+    return pl.Series(values).cast(dtype).scatter(np.flatnonzero(missing), None)
+
+
+def _preferences(rng: np.random.Generator, readiness: Floats) -> _Preferences:
+    """Financing, timeline, history and household fields; family fields ignore readiness."""
+    n = len(readiness)
+    r = readiness
+
+    def gone(field: str) -> Bools:
+        """Independent missingness at the field's documented rate."""
+        return rng.random(n) < MISSING[field]
+
+    pre_approved = rng.random(n) < _sigmoid(-1.0 + 0.9 * r)
+    pre_missing = gone("pre_approved")
+    latent = 0.8 * r + 1.3 * pre_approved + 0.8 * rng.logistic(size=n)
+    fin_bucket = np.searchsorted(np.array([-0.3, 1.3, 2.6]), latent).astype(np.int64)
+    fin_bucket = np.where(rng.random(n) < 0.08, 4, fin_bucket)
+    financing, readiness_value = _phrases(rng, fin_bucket, gone("financing"), FINANCING_PHRASES)
+
+    latent = -0.9 * r + 0.9 * rng.logistic(size=n)
+    cuts = np.array([-2.2, -1.4, -0.7, 0.2, 1.0, 1.8])
+    time_bucket = np.searchsorted(cuts, latent).astype(np.int64)
+    time_bucket = np.where(_missing_logit(rng, 0.10, r, 0.4), 7, time_bucket)
+    timeline, months = _phrases(rng, time_bucket, gone("timeline"), TIMELINE_PHRASES)
+
+    previous = np.minimum(rng.poisson(np.exp(-0.45 + 0.3 * rng.standard_normal(n))), 20)
+    prev_missing = gone("previous_transactions")
+    first_time = (previous == 0) ^ (rng.random(n) < 0.07)
+    ftb_missing = gone("first_time_buyer")
+    household = np.minimum(1 + rng.poisson(1.4, n), 8)
+    school = rng.random(n) < np.minimum(0.1 + 0.15 * (household - 1), 0.85)
+    bedrooms = np.clip(np.round(1 + 0.6 * household + 0.8 * rng.standard_normal(n)), 0, 7)
+    property_type = rng.choice(len(PROPERTY_TYPES), n, p=PROPERTY_TYPE_WEIGHTS)
+
+    columns = {
+        "timeline": timeline,
+        "pre_approved": _with_nulls(pre_approved, pre_missing, pl.Boolean()),
+        "financing": financing,
+        "household_size": _with_nulls(household, gone("household_size"), pl.Int64()),
+        "school_district_interest": _with_nulls(
+            school, gone("school_district_interest"), pl.Boolean()
+        ),
+        "previous_transactions": _with_nulls(previous, prev_missing, pl.Int64()),
+        "first_time_buyer": _with_nulls(first_time, ftb_missing, pl.Boolean()),
+        "property_type": pl.Series(PROPERTY_TYPES)
+        .gather(property_type)
+        .scatter(np.flatnonzero(gone("property_type")), None),
+        "bedrooms": _with_nulls(bedrooms, gone("bedrooms"), pl.Int64()),
+    }
+    values = {
+        "pre_approved": np.where(pre_missing, np.nan, pre_approved.astype(np.float64)),
+        "financing_readiness": readiness_value,
+        "timeline_months": months,
+        "previous_transactions": np.where(prev_missing, np.nan, previous.astype(np.float64)),
+        "first_time_buyer": np.where(ftb_missing, np.nan, first_time.astype(np.float64)),
+    }
+    return _Preferences(columns, values)
+
+
+def _location(
+    rng: np.random.Generator, readiness: Floats, market: Ints
+) -> tuple[pl.Series, Floats]:
+    """Location text at a readiness-driven specificity level, and that level (NaN if null)."""
+    n = len(readiness)
+    latent = 0.7 * readiness + 0.8 * rng.logistic(size=n)
+    level = np.searchsorted(np.array([-1.8, 0.0, 1.4]), latent).astype(np.int64)
+    choice = _pick(rng, level, [row[0] for row in LOCATION_TEMPLATES])
+    missing = rng.random(n) < MISSING["location_preference"]
+    hoods = pl.Series([h for m in MARKETS for h in m.hoods])
+    values = pl.DataFrame(
+        {
+            "city": pl.Series([m.city for m in MARKETS]).gather(market),
+            "county": pl.Series([m.county for m in MARKETS]).gather(market),
+            "hood": hoods.gather(2 * market + rng.integers(0, 2, n)),
+            "zip3": pl.Series([m.zip3 for m in MARKETS]).gather(market),
+            "zip2": pl.Series(rng.integers(1, 100, n)).cast(pl.String).str.zfill(2),
+            "number": rng.integers(100, 9900, n),
+            "street": pl.Series(STREET_NAMES).gather(rng.integers(0, len(STREET_NAMES), n)),
+            "suffix": pl.Series(STREET_SUFFIXES).gather(rng.integers(0, len(STREET_SUFFIXES), n)),
+        }
+    )
+    fields_ = {
+        "city": pl.col("city"),
+        "county": pl.col("county"),
+        "hood": pl.col("hood"),
+        "zip": pl.concat_str([pl.col("zip3"), pl.col("zip2")]),
+        "street": pl.format("{} {} {}", pl.col("number"), pl.col("street"), pl.col("suffix")),
+    }
+    text = _render([row[1] for row in LOCATION_TEMPLATES], choice, missing, values, fields_)
+    return text, np.where(missing, np.nan, level.astype(np.float64))
+
+
+@dataclass(frozen=True)
+class _Budget:
+    """Budget columns, their clarity and the (low, high) dollars a parser should recover."""
+
+    text: pl.Series
+    minimum: Floats
+    maximum: Floats
+    clarity: Floats
+    low: Floats
+    high: Floats
+
+
+def _round_to(values: Floats, step: Floats) -> Floats:
+    """Round amounts to a multiple of a per-row step, as people state budgets."""
+    return np.round(values / step) * step
+
+
+def _budget(rng: np.random.Generator, readiness: Floats, market: Ints) -> _Budget:
+    """A budget as a range, point, bound, unreadable text, numbers, or nothing."""
+    n = len(readiness)
+    mode_names = [row[0] for row in BUDGET_MODES]
+    mode = _categorical(rng, [base + slope * readiness for _, _, base, slope in BUDGET_MODES])
+    price = np.array([m.price_k for m in MARKETS])[market] * np.exp(0.35 * rng.standard_normal(n))
+    price = np.clip(price, 80.0, 5000.0)
+    step = np.where(price >= 1000.0, 25.0, 5.0)
+    lo = _round_to(price * rng.uniform(0.8, 0.95, n), step)
+    hi = np.maximum(_round_to(price * rng.uniform(1.05, 1.25, n), step), lo + step)
+    x = _round_to(price * rng.uniform(0.9, 1.1, n), step)
+
+    is_mode = {name: mode == i for i, name in enumerate(mode_names)}
+    numbers = is_mode["numbers_both"] | is_mode["numbers_min"] | is_mode["numbers_max"]
+    echo = numbers & (rng.random(n) < NUMBERS_WITH_TEXT)
+    # Leads with numbers that also write text write the same budget as a range or bound.
+    text_mode = np.where(is_mode["numbers_both"], 1, np.where(is_mode["numbers_min"], 4, 3))
+    text_mode = np.where(numbers, np.where(echo, text_mode, -1), mode)
+    x = np.where(is_mode["numbers_min"], lo, np.where(is_mode["numbers_max"], hi, x))
+
+    format_modes = [mode_names.index(row[0]) for row in BUDGET_FORMATS]
+    in_formats = (text_mode >= 1) & (text_mode <= 4)
+    fmt = np.where(
+        in_formats, _pick(rng, np.clip(text_mode, 1, 4) - 1, [m - 1 for m in format_modes]), -1
+    )
+    millions = np.array(["_m}" in row[1] for row in BUDGET_FORMATS])
+    amount = np.where(text_mode == 1, lo, x)
+    first_of_mode = np.array([format_modes.index(m) for m in format_modes])
+    fmt = np.where(
+        (fmt >= 0) & millions[np.maximum(fmt, 0)] & (amount < 1000.0),
+        first_of_mode[np.maximum(fmt, 0)],
+        fmt,
+    )
+    in_millions = (fmt >= 0) & millions[np.maximum(fmt, 0)]
+    hundred = np.full(n, 100.0)
+    lo = np.where(in_millions, _round_to(lo, hundred), lo)
+    hi = np.where(in_millions, np.maximum(_round_to(hi, hundred), lo + 100.0), hi)
+    x = np.where(in_millions, _round_to(x, hundred), x)
+
+    values = pl.DataFrame(
+        {"lo": lo.astype(np.int64), "hi": hi.astype(np.int64), "x": x.astype(np.int64)}
+    )
+    fields_ = {
+        "lo": pl.col("lo"),
+        "hi": pl.col("hi"),
+        "x": pl.col("x"),
+        "lo_usd": _usd(pl.col("lo")),
+        "hi_usd": _usd(pl.col("hi")),
+        "x_usd": _usd(pl.col("x")),
+        "lo_m": _millions(pl.col("lo")),
+        "hi_m": _millions(pl.col("hi")),
+        "x_m": _millions(pl.col("x")),
+    }
+    templates = [row[1] for row in BUDGET_FORMATS] + list(UNREADABLE_BUDGETS)
+    unreadable = len(BUDGET_FORMATS) + rng.integers(0, len(UNREADABLE_BUDGETS), n)
+    choice = np.where(text_mode == 5, unreadable, fmt)
+    text = _render(templates, np.maximum(choice, 0), choice < 0, values, fields_)
+
+    has_min = is_mode["numbers_both"] | is_mode["numbers_min"]
+    has_max = is_mode["numbers_both"] | is_mode["numbers_max"]
+    text_low = np.isin(text_mode, [1, 2, 4])
+    text_high = np.isin(text_mode, [1, 2, 3])
+    text_lo_value = np.where(text_mode == 1, lo, x)
+    text_hi_value = np.where(text_mode == 1, hi, x)
+    low = np.where(
+        numbers, np.where(has_min, lo, np.nan), np.where(text_low, text_lo_value, np.nan)
+    )
+    high = np.where(
+        numbers, np.where(has_max, hi, np.nan), np.where(text_high, text_hi_value, np.nan)
+    )
+    clarity = np.array([row[1] for row in BUDGET_MODES], dtype=np.float64)[mode]
+    return _Budget(
+        text=text,
+        minimum=np.where(has_min, lo * 1000.0, np.nan),
+        maximum=np.where(has_max, hi * 1000.0, np.nan),
+        clarity=clarity,
+        low=low * 1000.0,
+        high=high * 1000.0,
+    )
+
+
+def _usd(thousands: pl.Expr) -> pl.Expr:
+    """Whole dollars with thousands separators ("$1,250,000") from an amount in thousands."""
+    return (
+        pl.when(thousands >= 1000)
+        .then(
+            pl.format(
+                "${},{},000",
+                thousands // 1000,
+                (thousands % 1000).cast(pl.String).str.zfill(3),
+            )
+        )
+        .otherwise(pl.format("${},000", thousands))
+    )
+
+
+def _millions(thousands: pl.Expr) -> pl.Expr:
+    """Millions with one decimal ("1.2") from an amount in thousands (a multiple of 100)."""
+    return pl.format("{}.{}", thousands // 1000, (thousands % 1000) // 100)
+
+
+@dataclass(frozen=True)
+class _Interactions:
+    """Flat interactions sorted by lead then time: lead index and offset from created_at."""
+
+    lead: Ints
+    offset_us: Ints
+    counts: Ints
+
+
+#: Interaction intensity at creation (per day, at engagement 0) and its decay time (days).
+BASE_RATE: Final = 0.55
+DECAY_DAYS: Final = 8.0
+#: After as_of, converted leads decay this slowly, and start this much more active.
+CONVERTED_DECAY_DAYS: Final = 15.0
+CONVERTED_RATE_FACTOR: Final = 1.2
+
+
+def _decaying_events(
+    rng: np.random.Generator,
+    rate: Floats,
+    tau: Floats,
+    begin_days: Floats,
+    end_days: Floats,
+) -> tuple[Ints, Floats]:
+    """Poisson events of intensity rate·exp(-t/tau) on [begin, end]: per-lead counts and times."""
+    head = np.exp(-begin_days / tau)
+    tail = np.exp(-end_days / tau)
+    counts = rng.poisson(rate * tau * (head - tail)).astype(np.int64)
+    lead = np.repeat(np.arange(len(rate)), counts)
+    u = rng.random(len(lead))
+    times = -tau[lead] * np.log(head[lead] - u * (head[lead] - tail[lead]))
+    return counts, times
+
+
+def _sorted(lead: Ints, offset: Ints, counts: Ints) -> _Interactions:
+    """Sort flat events by lead then time."""
+    order = np.lexsort((offset, lead))
+    return _Interactions(lead[order], offset[order], counts)
+
+
+def _pre_interactions(
+    rng: np.random.Generator, engagement: Floats, as_of_off: Ints
+) -> _Interactions:
+    """Interactions in [created_at, as_of], the only ones the oracle may look at."""
+    n = len(engagement)
+    as_of_days = as_of_off / DAY_US
+    tau = np.full(n, DECAY_DAYS)
+    counts, times = _decaying_events(
+        rng, BASE_RATE * np.exp(engagement), tau, np.zeros(n), as_of_days
+    )
+    lead = np.repeat(np.arange(n), counts)
+    offset = np.minimum(np.floor(times * DAY_US).astype(np.int64), as_of_off[lead])
+    return _sorted(lead, offset, counts)
+
+
+def _post_interactions(
+    rng: np.random.Generator, engagement: Floats, as_of_off: Ints, converted: Bools
+) -> _Interactions:
+    """Interactions in (as_of, created_at + 45 d]; converted leads keep engaging (leakage trap)."""
+    n = len(engagement)
+    tau = np.where(converted, CONVERTED_DECAY_DAYS, DECAY_DAYS)
+    rate = BASE_RATE * np.exp(engagement) * np.where(converted, CONVERTED_RATE_FACTOR, 1.0)
+    counts, times = _decaying_events(
+        rng, rate, tau, as_of_off / DAY_US, np.full(n, float(WINDOW_DAYS))
+    )
+    lead = np.repeat(np.arange(n), counts)
+    offset = np.clip(
+        np.ceil(times * DAY_US).astype(np.int64), as_of_off[lead] + 1, WINDOW_DAYS * DAY_US
+    )
+    return _sorted(lead, offset, counts)
+
+
+@dataclass(frozen=True)
+class _Attributes:
+    """Per-interaction type code and measurements; NaN marks a missing measurement."""
+
+    kind: Ints
+    response_time_hours: Floats
+    message_length: Floats
+    questions_asked: Floats
+
+
+def _interaction_attributes(
+    rng: np.random.Generator, readiness: Floats, speed: Floats, lead: Ints
+) -> _Attributes:
+    """Type, response time, message length and questions of each interaction, from readiness."""
+    m = len(lead)
+    r = readiness[lead]
+    kind = _categorical(rng, [base + slope * r for base, slope in INTERACTION_TYPE_LOGITS])
+    visit = kind == INTERACTION_TYPES.index("open_house_visit")
+    call = kind == INTERACTION_TYPES.index("call")
+    hours = np.exp(np.log(3.0) - 0.7 * r - speed[lead] + rng.standard_normal(m))
+    hours = np.minimum(np.round(hours, 2), 720.0)
+    hours = np.where(visit | (rng.random(m) < MISSING["response_time_hours"]), np.nan, hours)
+    length = np.round(np.exp(np.log(140.0) + 0.3 * r + 0.7 * rng.standard_normal(m)))
+    length = np.minimum(length, 100_000.0)
+    length = np.where(visit | call | (rng.random(m) < MISSING["message_length"]), np.nan, length)
+    questions = rng.poisson(np.exp(np.clip(-0.2 + 0.35 * r, -5, 4))).astype(np.float64)
+    questions = np.where(visit | (rng.random(m) < MISSING["questions_asked"]), np.nan, questions)
+    return _Attributes(kind, hours, length, questions)
+
+
+def _group_mean(lead: Ints, values: Floats, n: int) -> Floats:
+    """Per-lead mean of the non-missing values (NaN for a lead with none)."""
+    valid = ~np.isnan(values)
+    count = np.bincount(lead[valid], minlength=n)
+    total = np.bincount(lead[valid], weights=values[valid], minlength=n)
+    mean: Floats = np.divide(total, count, out=np.full(n, np.nan), where=count > 0)
+    return mean
+
+
+def _as_of_stats(
+    pre: _Interactions, attrs: _Attributes, as_of_off: Ints, n: int
+) -> dict[str, Floats]:
+    """The oracle's interaction quantities, computed from interactions at or before as_of."""
+    recent = pre.offset_us > as_of_off[pre.lead] - 7 * DAY_US
+    last = np.cumsum(pre.counts) - 1
+    has_any = pre.counts > 0
+    last_offset = pre.offset_us[np.where(has_any, last, 0)] if len(pre.lead) else np.zeros(n)
+    since = np.where(has_any, (as_of_off - last_offset) / DAY_US, np.nan)
+
+    hours = attrs.response_time_hours
+    valid = ~np.isnan(hours)
+    lead_v, hours_v = pre.lead[valid], hours[valid]
+    order = np.lexsort((hours_v, lead_v))
+    sorted_hours = hours_v[order]
+    k = np.bincount(lead_v, minlength=n)
+    first = np.cumsum(k) - k
+    middle = np.where(k > 0, first + (k - 1) // 2, 0)
+    median = np.where(k > 0, sorted_hours[middle] if len(sorted_hours) else np.nan, np.nan)
+    fast = np.bincount(lead_v, weights=(hours_v <= 1.0).astype(np.float64), minlength=n)
+    return {
+        "interactions_7d": np.bincount(pre.lead[recent], minlength=n).astype(np.float64),
+        "days_since_last": since,
+        "median_response_hours": median,
+        "fast_response_share": np.divide(fast, k, out=np.full(n, np.nan), where=k > 0),
+        "mean_message_length": _group_mean(pre.lead, attrs.message_length, n),
+        "questions_per_interaction": _group_mean(pre.lead, attrs.questions_asked, n),
+    }
+
+
+def _history_column(
+    created_us: Ints,
+    pre: _Interactions,
+    pre_attrs: _Attributes,
+    post: _Interactions,
+    post_attrs: _Attributes,
+) -> pl.Series:
+    """Build the interaction list column from flat arrays via Arrow offsets, without a loop."""
+    lead = np.concatenate([pre.lead, post.lead])
+    order = np.argsort(lead, kind="stable")
+    lead = lead[order]
+    timestamp = created_us[lead] + np.concatenate([pre.offset_us, post.offset_us])[order]
+
+    def merged(name: str) -> Floats:
+        """One attribute of pre and post interactions, in history order."""
+        values: Floats = np.concatenate([getattr(pre_attrs, name), getattr(post_attrs, name)])
+        return values[order]
+
+    kind = np.concatenate([pre_attrs.kind, post_attrs.kind])[order]
+    hours, length, questions = (
+        merged(name) for name in ("response_time_hours", "message_length", "questions_asked")
+    )
+    struct = pa.StructArray.from_arrays(
+        [
+            pa.array(timestamp, type=pa.timestamp("us", tz="UTC")),
+            pa.DictionaryArray.from_arrays(
+                pa.array(kind.astype(np.int32)), pa.array(INTERACTION_TYPES)
+            ).cast(pa.large_string()),
+            pa.array(hours, mask=np.isnan(hours)),
+            pa.array(np.nan_to_num(length).astype(np.int64), mask=np.isnan(length)),
+            pa.array(np.nan_to_num(questions).astype(np.int64), mask=np.isnan(questions)),
+        ],
+        names=list(INTERACTION_DTYPE.to_schema()),
+    )
+    counts = pre.counts + post.counts
+    offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    lists = pa.LargeListArray.from_arrays(pa.array(offsets), struct)
+    return pl.Series("interaction_history", lists).cast(pl.List(INTERACTION_DTYPE))
+
+
+def _days_to_close(
+    rng: np.random.Generator, months: Floats, within: Bools, closed: Bools
+) -> Floats:
+    """Whole days from created_at to closing, on the side of the timeline the outcome says."""
+    n = len(months)
+    has_timeline = ~np.isnan(months)
+    limit = np.where(has_timeline, months, 1.0) * DAYS_PER_MONTH
+    inside = np.floor(7.0 + (limit - 7.0) * rng.beta(2.0, 1.3, n))
+    late = np.ceil(limit + 1.0 + rng.exponential(15.0 + 0.4 * limit))
+    unstated = np.round(20.0 + rng.gamma(2.0, 30.0, n))
+    days = np.where(has_timeline, np.where(within, inside, late), unstated)
+    return np.where(closed, days, np.nan)
+
+
+def _sale_price(
+    rng: np.random.Generator, budget: _Budget, market: Ints, location: Floats, closed: Bools
+) -> Floats:
+    """Closing price: the budget's estimate, else the market's (or national) price, with noise."""
+    n = len(market)
+    low, high = budget.low, budget.high
+    estimate = np.where(
+        ~np.isnan(low) & ~np.isnan(high),
+        (low + high) / 2,
+        np.where(~np.isnan(high), 0.9 * high, 1.1 * low),
+    )
+    known = ~np.isnan(estimate)
+    market_price = np.array([m.price_k for m in MARKETS])[market] * 1000.0
+    fallback = np.where(np.nan_to_num(location) >= 1.0, market_price, NATIONAL_PRICE_K * 1000.0)
+    base = np.where(known, estimate, fallback)
+    sigma = np.where(known, 0.08, 0.30)
+    price = np.round(base * np.exp(sigma * rng.standard_normal(n)) / 500.0) * 500.0
+    return np.where(closed, price, np.nan)

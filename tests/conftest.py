@@ -1,0 +1,48 @@
+"""Shared fixtures: generated leads and models trained on them, built once per test session."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+from pathlib import Path  # noqa: E402
+
+import polars as pl  # noqa: E402
+import pytest  # noqa: E402
+
+from leadscore.engine.model import (  # noqa: E402
+    AttributeSpec,
+    LeadModel,
+    ModelConfig,
+    TrainingInput,
+    train,
+)
+from leadscore.engine.synthetic import generate  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+
+@pytest.fixture(scope="session")
+def train_frame() -> pl.DataFrame:
+    """Generated history to train on."""
+    return generate(60_000, seed=11)
+
+
+@pytest.fixture(scope="session")
+def holdout_frame() -> pl.DataFrame:
+    """Fresh generated leads the model never saw, with the oracle's probabilities."""
+    return generate(40_000, seed=12)
+
+
+@pytest.fixture(scope="session")
+def model(train_frame: pl.DataFrame) -> LeadModel:
+    """The default configuration trained on the generated history."""
+    return train(TrainingInput.from_frame(train_frame, AttributeSpec()), ModelConfig(seed=11))
+
+
+@pytest.fixture(scope="session")
+def model_dir(model: LeadModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The trained model saved as an artifact directory."""
+    return model.save(tmp_path_factory.mktemp("models") / "synthetic")

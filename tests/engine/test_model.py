@@ -1,0 +1,166 @@
+"""The model: quality against the generator's oracle, calibration, confidence, artifacts."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from leadscore.engine.features import PROTECTED, transform
+from leadscore.engine.metrics import auc, ece
+from leadscore.engine.model import AttributeSpec, LeadModel, ModelConfig, TrainingInput, train
+from leadscore.engine.raw import raw_from_frame
+from leadscore.engine.scorer import Scorer
+from leadscore.errors import ModelArtifactError, TrainingDataError
+
+
+@pytest.fixture(scope="module")
+def holdout_scores(model: LeadModel, holdout_frame: pl.DataFrame) -> pl.DataFrame:
+    scored = Scorer(model).score_frame(holdout_frame)
+    oracle = holdout_frame.select("converted", pl.col("p_conversion").alias("oracle_p"))
+    return scored.hstack(oracle)
+
+
+def test_conversion_auc_is_within_001_of_the_oracle(holdout_scores: pl.DataFrame) -> None:
+    y = holdout_scores["converted"].cast(pl.Float64).to_numpy()
+    oracle_auc = auc(y, holdout_scores["oracle_p"].to_numpy())
+    ours = auc(y, holdout_scores["p_conversion"].to_numpy())
+    assert ours >= oracle_auc - 0.01, (ours, oracle_auc)
+
+
+def test_probabilities_are_calibrated(holdout_scores: pl.DataFrame) -> None:
+    y = holdout_scores["converted"].cast(pl.Float64).to_numpy()
+    p = holdout_scores["ml_score"].to_numpy() / 100.0
+    assert ece(y, p) <= 0.02
+    assert abs(p.mean() - y.mean()) < 0.01
+
+
+@pytest.mark.parametrize("c", [0.7, 0.85, 0.95])
+def test_confidence_means_what_it_says(holdout_scores: pl.DataFrame, c: float) -> None:
+    """Among leads with confidence ≥ c, the class's claim is right ≥ c of the time.
+
+    Hot claims the lead converts; warm and cold claim it does not (yet). Tolerance: three
+    standard errors of a binomial proportion at c, one-sided.
+    """
+    confident = holdout_scores.filter(pl.col("ml_confidence") >= c)
+    n = confident.height
+    assert n >= 500
+    claim = confident["classification"] == "hot"
+    right = (claim == confident["converted"]).mean()
+    assert right is not None
+    tolerance = 3 * math.sqrt(c * (1 - c) / n)
+    assert float(right) >= c - tolerance, (c, right, n)
+    # With the oracle's probabilities the expected accuracy must clear c without tolerance.
+    p = confident["oracle_p"].to_numpy()
+    expected = np.where(claim.to_numpy(), p, 1 - p).mean()
+    assert expected >= c - 0.005
+
+
+def test_escalation_follows_the_confidence_threshold(holdout_scores: pl.DataFrame) -> None:
+    flagged = holdout_scores["escalation_recommended"].to_numpy()
+    conf = holdout_scores["ml_confidence"].to_numpy()
+    assert np.array_equal(flagged, conf < 0.85)
+    assert 0 < flagged.mean() < 0.6
+
+
+def test_classes_follow_thresholds(holdout_scores: pl.DataFrame) -> None:
+    s = holdout_scores
+    assert (s.filter(pl.col("classification") == "hot")["ml_score"] >= 70).all()
+    assert (s.filter(pl.col("classification") == "cold")["ml_score"] < 40).all()
+    assert set(s["classification"].unique()) == {"hot", "warm", "cold"}
+
+
+def test_card_reports_honest_held_out_metrics(model: LeadModel) -> None:
+    card = model.card
+    assert set(card["metrics"]) == {"conversion", "closing", "timeline"}
+    for head, m in card["metrics"].items():
+        assert 0.5 < m["auc"] <= 1.0, head
+        assert {"auc", "brier", "log_loss", "ece", "n"} <= set(m)
+    assert card["training_data"]["split"] == "time-ordered"
+    assert card["thresholds"]["hot"] == 70.0
+    assert not PROTECTED & set(card["features"])
+
+
+def test_artifact_round_trip_predicts_identically(
+    model: LeadModel, model_dir: Path, holdout_frame: pl.DataFrame
+) -> None:
+    loaded = LeadModel.load(model_dir)
+    assert loaded.version == model.version
+    sample = holdout_frame.head(500)
+    a = Scorer(model).score_frame(sample, explain=True)
+    b = Scorer(loaded).score_frame(sample, explain=True)
+    assert a.equals(b)
+
+
+def test_version_is_a_content_hash(model: LeadModel, tmp_path: Path) -> None:
+    again = model.save(tmp_path / "copy")
+    assert LeadModel.load(again).version == model.version
+    card = json.loads((again / "card.json").read_text())
+    assert card["version"] == model.version
+
+
+def test_altered_artifact_is_refused(model_dir: Path, tmp_path: Path) -> None:
+    copy = Path(shutil.copytree(model_dir, tmp_path / "m"))
+    (copy / "meta.json").write_text((copy / "meta.json").read_text().replace("0.", "0.9", 1))
+    with pytest.raises(ModelArtifactError, match="version hash"):
+        LeadModel.load(copy)
+
+
+def test_other_feature_spec_is_refused(model_dir: Path, tmp_path: Path) -> None:
+    copy = Path(shutil.copytree(model_dir, tmp_path / "m"))
+    card = json.loads((copy / "card.json").read_text())
+    card["feature_spec"] = "0000000000000000"
+    (copy / "card.json").write_text(json.dumps(card))
+    with pytest.raises(ModelArtifactError, match="feature spec"):
+        LeadModel.load(copy)
+
+
+def test_protected_features_only_with_opt_in(train_frame: pl.DataFrame) -> None:
+    data = TrainingInput.from_frame(train_frame.head(8_000), AttributeSpec())
+    opted = train(data, ModelConfig(include_protected=True, max_trees=30))
+    assert PROTECTED <= set(opted.model_features)
+    assert opted.card["protected_features_included"] is True
+
+
+def test_random_forest_is_selectable(train_frame: pl.DataFrame) -> None:
+    data = TrainingInput.from_frame(train_frame.head(10_000), AttributeSpec())
+    forest = train(data, ModelConfig(algorithm="random_forest", max_trees=60))
+    assert forest.card["params"]["boosting"] == "rf"
+    assert forest.card["metrics"]["conversion"]["auc"] > 0.75
+
+
+def test_training_is_deterministic(train_frame: pl.DataFrame) -> None:
+    data = TrainingInput.from_frame(train_frame.head(6_000), AttributeSpec())
+    first = train(data, ModelConfig(max_trees=40))
+    second = train(data, ModelConfig(max_trees=40))
+    x = transform(raw_from_frame(train_frame.head(200)), first.encoding)
+    assert np.array_equal(
+        first.predict_head("conversion", first.matrix(x, None)).prob,
+        second.predict_head("conversion", second.matrix(x, None)).prob,
+    )
+
+
+@pytest.mark.parametrize(
+    ("converted", "message"),
+    [
+        ([False] * 500, "constant"),
+        ([True] * 30 + [False] * 470, "at least 40"),
+    ],
+)
+def test_unlearnable_labels_are_refused(
+    train_frame: pl.DataFrame, converted: list[bool], message: str
+) -> None:
+    frame = train_frame.head(500).with_columns(pl.Series("converted", converted))
+    with pytest.raises(TrainingDataError, match=message):
+        train(TrainingInput.from_frame(frame, AttributeSpec()), ModelConfig())
+
+
+def test_missing_labels_are_refused(train_frame: pl.DataFrame) -> None:
+    frame = train_frame.head(100).with_columns(pl.lit(None, dtype=pl.Boolean).alias("converted"))
+    with pytest.raises(TrainingDataError, match="no conversion label"):
+        TrainingInput.from_frame(frame, AttributeSpec())

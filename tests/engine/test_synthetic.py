@@ -1,0 +1,314 @@
+"""The generator's contract: canonical frame, realistic gaps, and an oracle a model can reach."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from leadscore.engine import synthetic as syn
+from leadscore.engine.budget import PriceRange, budget_clarity, parse_budget
+from leadscore.engine.frame import LEAD_COLUMNS, ORACLE_COLUMNS, OUTCOME_COLUMNS
+from leadscore.engine.textparse import (
+    financing_readiness,
+    location_specificity,
+    normalise_category,
+    parse_timeline_months,
+)
+
+N = 5_000
+DAY_US = syn.DAY_US
+ALWAYS_PRESENT = {
+    "lead_id",
+    "interaction_history",
+    "created_at",
+    "as_of",
+    "converted",
+    "closed",
+    "p_conversion",
+    "p_closing",
+}
+STRUCTURALLY_SPARSE = {"budget_min", "budget_max"}
+OUTCOME_ONLY = {"closed_within_timeline", "sale_price", "days_to_close", "p_timeline"}
+
+
+@pytest.fixture(scope="module")
+def frame() -> pl.DataFrame:
+    """One generated batch shared by the tests that only read it."""
+    return syn.generate(N, seed=2024)
+
+
+def _history(frame: pl.DataFrame) -> pl.DataFrame:
+    """One row per interaction with its lead's row number, converted flag and as_of."""
+    return (
+        frame.select(
+            pl.int_range(pl.len()).alias("row"),
+            "created_at",
+            "as_of",
+            "converted",
+            "interaction_history",
+        )
+        .explode("interaction_history")
+        .unnest("interaction_history")
+        .filter(pl.col("timestamp").is_not_null())
+    )
+
+
+def test_columns_and_dtypes_are_canonical(frame: pl.DataFrame) -> None:
+    expected = {**LEAD_COLUMNS, **OUTCOME_COLUMNS, **ORACLE_COLUMNS}
+    assert list(frame.schema.items()) == list(expected.items())
+    assert frame.height == N
+
+
+def test_ids_follow_creation_order_and_as_of_is_within_three_weeks(frame: pl.DataFrame) -> None:
+    assert frame["lead_id"].to_list() == [f"syn_{i:07d}" for i in range(N)]
+    assert frame["created_at"].is_sorted()
+    lag = (frame["as_of"] - frame["created_at"]).dt.total_microseconds()
+    assert lag.min() >= 0  # type: ignore[operator]
+    assert lag.max() < syn.AS_OF_MAX_DAYS * DAY_US  # type: ignore[operator]
+
+
+def test_same_seed_same_frame_other_seed_other_frame() -> None:
+    assert_frame_equal(syn.generate(2_000, seed=3), syn.generate(2_000, seed=3))
+    assert not syn.generate(2_000, seed=3).equals(syn.generate(2_000, seed=4))
+
+
+def test_zero_leads_gives_an_empty_canonical_frame() -> None:
+    empty = syn.generate(0, seed=1)
+    assert empty.height == 0
+    assert empty.columns == [*LEAD_COLUMNS, *OUTCOME_COLUMNS, *ORACLE_COLUMNS]
+
+
+def test_every_nullable_field_is_sometimes_missing(frame: pl.DataFrame) -> None:
+    nulls = frame.null_count().row(0, named=True)
+    for column, count in nulls.items():
+        rate = count / frame.height
+        if column in ALWAYS_PRESENT:
+            assert count == 0, column
+        elif column in STRUCTURALLY_SPARSE:
+            assert 0.5 < rate < 0.9, (column, rate)
+        elif column in OUTCOME_ONLY:
+            assert rate > 0.2, (column, rate)
+        else:
+            assert 0.04 < rate < 0.45, (column, rate)
+    inner = _history(frame).null_count().row(0, named=True)
+    for field in ("response_time_hours", "message_length", "questions_asked"):
+        assert inner[field] > 0, field
+
+
+def test_conversion_rate_and_oracle_spread(frame: pl.DataFrame) -> None:
+    assert 0.10 <= frame["converted"].mean() <= 0.15  # type: ignore[operator]
+    p = frame["p_conversion"].to_numpy()
+    assert (p > 0.7).mean() > 0.005
+    assert (p < 0.4).mean() > 0.8
+
+
+def test_outcomes_are_consistent(frame: pl.DataFrame) -> None:
+    closed = frame.filter("closed")
+    assert closed["converted"].all()
+    assert frame.filter(~pl.col("closed"))["closed_within_timeline"].null_count() == (
+        frame.height - closed.height
+    )
+    assert closed["sale_price"].null_count() == 0
+    assert closed["days_to_close"].null_count() == 0
+    assert frame["sale_price"].null_count() == frame.height - closed.height
+    assert (frame["p_closing"] <= frame["p_conversion"]).all()
+    months = np.array([parse_timeline_months(t) or np.nan for t in closed["timeline"].to_list()])
+    within = closed["closed_within_timeline"].to_numpy()
+    days = closed["days_to_close"].to_numpy()
+    readable = ~np.isnan(months)
+    assert np.array_equal(closed["closed_within_timeline"].is_null().to_numpy(), ~readable)
+    limit = months * syn.DAYS_PER_MONTH
+    assert (days[readable & (within == True)] <= limit[readable & (within == True)]).all()  # noqa: E712
+    assert (days[readable & (within == False)] > limit[readable & (within == False)]).all()  # noqa: E712
+
+
+def test_oracle_is_calibrated_by_decile() -> None:
+    frame = syn.generate(20_000, seed=77)
+    p = frame["p_conversion"].to_numpy()
+    y = frame["converted"].to_numpy().astype(float)
+    for chunk in np.array_split(np.argsort(p), 10):
+        expected = p[chunk].sum()
+        sd = np.sqrt((p[chunk] * (1 - p[chunk])).sum())
+        assert abs(y[chunk].sum() - expected) <= 4 * sd + 1, (expected, y[chunk].sum())
+    closing = frame["p_closing"].to_numpy()
+    assert abs(frame["closed"].sum() - closing.sum()) <= 4 * np.sqrt(closing.sum()) + 1
+
+
+def test_oracle_ranks_well(frame: pl.DataFrame) -> None:
+    p = frame["p_conversion"].to_numpy()
+    y = frame["converted"].to_numpy()
+    ranks = np.argsort(np.argsort(p)) + 1.0
+    positives = y.sum()
+    auc = (ranks[y].sum() - positives * (positives + 1) / 2) / (positives * (len(y) - positives))
+    assert 0.80 <= auc <= 0.90
+
+
+def test_interactions_after_as_of_exist_and_favour_converted_leads(frame: pl.DataFrame) -> None:
+    history = _history(frame)
+    window = (pl.col("timestamp") - pl.col("created_at")).dt.total_microseconds()
+    assert history.select((window >= 0) & (window <= syn.WINDOW_DAYS * DAY_US)).to_series().all()
+    assert history.select(pl.col("timestamp").is_sorted().over("row").all()).item(), (
+        "history must be in time order"
+    )
+    after = history.filter(pl.col("timestamp") > pl.col("as_of"))
+    per_lead = (
+        frame.select(pl.int_range(pl.len()).alias("row"), "converted")
+        .join(after.group_by("row").len(), on="row", how="left")
+        .group_by("converted")
+        .agg(pl.col("len").fill_null(0).mean())
+    )
+    rates = dict(zip(per_lead["converted"], per_lead["len"], strict=True))
+    assert rates[False] > 0.5
+    assert rates[True] > 2 * rates[False]
+
+
+def _oracle_inputs_from_frame(frame: pl.DataFrame) -> syn.OracleInputs:
+    """Rebuild the oracle's inputs from the observable columns alone, with the real parsers."""
+    rt = pl.col("response_time_hours")
+    seen = (
+        _history(frame)
+        .filter(pl.col("timestamp") <= pl.col("as_of"))
+        .group_by("row")
+        .agg(
+            pl.len().alias("n"),
+            (pl.col("timestamp") > pl.col("as_of") - pl.duration(days=7)).sum().alias("n7"),
+            (pl.col("as_of").first() - pl.col("timestamp").max())
+            .dt.total_microseconds()
+            .alias("age_us"),
+            rt.quantile(0.5, interpolation="lower").alias("median"),
+            ((rt <= 1.0).sum() / rt.count()).alias("fast"),
+            pl.col("message_length").mean().alias("msg"),
+            pl.col("questions_asked").mean().alias("questions"),
+        )
+    )
+    agg = (
+        frame.select(pl.int_range(pl.len()).alias("row"))
+        .join(seen, on="row", how="left")
+        .sort("row")
+        .with_columns(pl.col("n", "n7").fill_null(0))
+        .fill_nan(None)
+    )
+
+    def floats(values: pl.Series | list[float | None]) -> syn.Floats:
+        return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+
+    offsets = {s.key: s.conversion_offset for s in syn.SOURCES}
+    source = [
+        syn.MISSING_SOURCE_OFFSET if s is None else offsets[normalise_category(s) or ""]
+        for s in frame["source"].to_list()
+    ]
+    clarity = []
+    for text, low, high in frame.select("budget_range", "budget_min", "budget_max").iter_rows():
+        numbers = PriceRange(low, high) if low is not None or high is not None else None
+        clarity.append(float(budget_clarity(numbers or parse_budget(text), text is not None)))
+    location = [location_specificity(t) for t in frame["location_preference"].to_list()]
+    web = {k: floats(frame[f"web_activity.{k}"]) for k in ("saved_searches", "favorites")}
+    both_missing = np.isnan(web["saved_searches"]) & np.isnan(web["favorites"])
+    saves = np.where(
+        both_missing, np.nan, np.nan_to_num(web["saved_searches"]) + np.nan_to_num(web["favorites"])
+    )
+    return syn.OracleInputs(
+        source_offset=np.array(source),
+        median_response_hours=floats(agg["median"]),
+        fast_response_share=floats(agg["fast"]),
+        interactions=floats(agg["n"]),
+        interactions_7d=floats(agg["n7"]),
+        days_since_last=floats(agg["age_us"]) / DAY_US,
+        properties_viewed=floats(frame["web_activity.properties_viewed"]),
+        repeat_listing_views=floats(frame["web_activity.repeat_listing_views"]),
+        saves=saves,
+        budget_clarity=np.array(clarity),
+        timeline_months=floats([parse_timeline_months(t) for t in frame["timeline"].to_list()]),
+        location_specificity=floats([None if loc is None else loc[0] for loc in location]),
+        pre_approved=floats(frame["pre_approved"]),
+        financing_readiness=floats([financing_readiness(t) for t in frame["financing"].to_list()]),
+        previous_transactions=floats(frame["previous_transactions"]),
+        first_time_buyer=floats(frame["first_time_buyer"]),
+        mean_message_length=floats(agg["msg"]),
+        questions_per_interaction=floats(agg["questions"]),
+        contact_completeness=frame.select(
+            pl.sum_horizontal(pl.col("name", "email", "phone").is_not_null())
+        )
+        .to_series()
+        .to_numpy()
+        .astype(np.float64),
+    )
+
+
+def test_oracle_is_a_function_of_the_observable_row_as_of(frame: pl.DataFrame) -> None:
+    oracle = syn.oracle_probabilities(_oracle_inputs_from_frame(frame))
+    np.testing.assert_allclose(oracle.conversion, frame["p_conversion"].to_numpy(), rtol=1e-9)
+    np.testing.assert_allclose(oracle.closing, frame["p_closing"].to_numpy(), rtol=1e-9)
+    np.testing.assert_allclose(
+        oracle.timeline, frame["p_timeline"].fill_null(np.nan).to_numpy(), rtol=1e-9
+    )
+
+
+def test_family_fields_do_not_move_the_oracle(frame: pl.DataFrame) -> None:
+    fields = [f.name for f in syn.OracleInputs.__dataclass_fields__.values()]
+    assert not {"household_size", "school_district_interest", "bedrooms"} & set(fields)
+    by_size = frame.group_by(pl.col("household_size").clip(1, 4)).agg(pl.col("p_conversion").mean())
+    means = by_size["p_conversion"].to_numpy()
+    assert means.max() - means.min() < 0.03
+
+
+@pytest.mark.parametrize(
+    ("table", "parser"),
+    [(syn.TIMELINE_PHRASES, parse_timeline_months), (syn.FINANCING_PHRASES, financing_readiness)],
+)
+def test_phrase_tables_parse_to_their_intended_values(
+    table: tuple[tuple[int, str, float | None], ...], parser: object
+) -> None:
+    assert callable(parser)
+    for _, text, value in table:
+        got = parser(text)
+        if value is None:
+            assert got is None, text
+        else:
+            assert got == pytest.approx(value, rel=1e-9), text
+
+
+def test_sources_normalise_to_their_keys() -> None:
+    assert [normalise_category(s.label) for s in syn.SOURCES] == [s.key for s in syn.SOURCES]
+
+
+def test_locations_parse_to_their_intended_specificity() -> None:
+    rng = np.random.default_rng(5)
+    readiness = rng.standard_normal(20_000)
+    market = rng.integers(0, len(syn.MARKETS), 20_000)
+    text, level = syn._location(rng, readiness, market)
+    for phrase, expected in zip(text.to_list(), level, strict=True):
+        got = location_specificity(phrase)
+        assert (None if got is None else got[0]) == (None if np.isnan(expected) else expected)
+
+
+def test_budgets_parse_to_their_intended_ranges() -> None:
+    rng = np.random.default_rng(6)
+    n = 20_000
+    budget = syn._budget(rng, rng.standard_normal(n), rng.integers(0, len(syn.MARKETS), n))
+    seen_formats = set()
+    for i, text in enumerate(budget.text.to_list()):
+        numbers = not (np.isnan(budget.minimum[i]) and np.isnan(budget.maximum[i]))
+        parsed = parse_budget(text)
+        expected = (
+            (budget.minimum[i], budget.maximum[i]) if numbers else (budget.low[i], budget.high[i])
+        )
+        if text is None or (numbers is False and np.isnan(expected).all()):
+            assert parsed is None, text
+            continue
+        seen_formats.add(text.translate(str.maketrans("0123456789", "##########")))
+        assert parsed is not None, text
+        got = [np.nan if v is None else v for v in parsed]
+        np.testing.assert_allclose(got, expected, rtol=1e-9, err_msg=text)
+        clarity = budget_clarity(parsed, True) if not numbers else budget.clarity[i]
+        assert clarity == budget.clarity[i], text
+    assert len(seen_formats) > 30
+
+
+def test_sale_price_follows_the_budget(frame: pl.DataFrame) -> None:
+    closed = frame.filter(pl.col("closed") & pl.col("budget_min").is_not_null())
+    closed = closed.filter(pl.col("budget_max").is_not_null())
+    ratio = closed["sale_price"] / ((closed["budget_min"] + closed["budget_max"]) / 2)
+    assert 0.95 < ratio.median() < 1.05  # type: ignore[operator]

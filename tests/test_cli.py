@@ -1,0 +1,122 @@
+"""The `leadscore` command end to end, as a user runs it: real files, real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from .conftest import ROOT, SHARED
+
+
+def run(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LEADSCORE_HOME": str(cwd / "home"), "OMP_NUM_THREADS": "2"}
+    result = subprocess.run(
+        [sys.executable, "-m", "leadscore", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("cli")
+    run("generate", "--n", "8000", "--seed", "3", "-o", "train.parquet", cwd=path)
+    run("generate", "--n", "1500", "--seed", "4", "-o", "leads.csv", cwd=path)
+    run("train", "--data", "train.parquet", "-o", "model", cwd=path)
+    return path
+
+
+def test_generate_writes_every_format(workdir: Path) -> None:
+    run("generate", "--n", "300", "--seed", "5", "-o", "g.jsonl", cwd=workdir)
+    parquet = pl.read_parquet(workdir / "train.parquet")
+    assert parquet.height == 8000
+    assert {"p_conversion", "converted", "interaction_history"} <= set(parquet.columns)
+    assert pl.read_csv(workdir / "leads.csv").height == 1500
+    assert len((workdir / "g.jsonl").read_text().splitlines()) == 300
+
+
+def test_train_writes_an_artifact_with_a_card(workdir: Path) -> None:
+    card = json.loads((workdir / "model" / "card.json").read_text())
+    assert card["metrics"]["conversion"]["auc"] > 0.75
+    assert len(card["version"]) == 16
+
+
+@pytest.mark.parametrize("suffix", ["csv", "parquet", "jsonl"])
+def test_score_streams_a_file_in_any_format(workdir: Path, suffix: str) -> None:
+    out = workdir / f"scores.{suffix}"
+    result = run(
+        "score", "leads.csv", "-o", out.name, "--model", "model", "--explain",
+        "--chunk-size", "400", cwd=workdir,
+    )
+    assert "scored 1500 leads" in result.stdout
+    scores = {"csv": pl.read_csv, "parquet": pl.read_parquet, "jsonl": pl.read_ndjson}[suffix](out)
+    leads = pl.read_csv(workdir / "leads.csv")
+    assert scores["lead_id"].to_list() == leads["lead_id"].to_list()
+    assert scores["ml_score"].is_between(0, 100).all()
+    assert scores["reasons"].str.contains("points").all()
+
+
+def test_evaluate_model_prints_json(workdir: Path) -> None:
+    result = run("evaluate", "--data", "leads.csv", "--model", "model", "--json", cwd=workdir)
+    metrics = json.loads(result.stdout)
+    assert metrics["conversion"]["n"] == 1500
+    assert 0.7 < metrics["conversion"]["auc"] < 1
+
+
+def test_cross_validation_on_bank_marketing_with_plot(workdir: Path) -> None:
+    sample = workdir / "bank.csv"
+    bank = SHARED / "data/bank-marketing/bank-additional-full.csv"
+    full = pl.read_csv(bank, separator=";", infer_schema_length=None)
+    full.sample(6000, seed=2).write_csv(sample, separator=";")
+    result = run(
+        "evaluate", "--data", sample.name, "--mapping", str(ROOT / "examples/bank-marketing.yaml"),
+        "--cv", "3", "--json", "--plot", "calibration.png", cwd=workdir,
+    )
+    metrics = json.loads(result.stdout)["conversion"]
+    assert metrics["n"] == 6000
+    assert {"auc", "brier", "ece", "log_loss", "n"} <= set(metrics)
+    assert metrics["auc"] > 0.7
+    assert (workdir / "calibration.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "--data", "nope.csv", "-o", "m2"], "no such file"),
+        (["train", "--data", "leads.txt", "-o", "m2"], "unsupported file type"),
+        (["score", "leads.csv", "-o", "out.xlsx", "--model", "model"], "unsupported file type"),
+        (["score", "leads.csv", "-o", "o.csv", "--model", "missing"], "not a model artifact"),
+    ],
+)
+def test_errors_are_one_line_and_non_zero(workdir: Path, args: list[str], message: str) -> None:
+    (workdir / "leads.txt").write_text("x")
+    result = run(*args, cwd=workdir, check=False)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_constant_label_is_refused(workdir: Path) -> None:
+    frame = pl.read_parquet(workdir / "train.parquet").with_columns(pl.lit(False).alias("converted"))
+    frame.write_parquet(workdir / "constant.parquet")
+    result = run("train", "--data", "constant.parquet", "-o", "m3", cwd=workdir, check=False)
+    assert result.returncode == 2
+    assert "constant" in result.stderr
+
+
+def test_features_prints_the_documented_table(workdir: Path) -> None:
+    table = run("features", cwd=workdir).stdout
+    assert table.count("\n") == 30
+    assert table in (ROOT / "docs" / "features.md").read_text()
