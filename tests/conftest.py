@@ -6,19 +6,19 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import polars as pl  # noqa: E402
-import pytest  # noqa: E402
+import polars as pl
+import pytest
 
-from leadscore.engine.model import (  # noqa: E402
+from leadscore.engine.model import (
     AttributeSpec,
     LeadModel,
     ModelConfig,
     TrainingInput,
     train,
 )
-from leadscore.engine.synthetic import generate  # noqa: E402
+from leadscore.engine.synthetic import generate
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

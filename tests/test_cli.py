@@ -57,8 +57,16 @@ def test_train_writes_an_artifact_with_a_card(workdir: Path) -> None:
 def test_score_streams_a_file_in_any_format(workdir: Path, suffix: str) -> None:
     out = workdir / f"scores.{suffix}"
     result = run(
-        "score", "leads.csv", "-o", out.name, "--model", "model", "--explain",
-        "--chunk-size", "400", cwd=workdir,
+        "score",
+        "leads.csv",
+        "-o",
+        out.name,
+        "--model",
+        "model",
+        "--explain",
+        "--chunk-size",
+        "400",
+        cwd=workdir,
     )
     assert "scored 1500 leads" in result.stdout
     scores = {"csv": pl.read_csv, "parquet": pl.read_parquet, "jsonl": pl.read_ndjson}[suffix](out)
@@ -81,8 +89,17 @@ def test_cross_validation_on_bank_marketing_with_plot(workdir: Path) -> None:
     full = pl.read_csv(bank, separator=";", infer_schema_length=None)
     full.sample(6000, seed=2).write_csv(sample, separator=";")
     result = run(
-        "evaluate", "--data", sample.name, "--mapping", str(ROOT / "examples/bank-marketing.yaml"),
-        "--cv", "3", "--json", "--plot", "calibration.png", cwd=workdir,
+        "evaluate",
+        "--data",
+        sample.name,
+        "--mapping",
+        str(ROOT / "examples/bank-marketing.yaml"),
+        "--cv",
+        "3",
+        "--json",
+        "--plot",
+        "calibration.png",
+        cwd=workdir,
     )
     metrics = json.loads(result.stdout)["conversion"]
     assert metrics["n"] == 6000
@@ -109,7 +126,9 @@ def test_errors_are_one_line_and_non_zero(workdir: Path, args: list[str], messag
 
 
 def test_constant_label_is_refused(workdir: Path) -> None:
-    frame = pl.read_parquet(workdir / "train.parquet").with_columns(pl.lit(False).alias("converted"))
+    frame = pl.read_parquet(workdir / "train.parquet").with_columns(
+        pl.lit(False).alias("converted")
+    )
     frame.write_parquet(workdir / "constant.parquet")
     result = run("train", "--data", "constant.parquet", "-o", "m3", cwd=workdir, check=False)
     assert result.returncode == 2

@@ -83,7 +83,9 @@ def train(
         include_protected=include_protected or settings.include_protected_features,
     )
     model = train_model(
-        TrainingInput.from_frame(frame, attributes), config, attributes,
+        TrainingInput.from_frame(frame, attributes),
+        config,
+        attributes,
         data_description=f"{data.name}" + (f" mapped by {mapping.name}" if mapping else ""),
     )
     model.save(output)

@@ -14,7 +14,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LEADSCORE_", extra="ignore")
 
     home: Path = Field(default=Path("var"), description="Where models and the SQLite file live.")
-    model_dir: Path | None = Field(default=None, description="Serve this artifact, not the default.")
+    model_dir: Path | None = Field(
+        default=None, description="Serve this artifact, not the default."
+    )
     num_threads: int = Field(default=2, ge=1, le=64)
     hot_threshold: float = Field(default=70.0, ge=0, le=100)
     warm_threshold: float = Field(default=40.0, ge=0, le=100)

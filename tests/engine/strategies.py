@@ -18,8 +18,21 @@ _text = st.one_of(
     st.none(),
     st.text(max_size=40),
     st.sampled_from(
-        ["500k-750k", "$1.8M-$2.2M", "under 1.5m", "3-6 months", "asap", "Downtown Austin",
-         "78704", "cash", "pre-approved", "Zillow", "Realtor.com", "  ", ""]
+        [
+            "500k-750k",
+            "$1.8M-$2.2M",
+            "under 1.5m",
+            "3-6 months",
+            "asap",
+            "Downtown Austin",
+            "78704",
+            "cash",
+            "pre-approved",
+            "Zillow",
+            "Realtor.com",
+            "  ",
+            "",
+        ]
     ),
 )
 _count = st.one_of(st.none(), st.integers(min_value=0, max_value=500))

@@ -45,7 +45,7 @@ def test_exactly_28_features_in_the_8_groups() -> None:
 
 def test_family_status_features_are_the_protected_ones() -> None:
     assert {f.group for f in FEATURES if f.protected} == {"family_demographics"}
-    assert PROTECTED == {"household_size", "school_district_interest", "bedrooms_per_person"}
+    assert {"household_size", "school_district_interest", "bedrooms_per_person"} == PROTECTED
 
 
 def test_documented_table_is_generated_from_the_spec() -> None:

@@ -28,7 +28,7 @@ def export(tmp_path: Path, n: int = 400, positives: int = 100) -> Path:
         {
             "Prospect ID": [f"p{i}" for i in range(n)],
             "Created": [f"2025-0{1 + i % 9}-1{i % 10}T10:00:00Z" for i in range(n)],
-            "Lead Source": ["Zillow", "Referral", "facebook", None][: 4] * (n // 4),
+            "Lead Source": ["Zillow", "Referral", "facebook", None][:4] * (n // 4),
             "TotalVisits": [i % 17 for i in range(n)],
             "Outcome": ["yes"] * positives + ["no"] * (n - positives),
             "age": [20 + i % 50 for i in range(n)],

@@ -9,10 +9,11 @@ import polars as pl
 import pytest
 
 from leadscore.engine.features import FEATURE_NAMES, transform
+from leadscore.engine.io import frame_to_leads
 from leadscore.engine.model import LeadModel, ScoringPolicy
 from leadscore.engine.raw import raw_from_leads
 from leadscore.engine.schema import Lead
-from leadscore.engine.scorer import Scorer
+from leadscore.engine.scorer import Scorer, ScoreResult
 
 AS_OF = datetime(2026, 1, 25, tzinfo=UTC)
 
@@ -43,14 +44,7 @@ SARAH = {
 
 
 def leads_from(frame: pl.DataFrame, n: int) -> list[Lead]:
-    rows = frame.head(n).drop("as_of").to_dicts()
-    out = []
-    for row in rows:
-        web = {k.split(".", 1)[1]: row.pop(k) for k in list(row) if k.startswith("web_activity.")}
-        data = {k: v for k, v in row.items() if k in Lead.model_fields["lead_data"].annotation.model_fields}  # type: ignore[union-attr]
-        data["web_activity"] = web
-        out.append(Lead.model_validate({"lead_id": row["lead_id"], "lead_data": data}))
-    return out
+    return frame_to_leads(frame.head(n))
 
 
 @pytest.fixture(scope="module")
@@ -69,23 +63,25 @@ def test_contract_example_scores(scorer: Scorer) -> None:
     assert result.commission.estimated_sale_price == 625_000.0
     assert result.commission.estimated_commission == 37_500.0
     assert result.commission.expected_commission == pytest.approx(
-        37_500.0 * result.closing, abs=2.0  # closing is shown to 4 decimals  # type: ignore[operator]
+        37_500.0 * result.closing,
+        abs=2.0,  # closing is shown to 4 decimals  # type: ignore[operator]
     )
     assert result.model_version == scorer.model.version
-    assert result.reasons and all(r.text.endswith("points") for r in result.reasons)
+    assert result.reasons
+    assert all(r.text.endswith("points") for r in result.reasons)
 
 
 def test_reasons_are_the_leads_own_and_add_up(scorer: Scorer, holdout_frame: pl.DataFrame) -> None:
     """Per-lead points over all features sum to score minus the base score (exact TreeSHAP)."""
     leads = leads_from(holdout_frame, 50)
-    features = transform(raw_from_leads([l.lead_data for l in leads], AS_OF), scorer.model.encoding)
+    features = transform(
+        raw_from_leads([lead.lead_data for lead in leads], AS_OF), scorer.model.encoding
+    )
     arrays = scorer.arrays(features, None, explain=True)
     assert arrays.points is not None
     base = scorer.model.calibrators["conversion"].predict(
         np.asarray(
-            scorer.model.boosters["conversion"].predict(
-                arrays.model_matrix[:1], pred_contrib=True
-            )
+            scorer.model.boosters["conversion"].predict(arrays.model_matrix[:1], pred_contrib=True)
         )[:, -1]
     )[0]
     totals = arrays.points.sum(axis=1)
@@ -110,12 +106,25 @@ def test_many_equals_one_by_one_and_predict_with_features(
     leads = leads_from(holdout_frame, 40)
     many = scorer.score_many(leads, as_of=AS_OF)
     single = [scorer.score(lead, as_of=AS_OF) for lead in leads]
-    features = transform(raw_from_leads([l.lead_data for l in leads], AS_OF), scorer.model.encoding)
-    direct = scorer.predict_with_features(features, [l.lead_id for l in leads])
-    strip = lambda r: (r.lead_id, r.ml_score, r.ml_confidence, r.classification, r.reasons,  # noqa: E731
-                       r.commission, r.closing, r.timeline_accuracy)
+    features = transform(
+        raw_from_leads([lead.lead_data for lead in leads], AS_OF), scorer.model.encoding
+    )
+    direct = scorer.predict_with_features(features, [lead.lead_id for lead in leads])
+
+    def strip(r: ScoreResult) -> tuple[object, ...]:
+        return (
+            r.lead_id,
+            r.ml_score,
+            r.ml_confidence,
+            r.classification,
+            r.reasons,
+            r.commission,
+            r.closing,
+            r.timeline_accuracy,
+        )
+
     assert [strip(r) for r in many] == [strip(r) for r in single] == [strip(r) for r in direct]
-    assert [r.lead_id for r in many] == [l.lead_id for l in leads]
+    assert [r.lead_id for r in many] == [lead.lead_id for lead in leads]
 
 
 def test_predict_with_features_checks_shape(scorer: Scorer) -> None:

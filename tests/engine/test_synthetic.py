@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import polars as pl
 import pytest
@@ -17,6 +19,7 @@ from leadscore.engine.textparse import (
     parse_timeline_months,
 )
 
+ROOT = Path(__file__).resolve().parents[2]
 N = 5_000
 DAY_US = syn.DAY_US
 ALWAYS_PRESENT = {
@@ -312,3 +315,9 @@ def test_sale_price_follows_the_budget(frame: pl.DataFrame) -> None:
     closed = closed.filter(pl.col("budget_max").is_not_null())
     ratio = closed["sale_price"] / ((closed["budget_min"] + closed["budget_max"]) / 2)
     assert 0.95 < ratio.median() < 1.05  # type: ignore[operator]
+
+
+def test_documented_oracle_tables_are_generated_from_the_code() -> None:
+    docs = (ROOT / "docs" / "synthetic.md").read_text()
+    for block in syn.oracle_markdown().strip().split("\n\n"):
+        assert block in docs

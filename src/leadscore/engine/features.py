@@ -68,7 +68,8 @@ class SourceEncoding:
         """Rebuild from the artifact's JSON."""
         rates = data["rates"]
         prior = data["prior"]
-        assert isinstance(rates, dict) and isinstance(prior, float | int)
+        assert isinstance(rates, dict)
+        assert isinstance(prior, float | int)
         return cls({str(k): float(v) for k, v in rates.items()}, float(prior))
 
 
@@ -113,9 +114,9 @@ def estimated_price(raw: RawBatch) -> FloatArray:
     """Sale price from the budget: midpoint, 0.9 × a ceiling, 1.1 × a floor, else missing."""
     low, high = raw.col("budget_low"), raw.col("budget_high")
     both = (low + high) / 2.0
-    return np.where(
-        np.isnan(low), high * 0.9, np.where(np.isnan(high), low * 1.1, both)
-    ).astype(np.float64)
+    return np.where(np.isnan(low), high * 0.9, np.where(np.isnan(high), low * 1.1, both)).astype(
+        np.float64
+    )
 
 
 def _budget_width(raw: RawBatch, _enc: SourceEncoding) -> FloatArray:

@@ -15,12 +15,12 @@ from leadscore.engine.frame import (
     UTC_US,
     WEB_FIELDS,
 )
-from leadscore.engine.schema import Lead
+from leadscore.engine.schema import Lead, LeadData
 from leadscore.errors import InvalidInputError
 
 FORMATS: Final = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 _JSON_INTERACTION: Final = pl.List(
-    pl.Struct({**INTERACTION_DTYPE.to_schema(), "timestamp": pl.String})  # type: ignore[attr-defined]
+    pl.Struct({**INTERACTION_DTYPE.to_schema(), "timestamp": pl.String})
 )
 
 
@@ -53,6 +53,21 @@ def leads_to_frame(leads: Sequence[Lead]) -> pl.DataFrame:
     return pl.DataFrame(rows, schema=schema, orient="row" if not rows else None)
 
 
+def frame_to_leads(df: pl.DataFrame) -> list[Lead]:
+    """Canonical rows back to validated pydantic leads (the API's shape)."""
+    fields = set(LeadData.model_fields) - {"web_activity", "attributes"}
+    leads = []
+    for row in df.to_dicts():
+        data = {k: v for k, v in row.items() if k in fields and v is not None}
+        web = {k: row.get(f"web_activity.{k}") for k in WEB_FIELDS}
+        data["web_activity"] = {k: v for k, v in web.items() if v is not None}
+        data["attributes"] = {
+            k[len(ATTRIBUTE_PREFIX) :]: v for k, v in row.items() if k.startswith(ATTRIBUTE_PREFIX)
+        }
+        leads.append(Lead.model_validate({"lead_id": row["lead_id"], "lead_data": data}))
+    return leads
+
+
 def _flatten_nested(df: pl.DataFrame) -> pl.DataFrame:
     """Accept the API's nested shape: `lead_data`, `web_activity` and `attributes` structs."""
     if "lead_data" in df.columns and isinstance(df.schema["lead_data"], pl.Struct):
@@ -76,7 +91,7 @@ def _interactions(series: pl.Series) -> pl.Series:
         raise InvalidInputError("interaction_history must be a list of interaction objects")
     fields = {f.name for f in inner.fields}
     exprs = []
-    for name, dtype in INTERACTION_DTYPE.to_schema().items():  # type: ignore[attr-defined]
+    for name, dtype in INTERACTION_DTYPE.to_schema().items():
         field = pl.element().struct.field(name) if name in fields else pl.lit(None)
         if name == "timestamp" and name in fields and inner.to_schema()[name] == pl.String:
             field = field.str.to_datetime(time_zone="UTC", time_unit="us")

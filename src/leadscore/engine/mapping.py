@@ -107,8 +107,10 @@ def _positive(series: pl.Series, positive: list[Any]) -> pl.Series:
     """True where the value is one of the positive values (compared as lower-case text)."""
     wanted = sorted({str(v).lower() for v in positive})
     text = pl.col("v").cast(pl.String).str.to_lowercase()
-    labels = series.alias("v").to_frame().select(
-        pl.when(pl.col("v").is_null()).then(None).otherwise(text.is_in(wanted))
+    labels = (
+        series.alias("v")
+        .to_frame()
+        .select(pl.when(pl.col("v").is_null()).then(None).otherwise(text.is_in(wanted)))
     )
     return labels.to_series()
 
@@ -131,8 +133,8 @@ def apply_mapping(df: pl.DataFrame, mapping: ColumnMapping) -> pl.DataFrame:
         out["created_at"] = df[mapping.created_at]
     for field, column in mapping.fields.items():
         out[field] = df[column]
-    for name, spec in mapping.outcomes.items():
-        out[OUTCOME_TARGETS[name]] = _positive(df[spec.column], spec.positive)
+    for head, outcome in mapping.outcomes.items():
+        out[OUTCOME_TARGETS[head]] = _positive(df[outcome.column], outcome.positive)
     for name in mapping.attributes.numeric + mapping.attributes.categorical:
         out[ATTRIBUTE_PREFIX + name] = df[name]
     return canonicalise(pl.DataFrame(out))

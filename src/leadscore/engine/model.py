@@ -292,10 +292,12 @@ class Outcomes:
 
         closed = col("closed")
         converted = col("converted")
-        return cls(converted, np.where(converted == 1, closed, np.nan), col("closed_within_timeline"))
+        return cls(
+            converted, np.where(converted == 1, closed, np.nan), col("closed_within_timeline")
+        )
 
     def labels(self, head: str) -> FloatArray:
-        """The label a head is trained on: conversion, closing given conversion, on-time given close."""
+        """A head's label: conversion, closing given conversion, on time given closing."""
         if head == "conversion":
             return self.converted
         if head == "closing":
@@ -313,9 +315,7 @@ class Split:
     kind: str
 
 
-def split_rows(
-    created_us: FloatArray, labels: FloatArray, config: ModelConfig
-) -> Split:
+def split_rows(created_us: FloatArray, labels: FloatArray, config: ModelConfig) -> Split:
     """Time-ordered when timestamps exist (no peeking at the future), else stratified by label."""
     n = len(labels)
     rng = np.random.default_rng(config.seed)
@@ -332,12 +332,10 @@ def split_rows(
             keys = np.concatenate([keys, (np.arange(len(members)) + 0.5) / max(len(members), 1)])
         order = order[np.argsort(keys, kind="stable")]
         kind = "stratified"
-    n_test = int(round(n * config.test_share))
-    n_cal = int(round(n * config.calibration_share))
+    n_test = round(n * config.test_share)
+    n_cal = round(n * config.calibration_share)
     n_train = n - n_test - n_cal
-    return Split(
-        order[:n_train], order[n_train : n_train + n_cal], order[n_train + n_cal :], kind
-    )
+    return Split(order[:n_train], order[n_train : n_train + n_cal], order[n_train + n_cal :], kind)
 
 
 def _params(config: ModelConfig) -> dict[str, Any]:
@@ -426,12 +424,11 @@ class TrainingInput:
         if "converted" not in df.columns or df["converted"].null_count() == df.height:
             raise TrainingDataError("no conversion label: training needs a `converted` outcome")
         if df["converted"].null_count():
-            raise TrainingDataError(
-                f"{df['converted'].null_count()} rows have no conversion label"
-            )
+            raise TrainingDataError(f"{df['converted'].null_count()} rows have no conversion label")
         created = df["created_at"].dt.epoch("us").cast(pl.Float64).fill_null(np.nan)
         values = {
-            name: df[ATTRIBUTE_PREFIX + name].to_list() if ATTRIBUTE_PREFIX + name in df.columns
+            name: df[ATTRIBUTE_PREFIX + name].to_list()
+            if ATTRIBUTE_PREFIX + name in df.columns
             else [None] * df.height
             for name in attributes.names
         }
@@ -465,9 +462,7 @@ def train(
     attributes = attributes.learn(train_rows.attribute_values)
     encoding = SourceEncoding.fit(train_rows.raw.sources, train_rows.outcomes.converted)
     used = tuple(n for n in FEATURE_NAMES if config.include_protected or n not in PROTECTED)
-    model = LeadModel(
-        {}, {}, encoding, attributes, used + attributes.names, {}, config.num_threads
-    )
+    model = LeadModel({}, {}, encoding, attributes, used + attributes.names, {}, config.num_threads)
     categorical = list(range(len(used) + len(attributes.numeric), len(model.model_features)))
 
     def matrix(part: TrainingInput) -> FloatArray:
@@ -490,9 +485,7 @@ def train(
             positives, negatives = np.sum(y_train == 1), np.sum(y_train == 0)
             if min(positives, negatives) < MIN_CLASS_EXAMPLES:
                 continue
-        booster = _fit_booster(
-            parts["train"][1][known], y_train[known], categorical, config
-        )
+        booster = _fit_booster(parts["train"][1][known], y_train[known], categorical, config)
         model.boosters[head] = booster
         cal_part, x_cal = parts["calibration"]
         y_cal = cal_part.outcomes.labels(head)

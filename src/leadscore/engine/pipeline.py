@@ -57,7 +57,9 @@ def evaluate_model(model: LeadModel, data: TrainingInput) -> Evaluation:
     return _evaluation({h: data.outcomes.labels(h) for h in probs}, probs)
 
 
-def stratified_folds(labels: FloatArray, k: int, seed: int) -> np.ndarray[tuple[int], np.dtype[np.int64]]:
+def stratified_folds(
+    labels: FloatArray, k: int, seed: int
+) -> np.ndarray[tuple[int], np.dtype[np.int64]]:
     """Fold number per row, each fold keeping the overall conversion rate."""
     rng = np.random.default_rng(seed)
     folds = np.empty(len(labels), dtype=np.int64)

@@ -188,8 +188,10 @@ def _distinct_index(series: pl.Series) -> tuple[list[Any], NDArray[np.int64]]:
     """Distinct values of a column and, per row, the position of its value among them."""
     uniques = series.unique(maintain_order=True)
     lookup = pl.DataFrame({"key": uniques, "i": pl.int_range(uniques.len(), eager=True)})
-    joined = series.alias("key").to_frame().join(
-        lookup, on="key", how="left", nulls_equal=True, maintain_order="left"
+    joined = (
+        series.alias("key")
+        .to_frame()
+        .join(lookup, on="key", how="left", nulls_equal=True, maintain_order="left")
     )
     return uniques.to_list(), joined["i"].to_numpy().astype(np.int64)
 
@@ -213,7 +215,9 @@ def _budget_fields(low: float, high: float) -> float:
     return float(budget_clarity(rng, True))
 
 
-def _interactions(df: pl.DataFrame, as_of_us: pl.Series, put: Callable[[str, FloatArray], None]) -> None:
+def _interactions(
+    df: pl.DataFrame, as_of_us: pl.Series, put: Callable[[str, FloatArray], None]
+) -> None:
     """Aggregate the interaction lists as of each row's instant, exactly as `_lead_row` does."""
     n = df.height
     ts = pl.col("timestamp").dt.epoch("us")
@@ -228,21 +232,25 @@ def _interactions(df: pl.DataFrame, as_of_us: pl.Series, put: Callable[[str, Flo
         .unnest("interaction_history")
         .filter(pl.col("timestamp").is_not_null() & (ts <= pl.col("as_of_us")))
     )
-    agg = exploded.group_by("row").agg(
-        pl.len().alias("n_inter"),
-        (ts > pl.col("as_of_us") - WEEK_US).sum().alias("n_inter_7d"),
-        (pl.col("as_of_us").first() - ts.max()).alias("last_inter_age_us"),
-        resp.drop_nulls().sort().alias("sorted_resp"),
-        resp.count().alias("n_resp"),
-        (resp <= FAST_RESPONSE_HOURS).sum().alias("n_fast"),
-        pl.col("message_length").sum().alias("msg_sum"),
-        pl.col("message_length").count().alias("n_msg"),
-        pl.col("questions_asked").sum().alias("q_sum"),
-        pl.col("questions_asked").count().alias("n_q"),
-    ).with_columns(
-        pl.col("sorted_resp")
-        .list.get((pl.col("sorted_resp").list.len() - 1) // 2, null_on_oob=True)
-        .alias("resp_median")
+    agg = (
+        exploded.group_by("row")
+        .agg(
+            pl.len().alias("n_inter"),
+            (ts > pl.col("as_of_us") - WEEK_US).sum().alias("n_inter_7d"),
+            (pl.col("as_of_us").first() - ts.max()).alias("last_inter_age_us"),
+            resp.drop_nulls().sort().alias("sorted_resp"),
+            resp.count().alias("n_resp"),
+            (resp <= FAST_RESPONSE_HOURS).sum().alias("n_fast"),
+            pl.col("message_length").sum().alias("msg_sum"),
+            pl.col("message_length").count().alias("n_msg"),
+            pl.col("questions_asked").sum().alias("q_sum"),
+            pl.col("questions_asked").count().alias("n_q"),
+        )
+        .with_columns(
+            pl.col("sorted_resp")
+            .list.get((pl.col("sorted_resp").list.len() - 1) // 2, null_on_oob=True)
+            .alias("resp_median")
+        )
     )
     rows = agg["row"].to_numpy()
     for name in ("n_inter", "n_inter_7d", "n_resp", "n_fast", "msg_sum", "n_msg", "q_sum", "n_q"):
@@ -279,7 +287,10 @@ def raw_from_frame(df: pl.DataFrame, as_of: datetime | None = None) -> RawBatch:
     put("budget_high", np.where(fields_set, bmax, text[:, 1]))
     put("budget_clarity", np.where(fields_set, field_clarity, text[:, 2]))
 
-    put("timeline_months", _lookup(df["timeline"], lambda t: (_f(parse_timeline_months(t)),), 1)[:, 0])
+    put(
+        "timeline_months",
+        _lookup(df["timeline"], lambda t: (_f(parse_timeline_months(t)),), 1)[:, 0],
+    )
     loc = _lookup(df["location_preference"], _location, 2)
     put("loc_score", loc[:, 0])
     put("loc_terms", loc[:, 1])

@@ -60,9 +60,9 @@ class LeadData(_Strict):
     school_district_interest: bool | None = None
     previous_transactions: Annotated[int, Field(ge=0, le=1_000)] | None = None
     first_time_buyer: bool | None = None
-    property_type: Annotated[str, StringConstraints(max_length=60, strip_whitespace=True)] | None = (
-        None
-    )
+    property_type: (
+        Annotated[str, StringConstraints(max_length=60, strip_whitespace=True)] | None
+    ) = None
     bedrooms: Annotated[int, Field(ge=0, le=50)] | None = None
     web_activity: WebActivity | None = None
     interaction_history: Annotated[list[Interaction], Field(max_length=1000)] = Field(

@@ -168,7 +168,9 @@ class Scorer:
         ).astype(np.int64)
         # Confidence = calibrated chance the class's claim comes true: hot claims a
         # conversion, warm and cold claim none yet.
-        confidence = np.round(np.where(class_index == 2, conv.prob, 1.0 - conv.prob), 4)
+        confidence = np.round(np.where(class_index == 2, conv.prob, 1.0 - conv.prob), 4).astype(
+            np.float64
+        )
         points = None
         if conv.contributions is not None:
             points = self._points(conv.contributions, conv.raw, conv.prob)
@@ -291,9 +293,7 @@ class Scorer:
         }
         out = pl.DataFrame(columns).with_columns(pl.col(pl.Float64).fill_nan(None))
         if a.points is not None:
-            reasons = [
-                "; ".join(r.text for r in self._reasons(a, i)) for i in range(df.height)
-            ]
+            reasons = ["; ".join(r.text for r in self._reasons(a, i)) for i in range(df.height)]
             out = out.with_columns(pl.Series("reasons", reasons))
         return out
 

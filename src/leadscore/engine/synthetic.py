@@ -409,7 +409,7 @@ def _logit(intercept: float, terms: Sequence[Term], inputs: OracleInputs) -> Flo
 
 
 def _sigmoid(x: Floats) -> Floats:
-    """Map a logit to a probability."""
+    """Map a logit to a probability; every oracle head is logistic."""
     return 1.0 / (1.0 + np.exp(-x))
 
 
@@ -640,7 +640,7 @@ def _render(
     choice: Ints,
     missing: Bools,
     values: pl.DataFrame,
-    fields_: dict[str, pl.Expr],
+    exprs: dict[str, pl.Expr],
 ) -> pl.Series:
     """Fill each lead's chosen template from its values, rendering one template at a time."""
     out = pl.repeat(None, len(choice), dtype=pl.String, eager=True)
@@ -656,7 +656,7 @@ def _render(
             if literal:
                 parts.append(pl.lit(literal))
             if name is not None:
-                parts.append(fields_[name].cast(pl.String))
+                parts.append(exprs[name].cast(pl.String))
         text = values[rows].select(pl.concat_str(parts).alias("text")).to_series()
         out = out.scatter(rows, text)
     return out
@@ -800,7 +800,7 @@ def _phrases(
 
 
 def _with_nulls(values: NDArray[Any], missing: Bools, dtype: pl.DataType) -> pl.Series:
-    """A typed column with nulls where the field is missing."""
+    """A typed column with nulls where the field is missing, as the frame marks gaps."""
     return pl.Series(values).cast(dtype).scatter(np.flatnonzero(missing), None)
 
 
@@ -882,14 +882,14 @@ def _location(
             "suffix": pl.Series(STREET_SUFFIXES).gather(rng.integers(0, len(STREET_SUFFIXES), n)),
         }
     )
-    fields_ = {
+    exprs = {
         "city": pl.col("city"),
         "county": pl.col("county"),
         "hood": pl.col("hood"),
         "zip": pl.concat_str([pl.col("zip3"), pl.col("zip2")]),
         "street": pl.format("{} {} {}", pl.col("number"), pl.col("street"), pl.col("suffix")),
     }
-    text = _render([row[1] for row in LOCATION_TEMPLATES], choice, missing, values, fields_)
+    text = _render([row[1] for row in LOCATION_TEMPLATES], choice, missing, values, exprs)
     return text, np.where(missing, np.nan, level.astype(np.float64))
 
 
@@ -923,36 +923,44 @@ def _budget(rng: np.random.Generator, readiness: Floats, market: Ints) -> _Budge
     x = _round_to(price * rng.uniform(0.9, 1.1, n), step)
 
     is_mode = {name: mode == i for i, name in enumerate(mode_names)}
+    text_range, text_point, text_upper, text_lower, unreadable_mode = (
+        mode_names.index(name)
+        for name in ("text_range", "text_point", "text_upper", "text_lower", "text_unreadable")
+    )
     numbers = is_mode["numbers_both"] | is_mode["numbers_min"] | is_mode["numbers_max"]
     echo = numbers & (rng.random(n) < NUMBERS_WITH_TEXT)
-    # Leads with numbers that also write text write the same budget as a range or bound.
-    text_mode = np.where(is_mode["numbers_both"], 1, np.where(is_mode["numbers_min"], 4, 3))
-    text_mode = np.where(numbers, np.where(echo, text_mode, -1), mode)
+    # Leads with numbers that also write text write the same budget as a range or a bound.
+    echoed = np.where(
+        is_mode["numbers_both"],
+        text_range,
+        np.where(is_mode["numbers_min"], text_lower, text_upper),
+    )
+    text_mode = np.where(numbers, np.where(echo, echoed, -1), mode)
     x = np.where(is_mode["numbers_min"], lo, np.where(is_mode["numbers_max"], hi, x))
 
-    format_modes = [mode_names.index(row[0]) for row in BUDGET_FORMATS]
-    in_formats = (text_mode >= 1) & (text_mode <= 4)
-    fmt = np.where(
-        in_formats, _pick(rng, np.clip(text_mode, 1, 4) - 1, [m - 1 for m in format_modes]), -1
-    )
+    # Formats are grouped by mode and the four formatted modes are consecutive.
+    format_modes = np.array([mode_names.index(row[0]) for row in BUDGET_FORMATS])
+    formatted = (text_mode >= text_range) & (text_mode <= text_lower)
+    bucket = np.clip(text_mode, text_range, text_lower) - text_range
+    fmt = np.where(formatted, _pick(rng, bucket, list(format_modes - text_range)), -1)
+    # "1.2M" formats only for amounts of a million or more; others use the mode's first format.
     millions = np.array(["_m}" in row[1] for row in BUDGET_FORMATS])
-    amount = np.where(text_mode == 1, lo, x)
-    first_of_mode = np.array([format_modes.index(m) for m in format_modes])
-    fmt = np.where(
-        (fmt >= 0) & millions[np.maximum(fmt, 0)] & (amount < 1000.0),
-        first_of_mode[np.maximum(fmt, 0)],
-        fmt,
-    )
+    first_of_mode = np.searchsorted(format_modes, format_modes)
+    safe_fmt = np.maximum(fmt, 0)
+    amount = np.where(text_mode == text_range, lo, x)
+    small = (fmt >= 0) & millions[safe_fmt] & (amount < 1000.0)
+    fmt = np.where(small, first_of_mode[safe_fmt], fmt)
     in_millions = (fmt >= 0) & millions[np.maximum(fmt, 0)]
     hundred = np.full(n, 100.0)
     lo = np.where(in_millions, _round_to(lo, hundred), lo)
     hi = np.where(in_millions, np.maximum(_round_to(hi, hundred), lo + 100.0), hi)
     x = np.where(in_millions, _round_to(x, hundred), x)
+    x = np.where(is_mode["numbers_min"], lo, np.where(is_mode["numbers_max"], hi, x))  # re-sync
 
     values = pl.DataFrame(
         {"lo": lo.astype(np.int64), "hi": hi.astype(np.int64), "x": x.astype(np.int64)}
     )
-    fields_ = {
+    exprs = {
         "lo": pl.col("lo"),
         "hi": pl.col("hi"),
         "x": pl.col("x"),
@@ -965,15 +973,15 @@ def _budget(rng: np.random.Generator, readiness: Floats, market: Ints) -> _Budge
     }
     templates = [row[1] for row in BUDGET_FORMATS] + list(UNREADABLE_BUDGETS)
     unreadable = len(BUDGET_FORMATS) + rng.integers(0, len(UNREADABLE_BUDGETS), n)
-    choice = np.where(text_mode == 5, unreadable, fmt)
-    text = _render(templates, np.maximum(choice, 0), choice < 0, values, fields_)
+    choice = np.where(text_mode == unreadable_mode, unreadable, fmt)
+    text = _render(templates, np.maximum(choice, 0), choice < 0, values, exprs)
 
     has_min = is_mode["numbers_both"] | is_mode["numbers_min"]
     has_max = is_mode["numbers_both"] | is_mode["numbers_max"]
-    text_low = np.isin(text_mode, [1, 2, 4])
-    text_high = np.isin(text_mode, [1, 2, 3])
-    text_lo_value = np.where(text_mode == 1, lo, x)
-    text_hi_value = np.where(text_mode == 1, hi, x)
+    text_low = np.isin(text_mode, [text_range, text_point, text_lower])
+    text_high = np.isin(text_mode, [text_range, text_point, text_upper])
+    text_lo_value = np.where(text_mode == text_range, lo, x)
+    text_hi_value = np.where(text_mode == text_range, hi, x)
     low = np.where(
         numbers, np.where(has_min, lo, np.nan), np.where(text_low, text_lo_value, np.nan)
     )
@@ -1046,7 +1054,7 @@ def _decaying_events(
 
 
 def _sorted(lead: Ints, offset: Ints, counts: Ints) -> _Interactions:
-    """Sort flat events by lead then time."""
+    """Sort flat events by lead then time, the order the history column is written in."""
     order = np.lexsort((offset, lead))
     return _Interactions(lead[order], offset[order], counts)
 
