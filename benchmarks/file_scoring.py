@@ -29,7 +29,7 @@ def cli(*args: str, timed: bool = False) -> subprocess.CompletedProcess[str]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=1_000_000)
-    parser.add_argument("--chunk-size", type=int, default=100_000)
+    parser.add_argument("--chunk-size", type=int, default=50_000)
     parser.add_argument("--explain", action="store_true", help="also time --explain")
     args = parser.parse_args()
     BENCH.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ from leadscore.engine.frame import (
 from leadscore.engine.schema import Lead, LeadData
 from leadscore.errors import InvalidInputError
 
+PARQUET_ROW_GROUP: Final = 65_536
 FORMATS: Final = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 _JSON_INTERACTION: Final = pl.List(
     pl.Struct({**INTERACTION_DTYPE.to_schema(), "timestamp": pl.String})
@@ -174,7 +175,8 @@ class FrameWriter:
             table = df.to_arrow()
             if self._parquet is None:
                 self._parquet = pq.ParquetWriter(str(self.path), table.schema)
-            self._parquet.write_table(table)
+            # Small row groups let readers stream the file in bounded memory.
+            self._parquet.write_table(table, row_group_size=PARQUET_ROW_GROUP)
             return
         first = self._handle is None
         if self._handle is None:
