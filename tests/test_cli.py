@@ -139,3 +139,24 @@ def test_features_prints_the_documented_table(workdir: Path) -> None:
     table = run("features", cwd=workdir).stdout
     assert table.count("\n") == 30
     assert table in (ROOT / "docs" / "features.md").read_text()
+
+
+def test_team_policy_is_recorded_in_the_card(workdir: Path) -> None:
+    env_run = subprocess.run(
+        [sys.executable, "-m", "leadscore", "train", "--data", "train.parquet", "-o", "m4"],
+        cwd=workdir,
+        env={**os.environ, "LEADSCORE_HOT_THRESHOLD": "80", "LEADSCORE_COMMISSION_RATE": "0.025"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert env_run.returncode == 0, env_run.stderr
+    card = json.loads((workdir / "m4" / "card.json").read_text())
+    assert card["thresholds"]["hot"] == 80.0
+    assert card["thresholds"]["commission_rate"] == 0.025
+
+
+def test_demo_shows_ranked_leads_with_reasons(workdir: Path) -> None:
+    out = run("demo", "--n", "400", "--top", "3", cwd=workdir).stdout
+    assert "leads per class:" in out
+    assert out.count("points") >= 3

@@ -39,6 +39,18 @@ def _load_model(settings: Settings, model: Path | None):  # type: ignore[no-unty
     return load_or_build_default(settings.home, settings.num_threads)
 
 
+def _policy(settings: Settings):  # type: ignore[no-untyped-def]
+    """The team's thresholds and commission rate, recorded in every model it trains."""
+    from leadscore.engine.model import ScoringPolicy
+
+    return ScoringPolicy(
+        hot=settings.hot_threshold,
+        warm=settings.warm_threshold,
+        escalation_confidence=settings.escalation_confidence,
+        commission_rate=settings.commission_rate,
+    )
+
+
 @app.command()
 def generate(
     output: Annotated[Path, typer.Option("-o", "--output", help="CSV, Parquet or JSONL file.")],
@@ -81,6 +93,7 @@ def train(
         num_threads=settings.num_threads,
         seed=seed,
         include_protected=include_protected or settings.include_protected_features,
+        policy=_policy(settings),
     )
     model = train_model(
         TrainingInput.from_frame(frame, attributes),

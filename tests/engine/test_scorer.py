@@ -7,13 +7,17 @@ from datetime import UTC, datetime
 import numpy as np
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from leadscore.engine.features import FEATURE_NAMES, transform
+from leadscore.engine.features import FEATURE_NAMES, GROUPS, transform
 from leadscore.engine.io import frame_to_leads
 from leadscore.engine.model import LeadModel, ScoringPolicy
 from leadscore.engine.raw import raw_from_leads
 from leadscore.engine.schema import Lead
 from leadscore.engine.scorer import Scorer, ScoreResult
+
+from .strategies import leads as any_leads
 
 AS_OF = datetime(2026, 1, 25, tzinfo=UTC)
 
@@ -154,3 +158,31 @@ def test_policy_thresholds_are_configurable(model: LeadModel) -> None:
     result = strict.score(Lead.model_validate(SARAH), as_of=AS_OF)
     assert result.classification == "cold"
     assert result.escalation_recommended is (result.ml_confidence < 0.5)
+
+
+def test_group_points_cover_every_feature(scorer: Scorer) -> None:
+    result = scorer.score(Lead.model_validate(SARAH), as_of=AS_OF)
+    assert set(result.group_points) <= set(GROUPS)
+    assert "family_demographics" not in result.group_points  # protected: not in the model
+    base = scorer.model.calibrators["conversion"].predict(
+        np.asarray(
+            scorer.model.boosters["conversion"].predict(
+                np.zeros((1, len(scorer.model.model_features))), pred_contrib=True
+            )
+        )[:, -1]
+    )[0]
+    assert sum(result.group_points.values()) == pytest.approx(result.ml_score - base * 100, abs=0.1)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(any_leads, min_size=1, max_size=5))
+def test_any_valid_lead_gets_a_well_formed_score(scorer: Scorer, batch: list[Lead]) -> None:
+    for result in scorer.score_many(batch, as_of=AS_OF):
+        assert 0 <= result.ml_score <= 100
+        assert 0.5 <= result.ml_confidence <= 1 or result.classification == "warm"
+        assert 0 <= result.ml_confidence <= 1
+        assert result.classification in {"hot", "warm", "cold"}
+        assert all(np.isfinite(r.points) for r in result.reasons)
+        assert result.commission is not None
+        price = result.commission.estimated_sale_price
+        assert price is None or price > 0

@@ -177,6 +177,14 @@ def _yes_no(yes: str, no: str, unknown: str) -> Describe:
     return lambda v: unknown if np.isnan(v) else (yes if v >= 0.5 else no)
 
 
+def _timeline_text(months: float) -> str:
+    if np.isnan(months):
+        return "Timeline unknown"
+    if months <= 0.5:
+        return "Wants to buy as soon as possible"
+    return f"Wants to buy within {months:g} months"
+
+
 _CLARITY = ("No budget given", "Budget given but unreadable", "Budget open-ended", "Clear budget")
 _FINANCING = ("Financing undecided", "Mortgage financing", "Mortgage pre-approved", "Paying cash")
 _LOCATION = ("Vague location", "City-level location", "Neighbourhood chosen", "Exact address/ZIP")
@@ -251,7 +259,7 @@ FEATURES: Final[tuple[FeatureSpec, ...]] = (
     FeatureSpec(
         "timeline_months", "timeline_urgency",
         "stated time to buy in months", "0.5 … 60", "no readable timeline",
-        _col("timeline_months"), _fmt("Wants to buy within {:.1f} months"),
+        _col("timeline_months"), _timeline_text,
     ),
     FeatureSpec(
         "timeline_urgent", "timeline_urgency",

@@ -16,7 +16,13 @@ import numpy as np
 import polars as pl
 from numpy.typing import NDArray
 
-from leadscore.engine.budget import PriceRange, budget_clarity, parse_budget
+from leadscore.engine.budget import (
+    MAX_PRICE,
+    MIN_PRICE,
+    PriceRange,
+    budget_clarity,
+    parse_budget,
+)
 from leadscore.engine.schema import LeadData, utc_timestamp_us
 from leadscore.engine.textparse import (
     financing_readiness,
@@ -86,14 +92,25 @@ def _f(value: float | int | bool | None) -> float:
     return NAN if value is None else float(value)
 
 
+#: Unicode White_Space, as polars and pydantic trim it; Python's own strip() also drops U+001C-1F.
+UNICODE_WHITESPACE: Final = (
+    "\t\n\x0b\x0c\r \x85\xa0\u1680"
+    + "".join(map(chr, range(0x2000, 0x200B)))
+    + "\u2028\u2029\u202f\u205f\u3000"
+)
+
+
 def _text_given(text: str | None) -> bool:
-    return text is not None and text.strip() != ""
+    """Whether a text field says anything, trimmed exactly as the columnar path trims it."""
+    return text is not None and text.strip(UNICODE_WHITESPACE) != ""
 
 
 def _budget(data: LeadData) -> tuple[float, float, float]:
     """Budget fields win over the budget text; the text is parsed only when no field is set."""
     if data.budget_min is not None or data.budget_max is not None:
-        rng: PriceRange | None = PriceRange(data.budget_min, data.budget_max)
+        rng: PriceRange | None = PriceRange(
+            _plausible(data.budget_min), _plausible(data.budget_max)
+        )
         clarity = budget_clarity(rng, True)
     else:
         rng = parse_budget(data.budget_range)
@@ -101,6 +118,11 @@ def _budget(data: LeadData) -> tuple[float, float, float]:
     low = NAN if rng is None or rng.low is None else rng.low
     high = NAN if rng is None or rng.high is None else rng.high
     return low, high, float(clarity)
+
+
+def _plausible(price: float | None) -> float | None:
+    """A budget number outside what a home can cost is no information (0 = "no limit")."""
+    return price if price is not None and MIN_PRICE <= price <= MAX_PRICE else None
 
 
 def _location(text: str | None) -> tuple[float, float]:
@@ -280,7 +302,9 @@ def raw_from_frame(df: pl.DataFrame, as_of: datetime | None = None) -> RawBatch:
     put("lead_age_us", _float(as_of_us - df["created_at"].dt.epoch("us")))
 
     fields_set = (df["budget_min"].is_not_null() | df["budget_max"].is_not_null()).to_numpy()
-    bmin, bmax = _float(df["budget_min"]), _float(df["budget_max"])
+    bmin, bmax = _float(df["budget_min"]).copy(), _float(df["budget_max"]).copy()
+    bmin[(bmin < MIN_PRICE) | (bmin > MAX_PRICE)] = NAN
+    bmax[(bmax < MIN_PRICE) | (bmax > MAX_PRICE)] = NAN
     text = _lookup(df["budget_range"], _budget_text, 3)
     field_clarity = np.array([_budget_fields(a, b) for a, b in zip(bmin, bmax, strict=True)])
     put("budget_low", np.where(fields_set, bmin, text[:, 0]))

@@ -11,7 +11,7 @@ from typing import Final
 import numpy as np
 import polars as pl
 
-from leadscore.engine.features import FEATURE_INDEX, FEATURES, GROUPS, transform
+from leadscore.engine.features import FEATURE_INDEX, FEATURES, transform
 from leadscore.engine.model import (
     LeadModel,
     ScoringPolicy,
@@ -59,6 +59,7 @@ class ScoreResult:
     closing: float | None
     timeline_accuracy: float | None
     reasons: tuple[Reason, ...]
+    group_points: dict[str, float]
     commission: Commission | None
     escalation_recommended: bool
     model_version: str
@@ -225,6 +226,7 @@ class Scorer:
                     closing=None if np.isnan(closing) else round(closing, 4),
                     timeline_accuracy=None if np.isnan(timeline) else round(timeline, 4),
                     reasons=self._reasons(arrays, i) if arrays.points is not None else (),
+                    group_points=self._groups(arrays, i) if arrays.points is not None else {},
                     commission=Commission(
                         estimated_sale_price=round(price, 2) if known_price else None,
                         commission_rate=rate,
@@ -243,6 +245,16 @@ class Scorer:
                 )
             )
         return results
+
+    def _groups(self, arrays: ScoreArrays, i: int) -> dict[str, float]:
+        """Points summed over every feature of each group; custom attributes form their own."""
+        assert arrays.points is not None
+        totals: dict[str, float] = {}
+        for name, points in zip(arrays.model_features, arrays.points[i].tolist(), strict=True):
+            spec = _SPECS.get(name)
+            group = spec.group if spec is not None else "custom"
+            totals[group] = totals.get(group, 0.0) + points
+        return {group: round(total, 2) for group, total in totals.items()}
 
     def _reasons(self, arrays: ScoreArrays, i: int) -> tuple[Reason, ...]:
         assert arrays.points is not None
@@ -296,12 +308,3 @@ class Scorer:
             reasons = ["; ".join(r.text for r in self._reasons(a, i)) for i in range(df.height)]
             out = out.with_columns(pl.Series("reasons", reasons))
         return out
-
-
-def group_points(reasons: Sequence[Reason]) -> dict[str, float]:
-    """Contributions summed per feature group, for dashboards that show the 8 groups."""
-    totals: dict[str, float] = {}
-    for reason in reasons:
-        label = GROUPS.get(reason.group, reason.group)
-        totals[label] = round(totals.get(label, 0.0) + reason.points, 2)
-    return totals
