@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -11,7 +12,7 @@ from leadscore.engine.budget import (
     MIN_PRICE,
     PriceRange,
     budget_clarity,
-    estimate_price,
+    estimate_prices,
     parse_budget,
 )
 
@@ -105,8 +106,9 @@ def test_parse_budget_table(text: str | None, expected: tuple[float | None, ...]
     ],
 )
 def test_estimate_price(low: float | None, high: float | None, expected: float | None) -> None:
-    """Midpoint for both ends, 0.9 × high or 1.1 × low for one, None for none."""
-    assert estimate_price(low, high) == pytest.approx(expected)
+    """Midpoint for both ends, 0.9 × high or 1.1 × low for one, unknown for none."""
+    got = float(estimate_price(low, high)[0])
+    assert np.isnan(got) if expected is None else got == pytest.approx(expected)
 
 
 @pytest.mark.parametrize(
@@ -167,8 +169,7 @@ def test_parse_budget_on_amount_like_text(text: str) -> None:
 def test_estimate_price_between_ends(a: float, b: float) -> None:
     """With both ends known, the estimate lies between them."""
     low, high = min(a, b), max(a, b)
-    estimate = estimate_price(low, high)
-    assert estimate is not None
+    estimate = float(estimate_price(low, high)[0])
     assert low <= estimate <= high
 
 
@@ -176,7 +177,15 @@ def test_estimate_price_between_ends(a: float, b: float) -> None:
 def test_estimate_price_one_end(value: float | None) -> None:
     """One known end nudges the estimate inward from that end."""
     if value is None:
-        assert estimate_price(None, None) is None
+        assert np.isnan(estimate_price(None, None)[0])
     else:
-        assert estimate_price(value, None) == pytest.approx(1.1 * value)
-        assert estimate_price(None, value) == pytest.approx(0.9 * value)
+        assert estimate_price(value, None)[0] == pytest.approx(1.1 * value)
+        assert estimate_price(None, value)[0] == pytest.approx(0.9 * value)
+
+
+def estimate_price(low: float | None, high: float | None) -> np.ndarray:
+    """One lead through the vectorised estimate."""
+    nan = float("nan")
+    return estimate_prices(
+        np.array([nan if low is None else low]), np.array([nan if high is None else high])
+    )

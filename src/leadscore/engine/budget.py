@@ -6,6 +6,11 @@ import re
 from functools import lru_cache
 from typing import Final, NamedTuple
 
+import numpy as np
+from numpy.typing import NDArray
+
+FloatArray = NDArray[np.float64]
+
 MIN_PRICE: Final = 10_000.0
 MAX_PRICE: Final = 100_000_000.0
 _BARE_THOUSANDS_BELOW: Final = 10_000.0
@@ -86,15 +91,10 @@ def parse_budget(text: str | None) -> PriceRange | None:
     return None
 
 
-def estimate_price(low: float | None, high: float | None) -> float | None:
-    """Guess the eventual sale price from a range, leaning inward when only one end is known."""
-    if low is not None and high is not None:
-        return (low + high) / 2
-    if high is not None:
-        return 0.9 * high
-    if low is not None:
-        return 1.1 * low
-    return None
+def estimate_prices(low: FloatArray, high: FloatArray) -> FloatArray:
+    """Sale price from budget ends (NaN = unknown): midpoint, 0.9 × a ceiling, 1.1 × a floor."""
+    both = (low + high) / 2.0
+    return np.where(np.isnan(low), high * 0.9, np.where(np.isnan(high), low * 1.1, both))
 
 
 def budget_clarity(rng: PriceRange | None, text_given: bool) -> int:

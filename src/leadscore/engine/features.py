@@ -10,6 +10,7 @@ from typing import Final
 
 import numpy as np
 
+from leadscore.engine.budget import estimate_prices
 from leadscore.engine.raw import FloatArray, RawBatch
 
 US_PER_DAY: Final = 86_400.0 * 1_000_000.0
@@ -111,12 +112,8 @@ def _days(name: str) -> Compute:
 
 
 def estimated_price(raw: RawBatch) -> FloatArray:
-    """Sale price from the budget: midpoint, 0.9 × a ceiling, 1.1 × a floor, else missing."""
-    low, high = raw.col("budget_low"), raw.col("budget_high")
-    both = (low + high) / 2.0
-    return np.where(np.isnan(low), high * 0.9, np.where(np.isnan(high), low * 1.1, both)).astype(
-        np.float64
-    )
+    """Sale price implied by the lead's budget, NaN when it gives none."""
+    return estimate_prices(raw.col("budget_low"), raw.col("budget_high"))
 
 
 def _budget_width(raw: RawBatch, _enc: SourceEncoding) -> FloatArray:

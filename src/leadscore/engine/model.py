@@ -34,6 +34,7 @@ MIN_CLASS_EXAMPLES: Final = 40
 ATTRIBUTE_PREFIX: Final = "attributes."
 MAX_CATEGORIES: Final = 100
 Algorithm = Literal["lightgbm", "random_forest"]
+NDArrayInt = np.ndarray[Any, np.dtype[np.int64]]
 
 
 @dataclass(frozen=True)
@@ -259,9 +260,6 @@ class LeadModel:
             card=card,
             num_threads=int(card["params"]["num_threads"]),
         )
-
-
-NDArrayInt = np.ndarray[Any, np.dtype[np.int64]]
 
 
 def _content_hash(directory: Path) -> str:
