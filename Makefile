@@ -12,7 +12,13 @@ setup:  ## Python dependencies from the lock file (installs uv from PyPI when ab
 demo: setup  ## Score demo leads with the built-in model (trained on first use)
 	$(UV) run leadscore demo
 
-test: setup  ## The whole test suite; pytest's "no tests collected" (exit 5) fails too
+test: setup  ## The whole test suite against private PostgreSQL and Redis (scripts/test-services.sh); pytest's "no tests collected" (exit 5) fails too
+	@dir=$$(mktemp -d); \
+	trap 'scripts/test-services.sh stop "$$dir" && rm -rf "$$dir"' EXIT; \
+	trap 'exit 130' INT TERM HUP; \
+	scripts/test-services.sh start "$$dir" || exit 1; \
+	source "$$dir/env" || exit 1; \
+	echo "$(UV) run pytest -q"; \
 	$(UV) run pytest -q; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "no tests were collected" >&2; exit 1; fi; exit $$status
 

@@ -169,35 +169,6 @@ def score(
 
 
 @app.command()
-def demo(
-    n: Annotated[int, typer.Option("--n", min=1, max=100_000, help="Demo leads.")] = 500,
-    top: Annotated[int, typer.Option("--top", min=1, max=100)] = 8,
-) -> None:
-    """Score generated demo leads with the built-in model and show the hottest, with reasons."""
-    from leadscore.engine.scorer import Scorer
-    from leadscore.engine.synthetic import generate as generate_leads
-
-    settings = Settings()
-    started = time.perf_counter()
-    model = _load_model(settings, None)
-    typer.echo(f"model {model.version} ready in {time.perf_counter() - started:.1f} s")
-    for head, m in model.card["metrics"].items():
-        typer.echo(f"  held-out {head:<10} AUC {m['auc']:.3f}  ECE {m['ece']:.3f}")
-    frame = generate_leads(n, seed=7)
-    scored = Scorer(model).score_frame(frame, explain=True).sort("ml_score", descending=True)
-    counts = scored["classification"].value_counts().sort("classification")
-    typer.echo("leads per class: " + ", ".join(f"{c} {k}" for c, k in counts.iter_rows()))
-    for row in scored.head(top).iter_rows(named=True):
-        typer.echo(
-            f"\n{row['lead_id']}  score {row['ml_score']:.1f} ({row['classification']}, "
-            f"confidence {row['ml_confidence']:.2f})  expected commission "
-            f"{row['expected_commission'] or 0:,.0f}"
-        )
-        for reason in row["reasons"].split("; "):
-            typer.echo(f"    {reason}")
-
-
-@app.command()
 def features() -> None:
     """Print the documented feature table (Markdown), generated from the spec."""
     from leadscore.engine.features import markdown_table
@@ -207,9 +178,20 @@ def features() -> None:
 
 def main() -> None:
     """Entry point: domain errors become one line on stderr and exit code 2, never a traceback."""
-    _threads(Settings())
+    from pydantic import ValidationError
+
+    from leadscore.server import register
+
+    register(app)
     try:
+        _threads(Settings())
         app()
     except LeadScoreError as exc:
         typer.echo(f"error: {exc}", err=True)
+        raise SystemExit(2) from exc
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        typer.echo(f"error: configuration{': ' + where if where else ''}: {message}", err=True)
         raise SystemExit(2) from exc

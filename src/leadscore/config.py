@@ -1,15 +1,19 @@
-"""One Settings object: the only place LeadScore reads its environment."""
+"""Settings: the only place LeadScore reads its environment (`LEADSCORE_*`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Final
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEMO_JWT_SECRET: Final = "leadscore-demo-secret-not-for-production-use"
+MIN_SECRET_LENGTH: Final = 32
 
 
 class Settings(BaseSettings):
-    """Runtime configuration from `LEADSCORE_*` variables; defaults run the embedded demo."""
+    """Engine and CLI configuration; defaults run the embedded demo."""
 
     model_config = SettingsConfigDict(env_prefix="LEADSCORE_", extra="ignore")
 
@@ -23,3 +27,52 @@ class Settings(BaseSettings):
     escalation_confidence: float = Field(default=0.85, ge=0, le=1)
     commission_rate: float = Field(default=0.06, ge=0, le=1)
     include_protected_features: bool = False
+
+
+class ServiceSettings(Settings):
+    """The API server's configuration; refuses an unsafe JWT secret outside demo mode."""
+
+    demo: bool = False
+    database_url: str | None = Field(default=None, description="Default: SQLite in `home`.")
+    redis_url: str | None = None
+    jwt_secret: SecretStr | None = None
+    jwt_algorithm: str = Field(default="HS256", pattern="^HS(256|384|512)$")
+    jwt_issuer: str = "leadscore"
+    jwt_audience: str = "leadscore-api"
+    jwt_ttl_seconds: int = Field(default=900, ge=60, le=86_400)
+    rate_limit_per_minute: int = Field(default=1200, ge=1)
+    cors_origins: list[str] = Field(default_factory=list)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    cache_max_entries: int = Field(default=100_000, ge=100)
+    health_timeout_seconds: float = Field(default=0.5, gt=0, le=10)
+    durable_scores: bool = Field(
+        default=False, description="Wait for the score's database commit before answering."
+    )
+    write_batch_max: int = Field(default=500, ge=1)
+    write_interval_ms: float = Field(default=5.0, ge=0)
+
+    @model_validator(mode="after")
+    def _safe_secret(self) -> ServiceSettings:
+        """A default or short secret lets anyone mint tokens: only the demo may run with one."""
+        secret = self.jwt_secret.get_secret_value() if self.jwt_secret else None
+        if self.demo:
+            if secret is None:
+                self.jwt_secret = SecretStr(DEMO_JWT_SECRET)
+            return self
+        if secret is None or secret == DEMO_JWT_SECRET or len(secret) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"LEADSCORE_JWT_SECRET must be set to a random secret of at least "
+                f"{MIN_SECRET_LENGTH} characters (or run the demo with LEADSCORE_DEMO=true)"
+            )
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The configured database, or the embedded SQLite file."""
+        return self.database_url or f"sqlite+aiosqlite:///{self.home / 'leadscore.db'}"
+
+    @property
+    def secret(self) -> str:
+        """The JWT signing secret (validated above)."""
+        assert self.jwt_secret is not None
+        return self.jwt_secret.get_secret_value()

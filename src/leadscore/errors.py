@@ -11,6 +11,10 @@ class LeadScoreError(Exception):
     status_code: ClassVar[int] = 500
     code: ClassVar[str] = "internal_error"
 
+    def headers(self) -> dict[str, str]:
+        """Extra HTTP headers an API answer for this error carries."""
+        return {}
+
 
 class InvalidInputError(LeadScoreError):
     """Input that cannot be accepted as given."""
@@ -36,3 +40,32 @@ class ModelArtifactError(LeadScoreError):
 
     status_code = 503
     code = "model_unavailable"
+
+
+class ConfigurationError(LeadScoreError):
+    """The service cannot start as configured (unsafe secret, unmigrated database, no Redis)."""
+
+    status_code = 503
+    code = "misconfigured"
+
+
+class RateLimitedError(LeadScoreError):
+    """Too many requests for this key in the current window."""
+
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, retry_after_seconds: float) -> None:
+        super().__init__(f"rate limit exceeded; retry in {retry_after_seconds:.1f} s")
+        self.retry_after_seconds = retry_after_seconds
+
+    def headers(self) -> dict[str, str]:
+        """Retry-After in whole seconds, at least 1."""
+        return {"Retry-After": str(max(1, int(self.retry_after_seconds + 0.999)))}
+
+
+class PayloadTooLargeError(LeadScoreError):
+    """A request body over the configured limit."""
+
+    status_code = 413
+    code = "payload_too_large"

@@ -112,9 +112,16 @@ class Scorer:
         explain: bool = True,
         commission: bool = True,
         as_of: datetime | None = None,
+        commission_rate: float | None = None,
     ) -> ScoreResult:
         """Score one lead."""
-        return self.score_many([lead], explain=explain, commission=commission, as_of=as_of)[0]
+        return self.score_many(
+            [lead],
+            explain=explain,
+            commission=commission,
+            as_of=as_of,
+            commission_rate=commission_rate,
+        )[0]
 
     def score_many(
         self,
@@ -123,14 +130,17 @@ class Scorer:
         explain: bool = True,
         commission: bool = True,
         as_of: datetime | None = None,
+        commission_rate: float | None = None,
     ) -> list[ScoreResult]:
-        """Score many leads in one vectorised pass; results in input order."""
+        """Score many leads in one vectorised pass; a team's own commission rate may override."""
         started = time.perf_counter()
         data = [lead.lead_data for lead in leads]
         features = transform(raw_from_leads(data, as_of), self.model.encoding)
         attrs = attributes_from_leads(data, self.model.attributes) if data else None
         arrays = self.arrays(features, attrs, explain=explain)
-        return self._results(arrays, [lead.lead_id for lead in leads], commission, started)
+        return self._results(
+            arrays, [lead.lead_id for lead in leads], commission, started, commission_rate
+        )
 
     def predict_with_features(
         self,
@@ -203,11 +213,16 @@ class Scorer:
         return contrib[:, :-1] * (scale * 100.0)[:, None]
 
     def _results(
-        self, arrays: ScoreArrays, lead_ids: list[str], commission: bool, started: float
+        self,
+        arrays: ScoreArrays,
+        lead_ids: list[str],
+        commission: bool,
+        started: float,
+        commission_rate: float | None = None,
     ) -> list[ScoreResult]:
         per_lead_ms = (time.perf_counter() - started) * 1000.0 / max(len(lead_ids), 1)
         version = self.model.version
-        rate = self.policy.commission_rate
+        rate = self.policy.commission_rate if commission_rate is None else commission_rate
         escalate = self.policy.escalation_confidence
         results = []
         for i, lead_id in enumerate(lead_ids):

@@ -1,0 +1,232 @@
+"""The app factory: the lifespan builds every client once per worker and closes it on exit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from leadscore import __version__
+from leadscore.api.deps import Services
+from leadscore.api.routes import auth, ml, root
+from leadscore.cache import create_cache
+from leadscore.config import ServiceSettings
+from leadscore.engine.defaults import default_model_dir, load_or_build_default
+from leadscore.engine.model import LeadModel
+from leadscore.engine.scorer import Scorer
+from leadscore.errors import ConfigurationError, LeadScoreError
+from leadscore.ratelimit import create_rate_limiter
+from leadscore.services.auth import Authenticator
+from leadscore.services.metrics import Metrics
+from leadscore.services.models import LiveModel, ModelHolder
+from leadscore.services.scoring import ScoringService, persist_scores
+from leadscore.services.writer import ScoreWriter
+from leadscore.store import repositories as repo
+from leadscore.store.db import create_engine, session_factory
+from leadscore.store.migrate import current_revision, head_revision
+
+log = logging.getLogger(__name__)
+
+ERROR_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+def load_live_model(settings: ServiceSettings) -> LiveModel:
+    """The configured model directory, or the built-in model (built once if absent)."""
+    if settings.model_dir is not None:
+        model = LeadModel.load(settings.model_dir)
+        path = settings.model_dir
+    else:
+        model = load_or_build_default(settings.home, settings.num_threads)
+        path = default_model_dir(settings.home)
+    return LiveModel(model, Scorer(model), path)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Build the worker's services, serve, then drain writes and close every client."""
+    settings: ServiceSettings = app.state.settings
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        if await current_revision(engine) != head_revision():
+            raise ConfigurationError(
+                "the database schema is not current: run `leadscore db upgrade` first"
+            )
+        sessions = session_factory(engine)
+        live = await asyncio.to_thread(load_live_model, settings)
+        async with sessions() as session, session.begin():
+            await repo.register_model(
+                session, live.version, str(live.path), live.model.card, datetime.now(UTC)
+            )
+        cache = create_cache(settings.redis_url, max_entries=settings.cache_max_entries)
+        limiter = create_rate_limiter(settings.redis_url)
+        metrics = Metrics.create()
+        writer = ScoreWriter(
+            partial(persist_scores, sessions),
+            batch_max=settings.write_batch_max,
+            interval_ms=settings.write_interval_ms,
+            durable=settings.durable_scores,
+        )
+        writer.start()
+        models = ModelHolder(live)
+        app.state.services = Services(
+            settings=settings,
+            engine=engine,
+            sessions=sessions,
+            cache=cache,
+            limiter=limiter,
+            models=models,
+            writer=writer,
+            metrics=metrics,
+            scoring=ScoringService(models, cache, writer, sessions, metrics),
+            auth=Authenticator(settings, sessions),
+            started_at=datetime.now(UTC),
+        )
+        try:
+            yield
+        finally:
+            await writer.close()
+            await cache.close()
+            await limiter.close()
+    finally:
+        await engine.dispose()
+
+
+def _error(status: int, code: str, detail: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps({"error": code, "detail": detail}),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+async def _domain_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, LeadScoreError)
+    return _error(exc.status_code, exc.code, str(exc), exc.headers())
+
+
+async def _validation_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    detail = [
+        {
+            "field": ".".join(str(p) for p in e["loc"] if p != "body") or "body",
+            "message": e["msg"],
+            "type": e["type"],
+        }
+        for e in exc.errors()
+    ]
+    return _error(422, "validation_error", detail)
+
+
+async def _http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    code = ERROR_CODES.get(exc.status_code, "http_error")
+    return _error(exc.status_code, code, exc.detail, dict(exc.headers or {}))
+
+
+async def _unexpected(_request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error", exc_info=exc)
+    return _error(500, "internal_error", "an unexpected error occurred; it has been logged")
+
+
+class BodyLimit:
+    """Refuse bodies over the limit with 413, by Content-Length or while streaming."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for name, value in scope["headers"]:
+            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+                await self._refuse(send)
+                return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLargeError
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLargeError:
+            if not started:
+                await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        response = _error(413, "payload_too_large", f"request body exceeds {self.max_bytes} bytes")
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": bytes(response.body)})
+
+
+class _BodyTooLargeError(Exception):
+    """Raised inside receive() once the streamed body passes the limit."""
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    """The LeadScore API; settings come from the environment unless given."""
+    settings = settings or ServiceSettings()
+    app = FastAPI(
+        title="LeadScore",
+        version=__version__,
+        description="Real-time ML lead scoring for real-estate teams.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.add_exception_handler(LeadScoreError, _domain_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)
+    app.include_router(ml)
+    app.include_router(auth)
+    app.include_router(root)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+        )
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,94 @@
+"""What routes receive: the wired services and the authenticated caller."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from leadscore.cache import Cache
+from leadscore.config import ServiceSettings
+from leadscore.errors import RateLimitedError
+from leadscore.ratelimit import RateLimiter, RateLimitUnavailableError
+from leadscore.services.auth import AuthenticationError, Authenticator, require_role
+from leadscore.services.metrics import Metrics
+from leadscore.services.models import ModelHolder
+from leadscore.services.scoring import Principal, ScoringService
+from leadscore.services.writer import ScoreWriter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """Everything the lifespan builds and closes; one per worker process."""
+
+    settings: ServiceSettings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    cache: Cache
+    limiter: RateLimiter
+    models: ModelHolder
+    writer: ScoreWriter
+    metrics: Metrics
+    scoring: ScoringService
+    auth: Authenticator
+    started_at: datetime
+
+
+def get_services(request: Request) -> Services:
+    """The services of the app serving this request."""
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="A team API key.")
+_bearer = HTTPBearer(auto_error=False, description="A JWT from POST /api/v1/auth/token.")
+
+
+async def get_principal(
+    services: ServicesDep,
+    api_key: Annotated[str | None, Security(api_key_header)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+) -> Principal:
+    """Authenticate, then count the request against the key's rate limit."""
+    if bearer is not None:
+        principal = await services.auth.from_token(bearer.credentials)
+    elif api_key:
+        principal = await services.auth.from_api_key(api_key)
+    else:
+        raise AuthenticationError("send an X-API-Key header or an Authorization: Bearer token")
+    try:
+        decision = await services.limiter.hit(
+            f"key:{principal.key_id}", services.settings.rate_limit_per_minute, 60.0
+        )
+    except RateLimitUnavailableError:
+        # Failing open: an outage of the limiter's Redis must not stop scoring; health shows it.
+        log.warning("rate limiter unavailable; request allowed")
+        return principal
+    if not decision.allowed:
+        raise RateLimitedError(decision.retry_after_seconds)
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+async def get_writer_principal(principal: PrincipalDep) -> Principal:
+    """Scoring writes history: agents and admins only."""
+    return require_role(principal, "admin", "agent")
+
+
+async def get_admin_principal(principal: PrincipalDep) -> Principal:
+    """Administration: admins only."""
+    return require_role(principal, "admin")
+
+
+WriterDep = Annotated[Principal, Depends(get_writer_principal)]
+AdminDep = Annotated[Principal, Depends(get_admin_principal)]

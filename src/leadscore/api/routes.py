@@ -1,0 +1,120 @@
+"""HTTP routes: parse, call one service function, return. No logic lives here."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Path, Query, Response, Security
+from fastapi.responses import JSONResponse
+
+from leadscore.api.deps import PrincipalDep, ServicesDep, WriterDep, api_key_header
+from leadscore.api.schemas import (
+    BatchRequest,
+    BatchResponse,
+    ErrorResponse,
+    HealthResponse,
+    HistoryResponse,
+    ScoreRequest,
+    ScoreResponse,
+    TokenRequest,
+    TokenResponse,
+)
+from leadscore.engine.schema import Lead
+from leadscore.services.auth import AuthenticationError
+from leadscore.services.health import health
+from leadscore.services.status import model_status
+
+JSON = "application/json"
+LeadIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,100}$", max_length=100)]
+
+_errors: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (401, 403, 404, 413, 422, 429, 503)
+}
+
+ml = APIRouter(prefix="/api/v1/ml", tags=["scoring"], responses=_errors)
+auth = APIRouter(prefix="/api/v1/auth", tags=["auth"], responses=_errors)
+root = APIRouter(tags=["monitoring"])
+
+
+@ml.post("/score", response_model=ScoreResponse)
+async def score(request: ScoreRequest, services: ServicesDep, principal: WriterDep) -> Response:
+    """Score one lead: probability, class, confidence, reasons, commission."""
+    lead = Lead.model_construct(lead_id=request.lead_id, lead_data=request.lead_data)
+    body = await services.scoring.score(principal, lead, request.options)
+    return Response(body, media_type=JSON)
+
+
+@ml.post("/batch-score", response_model=BatchResponse)
+async def batch_score(
+    request: BatchRequest, services: ServicesDep, principal: WriterDep
+) -> Response:
+    """Score up to 100 leads; results in input order, a bad lead fails alone."""
+    body = await services.scoring.batch(principal, request.leads, request.options)
+    return Response(body, media_type=JSON)
+
+
+@ml.get("/score/{lead_id}", response_model=ScoreResponse)
+async def latest_score(
+    lead_id: LeadIdPath, services: ServicesDep, principal: PrincipalDep
+) -> Response:
+    """The latest score of a lead for the caller's team."""
+    return Response(await services.scoring.latest(principal, lead_id), media_type=JSON)
+
+
+@ml.get("/score/{lead_id}/history", response_model=HistoryResponse)
+async def score_history(
+    lead_id: LeadIdPath,
+    services: ServicesDep,
+    principal: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Response:
+    """Every score of a lead with time, model version and top reasons, newest first."""
+    return Response(await services.scoring.history(principal, lead_id, limit), media_type=JSON)
+
+
+@ml.get("/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
+async def get_health(services: ServicesDep) -> JSONResponse:
+    """Public: model, database and cache checked for real, with timeouts."""
+    report, ok = await health(
+        services.models, services.sessions, services.cache, services.settings.health_timeout_seconds
+    )
+    return JSONResponse(report, status_code=200 if ok else 503)
+
+
+@ml.get("/model/status")
+async def get_model_status(services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
+    """Version, card metrics, thresholds and live traffic figures."""
+    return model_status(services.models.current, services.metrics, services.writer)
+
+
+@ml.get("/metrics/performance")
+async def performance(services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
+    """Latency percentiles, share under target, cache hit and escalation rates, classes."""
+    return services.metrics.summary()
+
+
+@root.get("/metrics", response_class=Response)
+async def prometheus(services: ServicesDep) -> Response:
+    """Prometheus text exposition, summed over all workers."""
+    return Response(services.metrics.exposition(), media_type="text/plain; version=0.0.4")
+
+
+@auth.post("/token", response_model=TokenResponse)
+async def token(
+    services: ServicesDep,
+    api_key: Annotated[str | None, Security(api_key_header)],
+    request: Annotated[TokenRequest | None, Body()] = None,
+) -> TokenResponse:
+    """Exchange an API key (body `api_key` or header X-API-Key) for a short-lived JWT."""
+    secret = (request.api_key if request else None) or api_key
+    if not secret:
+        raise AuthenticationError("send the API key as X-API-Key or in the body as api_key")
+    principal = await services.auth.from_api_key(secret)
+    access_token, ttl = services.auth.issue_token(principal)
+    return TokenResponse(
+        access_token=access_token,
+        token_type="bearer",
+        expires_in=ttl,
+        role=principal.role,
+        team=principal.team_name,
+    )

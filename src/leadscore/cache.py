@@ -1,0 +1,168 @@
+"""A byte cache with one contract and two backends: in-process for one worker, Redis for many."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Protocol, cast
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from leadscore.errors import LeadScoreError
+
+
+class CacheUnavailableError(LeadScoreError):
+    """The cache backend could not answer in time; the caller decides whether to go without it."""
+
+    status_code = 503
+    code = "cache_unavailable"
+
+
+class Cache(Protocol):
+    """What the service needs from a cache, so memory and Redis are interchangeable."""
+
+    name: str
+
+    async def get(self, key: str) -> bytes | None:
+        """The live value under `key`, or None when absent or expired."""
+        ...
+
+    async def set(self, key: str, value: bytes, ttl_seconds: float) -> None:
+        """Store `value` under `key` until `ttl_seconds` have passed."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Forget `key`; absent keys are not an error."""
+        ...
+
+    async def ping(self) -> None:
+        """Prove the backend answers, raising CacheUnavailableError when it cannot."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; the cache is unusable afterwards."""
+        ...
+
+
+def _check_ttl(ttl_seconds: float) -> None:
+    """Refuse a TTL that would store nothing, rather than let each backend guess differently."""
+    if not ttl_seconds > 0:
+        raise ValueError(f"ttl_seconds must be positive, got {ttl_seconds!r}")
+
+
+class MemoryCache:
+    """A bounded LRU cache with per-entry expiry, for a single worker process.
+
+    Every operation is O(1) (an OrderedDict move or pop). It takes no lock: asyncio runs one
+    coroutine at a time and no method awaits, so each call is atomic within its event loop. It is
+    not safe to share between threads. Expired entries are dropped when read or when they reach
+    the least recently used end, so `max_entries` bounds memory either way.
+    """
+
+    name = "memory"
+
+    def __init__(
+        self, max_entries: int = 100_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if max_entries < 1:
+            raise ValueError(f"max_entries must be at least 1, got {max_entries!r}")
+        self.max_entries = max_entries
+        self._clock = clock
+        self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+
+    async def get(self, key: str) -> bytes | None:
+        """The live value under `key`, refreshed as most recently used."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        expires_at, value = entry
+        if self._clock() >= expires_at:
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return value
+
+    async def set(self, key: str, value: bytes, ttl_seconds: float) -> None:
+        """Store `value`, evicting the least recently used entry when full."""
+        _check_ttl(ttl_seconds)
+        entries = self._entries
+        entries[key] = (self._clock() + ttl_seconds, value)
+        entries.move_to_end(key)
+        if len(entries) > self.max_entries:
+            entries.popitem(last=False)
+
+    async def delete(self, key: str) -> None:
+        """Forget `key`."""
+        self._entries.pop(key, None)
+
+    async def ping(self) -> None:
+        """Always answers: the cache is this process."""
+
+    async def close(self) -> None:
+        """Drop every entry so a closed cache holds no memory."""
+        self._entries.clear()
+
+
+class RedisCache:
+    """A cache in Redis, shared by every worker, with every failure raised as one domain error.
+
+    Operations are bounded by `timeout_seconds` and never retried: this cache sits on a
+    millisecond request path, where a slow answer is worse than none.
+    """
+
+    name = "redis"
+
+    def __init__(self, url: str, prefix: str = "leadscore:", timeout_seconds: float = 0.25) -> None:
+        self.prefix = prefix
+        self._redis: Redis = Redis.from_url(
+            url,
+            socket_timeout=timeout_seconds,
+            socket_connect_timeout=timeout_seconds,
+            retry=Retry(NoBackoff(), 0),
+        )
+
+    async def get(self, key: str) -> bytes | None:
+        """The live value under `key`; Redis expires entries itself."""
+        try:
+            value = await self._redis.get(self.prefix + key)
+        except (RedisError, OSError) as exc:
+            raise CacheUnavailableError(f"redis GET failed: {exc}") from exc
+        return cast("bytes | None", value)  # bytes: the client does not decode responses
+
+    async def set(self, key: str, value: bytes, ttl_seconds: float) -> None:
+        """Store `value` with a millisecond TTL, rounded up so it never expires early."""
+        _check_ttl(ttl_seconds)
+        try:
+            await self._redis.set(self.prefix + key, value, px=math.ceil(ttl_seconds * 1000))
+        except (RedisError, OSError) as exc:
+            raise CacheUnavailableError(f"redis SET failed: {exc}") from exc
+
+    async def delete(self, key: str) -> None:
+        """Forget `key`."""
+        try:
+            await self._redis.delete(self.prefix + key)
+        except (RedisError, OSError) as exc:
+            raise CacheUnavailableError(f"redis DEL failed: {exc}") from exc
+
+    async def ping(self) -> None:
+        """Round-trip a PING so readiness checks see a dead Redis."""
+        try:
+            await self._redis.ping()
+        except (RedisError, OSError) as exc:
+            raise CacheUnavailableError(f"redis PING failed: {exc}") from exc
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._redis.aclose()
+
+
+def create_cache(redis_url: str | None, *, max_entries: int = 100_000) -> Cache:
+    """Redis when a URL is configured, so workers share entries; otherwise this process's memory."""
+    if redis_url:
+        return RedisCache(redis_url)
+    return MemoryCache(max_entries=max_entries)

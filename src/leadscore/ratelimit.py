@@ -1,0 +1,185 @@
+"""Per-key request limits with one contract and two backends: in-process and Redis.
+
+Both backends run GCRA (the generic cell rate algorithm, a token bucket kept as one timestamp):
+`limit` per `window_seconds` admits a burst of `limit` requests, then one more every
+`window_seconds / limit`. It was chosen over fixed or sliding windows because it keeps a single
+integer per key (O(1) time and memory, one Redis key, no sorted-set log), never releases a
+second burst at a window boundary, and yields an exact `retry_after_seconds`.
+
+Times are whole microseconds and the emission interval is rounded up to one, so the arithmetic
+is integer-exact in Python and in Redis's Lua alike: the same hits at the same times get the
+same decisions from either backend. The Redis update is one Lua script, so concurrent workers
+cannot both take the last slot.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from leadscore.errors import LeadScoreError
+
+_US = 1_000_000
+
+
+class RateLimitUnavailableError(LeadScoreError):
+    """The limiter's backend could not answer; the API decides whether to fail open or closed."""
+
+    status_code = 503
+    code = "rate_limit_unavailable"
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    """One hit's outcome, with what a client needs for RateLimit and Retry-After headers."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    retry_after_seconds: float
+
+
+class RateLimiter(Protocol):
+    """What the API needs from a limiter, so memory and Redis are interchangeable."""
+
+    name: str
+
+    async def hit(self, key: str, limit: int, window_seconds: float) -> RateDecision:
+        """Count one request against `key` if it fits `limit` per `window_seconds`."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections; the limiter is unusable afterwards."""
+        ...
+
+
+def _interval_us(limit: int, window_seconds: float) -> int:
+    """The emission interval in whole microseconds, rounded up so no backend admits extra."""
+    if limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit!r}")
+    window_us = round(window_seconds * _US)
+    if window_us < 1:
+        raise ValueError(f"window_seconds must be at least 1 µs, got {window_seconds!r}")
+    return -(-window_us // limit)
+
+
+class MemoryRateLimiter:
+    """GCRA in a dict, for a single worker process.
+
+    No lock: `hit` never awaits, so each call is atomic within its event loop (not across
+    threads). Keys whose bucket has refilled carry no state and are swept once the dict doubles.
+    """
+
+    name = "memory"
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._tats: dict[str, int] = {}
+        self._sweep_at = 1024
+
+    async def hit(self, key: str, limit: int, window_seconds: float) -> RateDecision:
+        """Admit or refuse one request, in the same integer steps as the Redis script."""
+        interval = _interval_us(limit, window_seconds)
+        now = round(self._clock() * _US)
+        tat = max(self._tats.get(key, now), now)
+        new_tat = tat + interval
+        allow_at = new_tat - interval * limit
+        if now < allow_at:
+            return RateDecision(False, limit, 0, (allow_at - now) / _US)
+        self._tats[key] = new_tat
+        if len(self._tats) > self._sweep_at:
+            self._sweep(now)
+        return RateDecision(True, limit, (interval * limit - (new_tat - now)) // interval, 0.0)
+
+    def _sweep(self, now: int) -> None:
+        """Drop full buckets; amortised O(1) because the next sweep waits for the dict to double."""
+        self._tats = {key: tat for key, tat in self._tats.items() if tat > now}
+        self._sweep_at = max(1024, 2 * len(self._tats))
+
+    async def close(self) -> None:
+        """Forget every key."""
+        self._tats.clear()
+
+
+# KEYS[1] holds the key's theoretical arrival time (TAT) in µs; ARGV: interval µs, limit, now µs
+# or "" for the server's TIME. Numbers go back to Redis through "%d": Lua 5.1's tostring keeps
+# only 14 digits, too few for epoch microseconds.
+_GCRA_LUA = """
+local interval = tonumber(ARGV[1])
+local limit = tonumber(ARGV[2])
+local now
+if ARGV[3] == "" then
+  local t = redis.call("TIME")
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+else
+  now = tonumber(ARGV[3])
+end
+local tat = tonumber(redis.call("GET", KEYS[1])) or now
+if tat < now then tat = now end
+local new_tat = tat + interval
+local allow_at = new_tat - interval * limit
+if now < allow_at then
+  return {0, 0, allow_at - now}
+end
+local ttl_ms = math.ceil((new_tat - now) / 1000)
+redis.call("SET", KEYS[1], string.format("%d", new_tat), "PX", string.format("%d", ttl_ms))
+return {1, math.floor((interval * limit - (new_tat - now)) / interval), 0}
+"""
+
+
+class RedisRateLimiter:
+    """GCRA in one Lua script, so every worker shares each key's limit.
+
+    With no `clock` the script reads Redis's TIME, one clock for all workers; a given `clock`
+    must be shared by every process using the same keys (tests pass a fake one). A key expires
+    in Redis once its bucket is full again, so idle keys cost nothing.
+    """
+
+    name = "redis"
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str = "leadscore:rl:",
+        timeout_seconds: float = 0.25,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self.prefix = prefix
+        self._clock = clock
+        self._redis: Redis = Redis.from_url(
+            url,
+            socket_timeout=timeout_seconds,
+            socket_connect_timeout=timeout_seconds,
+            retry=Retry(NoBackoff(), 0),
+        )
+        self._gcra = self._redis.register_script(_GCRA_LUA)
+
+    async def hit(self, key: str, limit: int, window_seconds: float) -> RateDecision:
+        """Admit or refuse one request atomically in Redis (EVALSHA, loading the script once)."""
+        interval = _interval_us(limit, window_seconds)
+        now = "" if self._clock is None else str(round(self._clock() * _US))
+        try:
+            allowed, remaining, retry_us = await self._gcra(
+                keys=[self.prefix + key], args=[interval, limit, now]
+            )
+        except (RedisError, OSError) as exc:
+            raise RateLimitUnavailableError(f"redis rate limit failed: {exc}") from exc
+        return RateDecision(bool(allowed), limit, int(remaining), int(retry_us) / _US)
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._redis.aclose()
+
+
+def create_rate_limiter(redis_url: str | None) -> RateLimiter:
+    """Redis when a URL is configured, so workers share limits; otherwise this process's memory."""
+    if redis_url:
+        return RedisRateLimiter(redis_url)
+    return MemoryRateLimiter()

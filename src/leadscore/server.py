@@ -1,0 +1,180 @@
+"""CLI commands that run or administer the API server: serve, demo, db, keys."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from leadscore.config import ServiceSettings
+from leadscore.errors import ConfigurationError
+
+ROLES = ("admin", "agent", "viewer")
+db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the server commands to the `leadscore` command."""
+    app.command()(serve)
+    app.command()(demo)
+    app.add_typer(db_app, name="db")
+    app.add_typer(keys_app, name="keys")
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every migration to the configured database."""
+    from leadscore.store.migrate import upgrade
+
+    settings = ServiceSettings()
+    upgrade(settings.resolved_database_url)
+    typer.echo("database schema is current")
+
+
+async def _create_key(settings: ServiceSettings, team: str, role: str, name: str) -> str:
+    from leadscore.store import repositories as repo
+    from leadscore.store.db import create_engine, session_factory
+
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        async with session_factory(engine)() as session, session.begin():
+            now = datetime.now(UTC)
+            found = await repo.team_by_name(session, team)
+            owner = found or await repo.create_team(session, team, now)
+            return await repo.create_api_key(session, owner, role, name, now)
+    finally:
+        await engine.dispose()
+
+
+@keys_app.command("create")
+def keys_create(
+    team: Annotated[str, typer.Option(help="Team name (created if new).", min=1)],
+    role: Annotated[str, typer.Option(help="admin, agent or viewer.")] = "agent",
+    name: Annotated[str, typer.Option(help="What the key is for.")] = "api",
+) -> None:
+    """Create an API key and print it once: only its hash is stored."""
+    from leadscore.store.migrate import upgrade
+
+    if role not in ROLES:
+        raise typer.BadParameter(f"role must be one of {', '.join(ROLES)}")
+    settings = ServiceSettings()
+    upgrade(settings.resolved_database_url)
+    typer.echo(asyncio.run(_create_key(settings, team, role, name)))
+
+
+def _prepare(settings: ServiceSettings, workers: int) -> None:
+    """What must happen once, before any worker starts: migrations, the model, metrics dir."""
+    from leadscore.engine.defaults import load_or_build_default
+    from leadscore.services.metrics import MULTIPROC_ENV
+    from leadscore.store.migrate import upgrade
+
+    if workers > 1 and not settings.redis_url:
+        raise ConfigurationError(
+            "--workers > 1 needs Redis (LEADSCORE_REDIS_URL): workers share the cache, "
+            "the latest scores and the rate limits through it"
+        )
+    upgrade(settings.resolved_database_url)
+    if settings.model_dir is None:
+        load_or_build_default(settings.home, settings.num_threads)
+    if workers > 1:
+        directory = Path(tempfile.mkdtemp(prefix="leadscore-metrics-"))
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir()
+        os.environ[MULTIPROC_ENV] = str(directory)
+        # Each worker is single-threaded: two workers on two cores must not fight.
+        os.environ["OMP_NUM_THREADS"] = "1"
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64)] = 1,
+) -> None:
+    """Run the API (uvicorn with uvloop and httptools)."""
+    import uvicorn
+
+    settings = ServiceSettings()
+    _prepare(settings, workers)
+    uvicorn.run(
+        "leadscore.api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+    )
+
+
+async def _demo(settings: ServiceSettings, host: str, port: int, leads: int) -> None:
+    import httpx
+    import uvicorn
+
+    from leadscore.api.app import create_app
+    from leadscore.engine.synthetic import generate
+
+    key = await _create_key(settings, "demo", "admin", "demo")
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings), host=host, port=port, loop="uvloop", http="httptools",
+            log_level="warning", access_log=False,
+        )
+    )  # fmt: skip
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        if serving.done():
+            serving.result()
+            return
+        await asyncio.sleep(0.05)
+    url = f"http://{host}:{port}"
+    now = datetime.now(UTC)
+    # Leads that arrived over the last month, scored as of now (their future is ignored).
+    frame = generate(leads, seed=7, start=now - timedelta(days=30), days=30)
+    from leadscore.engine.io import frame_to_leads
+
+    demo_leads = [lead.model_dump(mode="json", exclude_none=True) for lead in frame_to_leads(
+        frame.drop("as_of")
+    )]  # fmt: skip
+    async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": key}) as client:
+        token = (await client.post("/api/v1/auth/token")).json()["access_token"]
+        scored: list[dict[str, Any]] = []
+        for start in range(0, len(demo_leads), 100):
+            response = await client.post(
+                "/api/v1/ml/batch-score", json={"leads": demo_leads[start : start + 100]}
+            )
+            response.raise_for_status()
+            scored += [r for r in response.json()["results"] if r]
+    scored.sort(key=lambda r: -r["ml_score"])
+    typer.echo(f"LeadScore demo running at {url}  (API docs: {url}/docs)")
+    typer.echo(f"admin API key : {key}")
+    typer.echo(f"bearer token  : {token}")
+    classes = {
+        c: sum(1 for r in scored if r["classification"] == c) for c in ("hot", "warm", "cold")
+    }
+    typer.echo(f"scored {len(scored)} demo leads: {classes}")
+    for result in scored[:3]:
+        typer.echo(f"  {result['lead_id']}  {result['ml_score']:.1f} {result['classification']}")
+        for reason in result["reasons"][:3]:
+            typer.echo(f"      {reason['text']}")
+    typer.echo("ready — Ctrl-C to stop")
+    await serving
+
+
+def demo(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    leads: Annotated[int, typer.Option(min=1, max=10_000)] = 300,
+) -> None:
+    """The embedded demo: SQLite, in-process cache, built-in model, a demo team and key."""
+    settings = ServiceSettings(demo=True)
+    _prepare(settings, 1)
+    asyncio.run(_demo(settings, host, port, leads))

@@ -1,0 +1,339 @@
+"""Scoring use cases: one lead, a batch, the latest score and the history of a lead."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import orjson
+from pydantic import BaseModel, ConfigDict, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from leadscore.cache import Cache, CacheUnavailableError
+from leadscore.engine.schema import Lead
+from leadscore.engine.scorer import ScoreResult
+from leadscore.errors import LeadScoreError
+from leadscore.services.metrics import Metrics
+from leadscore.services.models import LiveModel, ModelHolder
+from leadscore.services.writer import ScoreWriter
+from leadscore.store import repositories as repo
+
+log = logging.getLogger(__name__)
+LATEST_TTL_SECONDS: Final = 3600.0
+
+
+class NotFoundError(LeadScoreError):
+    """Nothing with that id exists for the caller's team."""
+
+    status_code = 404
+    code = "not_found"
+
+
+class ScoreOptions(BaseModel):
+    """What to include in a score, and whether to bypass the cache."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    return_feature_importance: bool = True
+    calculate_commission: bool = True
+    force_refresh: bool = False
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a key of one team, with one role."""
+
+    key_id: int
+    team_id: int
+    team_name: str
+    role: str
+    commission_rate: float | None = None
+
+
+def cache_ttl(confidence: float) -> float:
+    """Confident scores change less when the lead does: keep them longer."""
+    if confidence >= 0.95:
+        return 900.0
+    if confidence >= 0.85:
+        return 600.0
+    return 300.0
+
+
+def _cache_key(team_id: int, canonical: bytes, version: str, options: ScoreOptions) -> str:
+    flags = f"{int(options.return_feature_importance)}{int(options.calculate_commission)}"
+    digest = hashlib.sha256(canonical).hexdigest()
+    return f"score:{team_id}:{version}:{flags}:{digest}"
+
+
+def _latest_key(team_id: int, lead_id: str) -> str:
+    return f"latest:{team_id}:{lead_id}"
+
+
+def payload(
+    result: ScoreResult, options: ScoreOptions, scored_at: datetime, cache_hit: bool
+) -> dict[str, Any]:
+    """The contract's response body for one engine result."""
+    explain = options.return_feature_importance
+    commission = result.commission
+    return {
+        "success": True,
+        "lead_id": result.lead_id,
+        "ml_score": result.ml_score,
+        "ml_confidence": result.ml_confidence,
+        "classification": result.classification,
+        "probability_ranges": {
+            "conversion": result.conversion,
+            "closing": result.closing,
+            "timeline_accuracy": result.timeline_accuracy,
+        },
+        "feature_importance": result.feature_importance if explain else None,
+        "reasons": [
+            {"feature": r.feature, "group": r.group, "value": r.value, "points": r.points,
+             "text": r.text}
+            for r in result.reasons
+        ]
+        if explain
+        else None,
+        "group_contributions": result.group_points if explain else None,
+        "commission": {
+            "estimated_commission": commission.estimated_commission,
+            "commission_rate": commission.commission_rate,
+            "estimated_sale_price": commission.estimated_sale_price,
+            "expected_commission": commission.expected_commission,
+        }
+        if commission is not None
+        else None,
+        "escalation_recommended": result.escalation_recommended,
+        "cache_hit": cache_hit,
+        "model_version": result.model_version,
+        "scored_at": scored_at.isoformat().replace("+00:00", "Z"),
+        "processing_time_ms": result.processing_time_ms,
+    }  # fmt: skip
+
+
+def validation_detail(exc: ValidationError) -> list[dict[str, str]]:
+    """Pydantic errors as field paths and messages a client can act on."""
+    return [
+        {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
+    ]
+
+
+@dataclass
+class _Scored:
+    lead: Lead
+    canonical: bytes
+    key: str
+    body: dict[str, Any] | None = None
+
+
+class ScoringService:
+    """Scores leads with the live model, through the cache, into the history."""
+
+    def __init__(
+        self,
+        models: ModelHolder,
+        cache: Cache,
+        writer: ScoreWriter,
+        sessions: async_sessionmaker[AsyncSession],
+        metrics: Metrics,
+    ) -> None:
+        self.models = models
+        self.cache = cache
+        self.writer = writer
+        self.sessions = sessions
+        self.metrics = metrics
+        self.cache_errors = 0
+
+    async def _cache_get(self, key: str) -> bytes | None:
+        """A cache outage is a miss, not an outage of scoring; health reports it."""
+        try:
+            return await self.cache.get(key)
+        except CacheUnavailableError:
+            self.cache_errors += 1
+            return None
+
+    async def _cache_set(self, key: str, value: bytes, ttl: float) -> None:
+        try:
+            await self.cache.set(key, value, ttl)
+        except CacheUnavailableError:
+            self.cache_errors += 1
+
+    def _prepare(
+        self, principal: Principal, lead: Lead, live: LiveModel, options: ScoreOptions
+    ) -> _Scored:
+        canonical = orjson.dumps(
+            lead.lead_data.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS
+        )
+        return _Scored(
+            lead, canonical, _cache_key(principal.team_id, canonical, live.version, options)
+        )
+
+    async def score(self, principal: Principal, lead: Lead, options: ScoreOptions) -> bytes:
+        """Score one lead: cached when the same data was scored by the same model."""
+        started = time.perf_counter()
+        live = self.models.current
+        item = self._prepare(principal, lead, live, options)
+        [body] = await self._score_items(principal, [item], options, live, started)
+        return orjson.dumps(body)
+
+    async def _score_items(
+        self,
+        principal: Principal,
+        items: Sequence[_Scored],
+        options: ScoreOptions,
+        live: LiveModel,
+        started: float,
+    ) -> list[dict[str, Any]]:
+        now = datetime.now(UTC)
+        misses: list[_Scored] = []
+        for item in items:
+            cached = None if options.force_refresh else await self._cache_get(item.key)
+            if cached is None:
+                misses.append(item)
+            else:
+                item.body = orjson.loads(cached) | {"cache_hit": True}
+        if misses:
+            results = live.scorer.score_many(
+                [m.lead for m in misses],
+                explain=options.return_feature_importance,
+                commission=options.calculate_commission,
+                commission_rate=principal.commission_rate,
+            )
+            for item, result in zip(misses, results, strict=True):
+                item.body = payload(result, options, now, cache_hit=False)
+                await self._cache_set(
+                    item.key, orjson.dumps(item.body), cache_ttl(result.ml_confidence)
+                )
+        elapsed = time.perf_counter() - started
+        per_lead_ms = round(elapsed * 1000 / len(items), 3)
+        records = []
+        bodies = []
+        for item in items:
+            body = item.body
+            assert body is not None
+            body["processing_time_ms"] = per_lead_ms
+            encoded = orjson.dumps(body)
+            await self._cache_set(
+                _latest_key(principal.team_id, item.lead.lead_id), encoded, LATEST_TTL_SECONDS
+            )
+            records.append(
+                repo.ScoreRecord(
+                    team_id=principal.team_id,
+                    lead_id=item.lead.lead_id,
+                    lead_data=orjson.loads(item.canonical),
+                    model_version=body["model_version"],
+                    ml_score=body["ml_score"],
+                    classification=body["classification"],
+                    escalation_recommended=body["escalation_recommended"],
+                    cache_hit=body["cache_hit"],
+                    scored_at=now,
+                    result=body,
+                )
+            )
+            self.metrics.observe(
+                body["classification"],
+                body["cache_hit"],
+                body["escalation_recommended"],
+                elapsed / len(items),
+            )
+            bodies.append(body)
+        await self.writer.submit(records)
+        return bodies
+
+    async def batch(
+        self, principal: Principal, leads: Sequence[dict[str, Any]], options: ScoreOptions
+    ) -> bytes:
+        """Score up to 100 leads in one vectorised pass; an invalid lead fails alone."""
+        started = time.perf_counter()
+        live = self.models.current
+        valid: list[tuple[int, _Scored]] = []
+        errors: list[dict[str, Any]] = []
+        for index, raw in enumerate(leads):
+            try:
+                lead = Lead.model_validate(raw)
+            except ValidationError as exc:
+                lead_id = raw.get("lead_id") if isinstance(raw, dict) else None
+                errors.append(
+                    {
+                        "index": index,
+                        "lead_id": lead_id if isinstance(lead_id, str) else None,
+                        "error": "validation_error",
+                        "detail": validation_detail(exc),
+                    }
+                )
+                continue
+            valid.append((index, self._prepare(principal, lead, live, options)))
+        bodies = (
+            await self._score_items(principal, [v for _, v in valid], options, live, started)
+            if valid
+            else []
+        )
+        results: list[dict[str, Any] | None] = [None] * len(leads)
+        for (index, _), body in zip(valid, bodies, strict=True):
+            results[index] = body
+        counts = {"hot": 0, "warm": 0, "cold": 0}
+        for body in bodies:
+            counts[body["classification"]] += 1
+        mean = round(sum(b["ml_score"] for b in bodies) / len(bodies), 2) if bodies else None
+        return orjson.dumps(
+            {
+                "success": not errors,
+                "batch_id": uuid.uuid4().hex,
+                "total": len(leads),
+                "succeeded": len(bodies),
+                "failed": len(errors),
+                "results": results,
+                "errors": errors,
+                "summary": counts | {"mean_score": mean},
+                "processing_time_ms": round((time.perf_counter() - started) * 1000, 3),
+            }
+        )
+
+    async def latest(self, principal: Principal, lead_id: str) -> bytes:
+        """The most recent score of a lead for the caller's team, from any worker."""
+        cached = await self._cache_get(_latest_key(principal.team_id, lead_id))
+        if cached is not None:
+            return cached
+        async with self.sessions() as session:
+            row = await repo.latest_score(session, principal.team_id, lead_id)
+        if row is None:
+            raise NotFoundError(f"no score for lead {lead_id!r}")
+        return orjson.dumps(row.result)
+
+    async def history(self, principal: Principal, lead_id: str, limit: int) -> bytes:
+        """Every score of a lead with time, model version and reasons, newest first."""
+        await self.writer.barrier()
+        async with self.sessions() as session:
+            rows = await repo.score_history(session, principal.team_id, lead_id, limit)
+        if not rows:
+            raise NotFoundError(f"no score for lead {lead_id!r}")
+        return orjson.dumps(
+            {
+                "lead_id": lead_id,
+                "scores": [
+                    {
+                        "scored_at": row.scored_at.isoformat().replace("+00:00", "Z"),
+                        "model_version": row.model_version,
+                        "ml_score": row.ml_score,
+                        "classification": row.classification,
+                        "cache_hit": row.cache_hit,
+                        "reasons": row.result.get("reasons"),
+                    }
+                    for row in rows
+                ],
+            }
+        )
+
+
+async def persist_scores(
+    sessions: async_sessionmaker[AsyncSession], records: Sequence[repo.ScoreRecord]
+) -> None:
+    """One transaction per batch of scores: the writer's unit of work."""
+    async with sessions() as session, session.begin():
+        await repo.save_scores(session, records)

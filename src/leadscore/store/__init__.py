@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy tables and the repositories that hold every query."""

@@ -1,0 +1,192 @@
+"""Every query LeadScore runs lives here; callers own the transaction and commit."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import select, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from leadscore.store.tables import ApiKey, LeadRow, ModelVersionRow, ScoreRow, Team
+
+KEY_PREFIX: Final = "lsk_"
+
+
+async def ping(session: AsyncSession) -> None:
+    """A real round trip to the database."""
+    await session.execute(text("SELECT 1"))
+
+
+async def team_by_name(session: AsyncSession, name: str) -> Team | None:
+    """The team with this name, if any."""
+    result = await session.execute(select(Team).where(Team.name == name))
+    return result.scalar_one_or_none()
+
+
+async def create_team(session: AsyncSession, name: str, now: datetime) -> Team:
+    """A new team; the caller commits."""
+    team = Team(name=name, created_at=now)
+    session.add(team)
+    await session.flush()
+    return team
+
+
+def hash_key(secret: str) -> str:
+    """API keys are 256-bit random secrets, so one SHA-256 is enough to store them safely."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+async def create_api_key(
+    session: AsyncSession, team: Team, role: str, name: str, now: datetime
+) -> str:
+    """Store a new key's hash and return the key itself, which is never stored."""
+    prefix = secrets.token_hex(6)
+    secret = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+    session.add(
+        ApiKey(
+            team_id=team.id,
+            prefix=prefix,
+            key_hash=hash_key(secret),
+            role=role,
+            name=name,
+            created_at=now,
+        )
+    )
+    await session.flush()
+    return secret
+
+
+@dataclass(frozen=True)
+class KeyOwner:
+    """Who an API key belongs to."""
+
+    key_id: int
+    team_id: int
+    team_name: str
+    role: str
+
+
+def key_prefix(secret: str) -> str | None:
+    """The lookup prefix of a well-formed key, None for anything else."""
+    if not secret.startswith(KEY_PREFIX):
+        return None
+    prefix, sep, _ = secret[len(KEY_PREFIX) :].partition("_")
+    return prefix if sep and len(prefix) == 12 else None
+
+
+async def key_owner(session: AsyncSession, secret: str) -> KeyOwner | None:
+    """The owner of an active key, compared in constant time; None when unknown or revoked."""
+    prefix = key_prefix(secret)
+    if prefix is None:
+        return None
+    result = await session.execute(
+        select(ApiKey, Team.name)
+        .join(Team, Team.id == ApiKey.team_id)
+        .where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
+    )
+    row = result.one_or_none()
+    if row is None:
+        return None
+    key, team_name = row
+    if not hmac.compare_digest(key.key_hash, hash_key(secret)):
+        return None
+    return KeyOwner(key.id, key.team_id, team_name, key.role)
+
+
+@dataclass(frozen=True)
+class ScoreRecord:
+    """A score to persist, with the lead data it was computed from."""
+
+    team_id: int
+    lead_id: str
+    lead_data: dict[str, Any]
+    model_version: str
+    ml_score: float
+    classification: str
+    escalation_recommended: bool
+    cache_hit: bool
+    scored_at: datetime
+    result: dict[str, Any]
+
+
+async def save_scores(session: AsyncSession, records: Sequence[ScoreRecord]) -> None:
+    """Append score history and upsert each lead's latest data, in one round of statements."""
+    if not records:
+        return
+    session.add_all(
+        ScoreRow(
+            team_id=r.team_id,
+            lead_id=r.lead_id,
+            model_version=r.model_version,
+            ml_score=r.ml_score,
+            classification=r.classification,
+            escalation_recommended=r.escalation_recommended,
+            cache_hit=r.cache_hit,
+            scored_at=r.scored_at,
+            result=r.result,
+        )
+        for r in records
+    )
+    latest: dict[tuple[int, str], ScoreRecord] = {}
+    for record in records:
+        latest[(record.team_id, record.lead_id)] = record
+    rows = [
+        {
+            "team_id": r.team_id,
+            "lead_id": r.lead_id,
+            "data": r.lead_data,
+            "first_seen_at": r.scored_at,
+            "updated_at": r.scored_at,
+        }
+        for r in latest.values()
+    ]
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = insert(LeadRow).values(rows)
+    statement = statement.on_conflict_do_update(
+        index_elements=[LeadRow.team_id, LeadRow.lead_id],
+        set_={"data": statement.excluded.data, "updated_at": statement.excluded.updated_at},
+    )
+    await session.execute(statement)
+
+
+async def latest_score(session: AsyncSession, team_id: int, lead_id: str) -> ScoreRow | None:
+    """The most recent score of a lead for one team."""
+    result = await session.execute(
+        select(ScoreRow)
+        .where(ScoreRow.team_id == team_id, ScoreRow.lead_id == lead_id)
+        .order_by(ScoreRow.scored_at.desc(), ScoreRow.id.desc())
+        .limit(1)
+    )
+    return result.scalar_one_or_none()
+
+
+async def score_history(
+    session: AsyncSession, team_id: int, lead_id: str, limit: int
+) -> list[ScoreRow]:
+    """A lead's scores for one team, newest first."""
+    result = await session.execute(
+        select(ScoreRow)
+        .where(ScoreRow.team_id == team_id, ScoreRow.lead_id == lead_id)
+        .order_by(ScoreRow.scored_at.desc(), ScoreRow.id.desc())
+        .limit(limit)
+    )
+    return list(result.scalars())
+
+
+async def register_model(
+    session: AsyncSession, version: str, path: str, card: dict[str, Any], now: datetime
+) -> None:
+    """Record a model version the first time it is loaded."""
+    existing = await session.execute(
+        select(ModelVersionRow.id).where(ModelVersionRow.version == version)
+    )
+    if existing.scalar_one_or_none() is None:
+        session.add(ModelVersionRow(version=version, path=path, card=card, registered_at=now))

@@ -1,0 +1,34 @@
+"""Addresses of the real PostgreSQL and Redis servers that `make test` starts for the suite."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+POSTGRES_URL_VAR = "LEADSCORE_TEST_POSTGRES_URL"
+REDIS_URL_VAR = "LEADSCORE_TEST_REDIS_URL"
+
+
+def _service_url(variable: str, service: str) -> str:
+    """The URL in `variable`; skip the test without it, or fail under CI."""
+    url = os.environ.get(variable, "").strip()
+    if url:
+        return url
+    message = (
+        f"{variable} is not set: no {service} server for this test; "
+        "`make test` starts one (scripts/test-services.sh)"
+    )
+    if os.environ.get("CI"):
+        raise RuntimeError(f"{message}; CI must never skip real-database tests")
+    pytest.skip(message)
+
+
+def postgres_url() -> str:
+    """SQLAlchemy URL (postgresql+asyncpg://...) of the test PostgreSQL database."""
+    return _service_url(POSTGRES_URL_VAR, "PostgreSQL")
+
+
+def redis_url() -> str:
+    """URL (redis://...) of the test Redis server."""
+    return _service_url(REDIS_URL_VAR, "Redis")
