@@ -65,10 +65,13 @@ def cache_ttl(confidence: float) -> float:
     return 300.0
 
 
-def _cache_key(team_id: int, canonical: bytes, version: str, options: ScoreOptions) -> str:
+def _cache_key(
+    team_id: int, lead_id: str, canonical: bytes, version: str, options: ScoreOptions
+) -> str:
+    """Team + lead + exact lead data + model version + what the answer includes."""
     flags = f"{int(options.return_feature_importance)}{int(options.calculate_commission)}"
     digest = hashlib.sha256(canonical).hexdigest()
-    return f"score:{team_id}:{version}:{flags}:{digest}"
+    return f"score:{team_id}:{version}:{flags}:{lead_id}:{digest}"
 
 
 def _latest_key(team_id: int, lead_id: str) -> str:
@@ -171,7 +174,9 @@ class ScoringService:
             lead.lead_data.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS
         )
         return _Scored(
-            lead, canonical, _cache_key(principal.team_id, canonical, live.version, options)
+            lead,
+            canonical,
+            _cache_key(principal.team_id, lead.lead_id, canonical, live.version, options),
         )
 
     async def score(self, principal: Principal, lead: Lead, options: ScoreOptions) -> bytes:

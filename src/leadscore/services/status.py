@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from leadscore.services.metrics import Metrics
@@ -15,6 +16,7 @@ def model_status(live: LiveModel, metrics: Metrics, writer: ScoreWriter) -> dict
     traffic = metrics.summary()
     return {
         "model_loaded": True,
+        "worker_pid": os.getpid(),
         "version": live.version,
         "trained_at": card.get("created_at"),
         "algorithm": card.get("algorithm"),

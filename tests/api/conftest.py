@@ -1,0 +1,151 @@
+"""A real server per backend: uvicorn on a loopback port, SQLite + memory or PostgreSQL + Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import redis.asyncio as aioredis
+import uvicorn
+from fastapi import FastAPI
+
+from leadscore.api.app import create_app
+from leadscore.api.deps import Services
+from leadscore.config import ServiceSettings
+from leadscore.server import _create_key
+from leadscore.store.migrate import upgrade
+
+from ..services import postgres_url, redis_url
+
+SECRET = "test-secret-" + "x" * 40
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _reset_postgres(url: str) -> None:
+    connection = await asyncpg.connect(url.replace("+asyncpg", ""))
+    try:
+        await connection.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+    finally:
+        await connection.close()
+
+
+async def _reset_redis(url: str) -> None:
+    client = aioredis.from_url(url)
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()
+
+
+class ServerThread:
+    """Runs one app under uvicorn in a thread; stopping it is a graceful shutdown."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.port = free_port()
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        )
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def services(self) -> Services:
+        services: Services = self.app.state.services
+        return services
+
+    def start(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+
+@dataclass
+class Deployment:
+    """A backend combination with its settings and the keys of two teams."""
+
+    name: str
+    settings: ServiceSettings
+    keys: dict[str, str]
+
+    def start(self, **overrides: Any) -> ServerThread:
+        settings = self.settings.model_copy(update=overrides)
+        return ServerThread(create_app(settings)).start()
+
+
+def deploy(name: str, home: Path, model_dir: Path) -> Deployment:
+    """Migrate a fresh database of the named backend pair and create keys for two teams."""
+    if name == "sqlite-memory":
+        database, cache = f"sqlite+aiosqlite:///{home / 'leadscore.db'}", None
+    else:
+        database, cache = postgres_url(), redis_url()
+        asyncio.run(_reset_postgres(database))
+        asyncio.run(_reset_redis(cache))
+    settings = ServiceSettings(
+        home=home,
+        model_dir=model_dir,
+        database_url=database,
+        redis_url=cache,
+        jwt_secret=SECRET,  # type: ignore[arg-type]
+        cors_origins=["https://crm.example.com"],
+    )
+    upgrade(settings.resolved_database_url)
+    keys = {
+        f"{team}-{role}": asyncio.run(_create_key(settings, team, role, "tests"))
+        for team in ("acme", "globex")
+        for role in ("admin", "agent", "viewer")
+    }
+    return Deployment(name, settings, keys)
+
+
+@pytest.fixture(scope="module", params=["sqlite-memory", "postgres-redis"])
+def deployment(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, model_dir: Path
+) -> Deployment:
+    """Each backend combination, freshly migrated, with keys for teams acme and globex."""
+    return deploy(request.param, tmp_path_factory.mktemp(request.param), model_dir)
+
+
+@pytest.fixture(scope="module")
+def server(deployment: Deployment) -> Iterator[ServerThread]:
+    """A running server for the module's backend."""
+    running = deployment.start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def client(server: ServerThread) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.url, timeout=30) as http:
+        yield http
+
+
+@pytest.fixture
+def as_role(deployment: Deployment) -> Callable[[str], dict[str, str]]:
+    """Headers for a team-role key, e.g. as_role("acme-agent")."""
+    return lambda who: {"X-API-Key": deployment.keys[who]}

@@ -1,0 +1,164 @@
+"""Running the service for real: settings safety, `leadscore serve` with several workers."""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from pydantic import ValidationError
+
+from leadscore.api.schemas import EXAMPLE_LEAD
+from leadscore.config import DEMO_JWT_SECRET, ServiceSettings
+
+from .conftest import SECRET, Deployment, deploy, free_port
+
+
+@pytest.mark.parametrize("secret", [None, "short", DEMO_JWT_SECRET])
+def test_settings_refuse_unsafe_secrets_outside_demo(secret: str | None) -> None:
+    with pytest.raises(ValidationError, match="LEADSCORE_JWT_SECRET"):
+        ServiceSettings(jwt_secret=secret)  # type: ignore[arg-type]
+
+
+def test_demo_mode_runs_with_its_own_secret() -> None:
+    assert ServiceSettings(demo=True).secret == DEMO_JWT_SECRET
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Deployment:
+    """The embedded default: SQLite file and in-process cache."""
+    return deploy("sqlite-memory", tmp_path_factory.mktemp("embedded"), model_dir)
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Deployment:
+    """The grown-up deployment: PostgreSQL and Redis shared by workers."""
+    return deploy("postgres-redis", tmp_path_factory.mktemp("shared"), model_dir)
+
+
+def _env(deployment: Deployment, **extra: str) -> dict[str, str]:
+    settings = deployment.settings
+    env = {
+        **os.environ,
+        "LEADSCORE_HOME": str(settings.home),
+        "LEADSCORE_MODEL_DIR": str(settings.model_dir),
+        "LEADSCORE_DATABASE_URL": settings.resolved_database_url,
+        "LEADSCORE_JWT_SECRET": SECRET,
+    }
+    env.pop("LEADSCORE_REDIS_URL", None)
+    if settings.redis_url:
+        env["LEADSCORE_REDIS_URL"] = settings.redis_url
+    return env | extra
+
+
+def test_workers_without_redis_are_refused(embedded: Deployment) -> None:
+    deployment = embedded
+    result = subprocess.run(
+        [sys.executable, "-m", "leadscore", "serve", "--workers", "2", "--port", str(free_port())],
+        env=_env(deployment),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert "needs Redis" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_unsafe_secret_stops_serve_with_one_line(embedded: Deployment) -> None:
+    deployment = embedded
+    result = subprocess.run(
+        [sys.executable, "-m", "leadscore", "serve", "--port", str(free_port())],
+        env=_env(deployment, LEADSCORE_JWT_SECRET="short"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: configuration")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.fixture
+def two_workers(shared: Deployment) -> Iterator[str]:
+    deployment = shared
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "leadscore", "serve", "--workers", "2", "--port", str(port)],
+        env=_env(deployment),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            if httpx.get(f"{url}/api/v1/ml/health", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError(f"server did not start: {process.communicate()[1][-2000:]}")
+        time.sleep(0.2)
+    yield url
+    process.terminate()
+    process.communicate(timeout=30)
+
+
+def test_two_workers_share_scores_and_metrics(two_workers: str, shared: Deployment) -> None:
+    headers = {"X-API-Key": shared.keys["acme-agent"]}
+    pids: set[int] = set()
+    n = 30
+    for i in range(n):
+        body = copy.deepcopy(EXAMPLE_LEAD) | {"lead_id": f"multi_{i}"}
+        # A fresh connection per request, so the kernel spreads them over both workers.
+        scored = httpx.post(f"{two_workers}/api/v1/ml/score", json=body, headers=headers)
+        assert scored.status_code == 200
+        latest = httpx.get(f"{two_workers}/api/v1/ml/score/multi_{i}", headers=headers)
+        assert latest.status_code == 200, f"lead {i} not readable right after scoring"
+        assert latest.json()["ml_score"] == scored.json()["ml_score"]
+        status = httpx.get(f"{two_workers}/api/v1/ml/model/status", headers=headers).json()
+        pids.add(status["worker_pid"])
+    performance = httpx.get(f"{two_workers}/api/v1/ml/metrics/performance", headers=headers).json()
+    assert performance["predictions"] >= n
+    text = httpx.get(f"{two_workers}/metrics").text
+    total = sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("leadscore_scores_total{")
+    )
+    assert total == performance["predictions"]
+    assert len(pids) == 2, "requests never reached the second worker"
+
+
+def test_home_directory_holds_the_sqlite_file(embedded: Deployment) -> None:
+    assert (Path(embedded.settings.home) / "leadscore.db").is_file()
+
+
+def test_redis_outage_degrades_but_keeps_scoring(embedded: Deployment) -> None:
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+    server = embedded.start(redis_url=dead)
+    try:
+        with httpx.Client(base_url=server.url) as http:
+            health = http.get("/api/v1/ml/health")
+            body = copy.deepcopy(EXAMPLE_LEAD) | {"lead_id": "outage_1"}
+            headers = {"X-API-Key": embedded.keys["acme-agent"]}
+            first = http.post("/api/v1/ml/score", json=body, headers=headers)
+            second = http.post("/api/v1/ml/score", json=body, headers=headers)
+            history = http.get("/api/v1/ml/score/outage_1/history", headers=headers)
+    finally:
+        server.stop()
+    assert health.status_code == 200
+    assert health.json()["status"] == "degraded"
+    assert health.json()["checks"]["cache"]["status"] == "error"
+    assert first.status_code == second.status_code == 200
+    assert second.json()["cache_hit"] is False  # no cache, no fake hit
+    assert len(history.json()["scores"]) == 2
