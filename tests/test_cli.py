@@ -5,13 +5,22 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import socket
 import sys
+import time
 from pathlib import Path
 
 import polars as pl
+import httpx
 import pytest
 
 from .conftest import ROOT, SHARED
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def run(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -156,7 +165,39 @@ def test_team_policy_is_recorded_in_the_card(workdir: Path) -> None:
     assert card["thresholds"]["commission_rate"] == 0.025
 
 
-def test_demo_shows_ranked_leads_with_reasons(workdir: Path) -> None:
-    out = run("demo", "--n", "400", "--top", "3", cwd=workdir).stdout
-    assert "leads per class:" in out
-    assert out.count("points") >= 3
+def test_demo_serves_a_scored_demo_team(workdir: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "LEADSCORE_HOME": str(workdir / "demo-home"), "OMP_NUM_THREADS": "2"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "leadscore", "demo", "--port", str(port), "--leads", "150"],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        lines = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            lines.append(line)
+            if not line or line.startswith("ready"):
+                break
+        output = "".join(lines)
+        assert f"http://127.0.0.1:{port}" in output, output + process.stderr.read()
+        key = next(x.split(": ", 1)[1].strip() for x in lines if x.startswith("admin API key"))
+        token = next(x.split(": ", 1)[1].strip() for x in lines if x.startswith("bearer token"))
+        assert "scored 150 demo leads" in output
+        assert "points" in output
+        base = f"http://127.0.0.1:{port}/api/v1/ml"
+        assert httpx.get(f"{base}/health").json()["status"] == "healthy"
+        status = httpx.get(f"{base}/model/status", headers={"X-API-Key": key}).json()
+        assert status["traffic"]["predictions"] == 150
+        bearer = {"Authorization": f"Bearer {token}"}
+        assert httpx.get(f"{base}/score/syn_0000001", headers=bearer).status_code == 200
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
+    assert (workdir / "demo-home" / "leadscore.db").is_file()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import subprocess
 import sys
 from datetime import timedelta
@@ -169,3 +170,12 @@ def test_same_vector_in_every_process(hash_seed: str) -> None:
         check=True,
     )
     assert out.stdout.strip() == expected
+
+
+@pytest.mark.parametrize("spec", FEATURES, ids=lambda f: f.name)
+@pytest.mark.parametrize("value", [float("nan"), 0.0, 1.0, 3.0])
+def test_every_reason_reads_as_a_sentence(spec: object, value: float) -> None:
+    text = spec.describe(value)  # type: ignore[attr-defined]
+    assert text
+    assert "{" not in text
+    assert not re.search(r"\bnan\b", text, re.IGNORECASE)

@@ -159,12 +159,17 @@ def _budget_log_price(raw: RawBatch, _enc: SourceEncoding) -> FloatArray:
     return out
 
 
-def _fmt(template: str, transform: Callable[[float], float] = lambda v: v) -> Describe:
+def _fmt(
+    template: str,
+    transform: Callable[[float], float] = lambda v: v,
+    unknown: str | None = None,
+) -> Describe:
     """A reason text from a template; missing values say so instead of printing nan."""
+    missing = unknown or template.split("{")[0].rstrip(": ") + ": unknown"
 
     def describe(value: float) -> str:
         if np.isnan(value):
-            return template.split(":")[0] + ": unknown"
+            return missing
         return template.format(transform(value))
 
     return describe
@@ -216,22 +221,22 @@ FEATURES: Final[tuple[FeatureSpec, ...]] = (
     FeatureSpec(
         "days_since_last_interaction", "response_patterns",
         "days from the last interaction to the as-of time", "0 … ∞", "no interactions",
-        _days("last_inter_age_us"), _fmt("Last contact {:.1f} days ago"),
+        _days("last_inter_age_us"), _fmt("Last contact {:.1f} days ago", unknown="No interactions yet"),
     ),
     FeatureSpec(
         "source_conversion_prior", "response_patterns",
         "smoothed conversion rate of the lead's source, learned at training (m = 50)",
-        "0 … 1", "no source", _source, _fmt("Lead source converts at {:.1%}"),
+        "0 … 1", "no source", _source, _fmt("Lead source converts at {:.1%}", unknown="Lead source unknown"),
     ),
     FeatureSpec(
         "properties_viewed", "response_patterns",
         "log(1 + properties viewed on the site)", "0 … 14", "no web activity",
-        _log1p("properties_viewed"), _fmt("Viewed {:.0f} properties", np.expm1),
+        _log1p("properties_viewed"), _fmt("Viewed {:.0f} properties", np.expm1, "Properties viewed unknown"),
     ),
     FeatureSpec(
         "repeat_listing_views", "response_patterns",
         "most views of one single listing", "0 … ∞", "no web activity",
-        _col("repeat_views"), _fmt("Viewed one listing {:.0f}×"),
+        _col("repeat_views"), _fmt("Viewed one listing {:.0f}×", unknown="Repeat views unknown"),
     ),
     FeatureSpec(
         "saved_and_favorites", "response_patterns",
@@ -241,7 +246,7 @@ FEATURES: Final[tuple[FeatureSpec, ...]] = (
     FeatureSpec(
         "budget_log_price", "budget_signals",
         "log of the estimated sale price from the budget", "9.2 … 18.4", "no readable budget",
-        _budget_log_price, _fmt("Budget around ${:,.0f}", np.exp),
+        _budget_log_price, _fmt("Budget around ${:,.0f}", np.exp, "No readable budget"),
     ),
     FeatureSpec(
         "budget_relative_width", "budget_signals",
@@ -266,7 +271,7 @@ FEATURES: Final[tuple[FeatureSpec, ...]] = (
     FeatureSpec(
         "lead_age_days", "timeline_urgency",
         "days from lead creation to the as-of time", "0 … ∞", "no created_at",
-        _days("lead_age_us"), _fmt("Lead is {:.0f} days old"),
+        _days("lead_age_us"), _fmt("Lead is {:.0f} days old", unknown="Lead age unknown"),
     ),
     FeatureSpec(
         "location_specificity", "location_specificity",
@@ -276,7 +281,7 @@ FEATURES: Final[tuple[FeatureSpec, ...]] = (
     FeatureSpec(
         "location_terms", "location_specificity",
         "words in the location preference", "1 … 40", "no location",
-        _col("loc_terms"), _fmt("Location described in {:.0f} words"),
+        _col("loc_terms"), _fmt("Location described in {:.0f} words", unknown="No location given"),
     ),
     FeatureSpec(
         "property_criteria", "location_specificity",
@@ -286,7 +291,7 @@ FEATURES: Final[tuple[FeatureSpec, ...]] = (
     FeatureSpec(
         "household_size", "family_demographics",
         "people in the household (protected: familial status)", "1 … 30", "not given",
-        _col("household_size"), _fmt("Household of {:.0f}"), protected=True,
+        _col("household_size"), _fmt("Household of {:.0f}", unknown="Household size unknown"), protected=True,
     ),
     FeatureSpec(
         "school_district_interest", "family_demographics",
@@ -298,7 +303,7 @@ FEATURES: Final[tuple[FeatureSpec, ...]] = (
     FeatureSpec(
         "bedrooms_per_person", "family_demographics",
         "bedrooms wanted per household member (protected: familial status)", "0 … 50",
-        "bedrooms or household unknown", _per_person, _fmt("{:.1f} bedrooms per person"),
+        "bedrooms or household unknown", _per_person, _fmt("{:.1f} bedrooms per person", unknown="Bedrooms per person unknown"),
         protected=True,
     ),
     FeatureSpec(
@@ -315,7 +320,7 @@ FEATURES: Final[tuple[FeatureSpec, ...]] = (
     FeatureSpec(
         "previous_transactions", "real_estate_experience",
         "home purchases or sales before", "0 … 1000", "not given",
-        _col("prev_tx"), _fmt("{:.0f} previous transactions"),
+        _col("prev_tx"), _fmt("{:.0f} previous transactions", unknown="Previous transactions unknown"),
     ),
     FeatureSpec(
         "first_time_buyer", "real_estate_experience",
@@ -325,12 +330,12 @@ FEATURES: Final[tuple[FeatureSpec, ...]] = (
     FeatureSpec(
         "message_length_mean", "communication_quality",
         "log(1 + mean message length in characters)", "0 … 11.5", "no message lengths",
-        _message_mean, _fmt("Messages average {:.0f} characters", np.expm1),
+        _message_mean, _fmt("Messages average {:.0f} characters", np.expm1, "Message length unknown"),
     ),
     FeatureSpec(
         "questions_per_interaction", "communication_quality",
         "questions asked per interaction", "0 … 1000", "no question counts",
-        _questions, _fmt("Asks {:.1f} questions per message"),
+        _questions, _fmt("Asks {:.1f} questions per message", unknown="Questions per message unknown"),
     ),
     FeatureSpec(
         "contact_completeness", "communication_quality",

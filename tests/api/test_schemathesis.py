@@ -1,0 +1,46 @@
+"""Property-based fuzzing of the API from its own OpenAPI schema: no 5xx, responses conform."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, given, settings
+
+from .conftest import Deployment, ServerThread, deploy
+
+
+@pytest.fixture(scope="module")
+def fuzz_target(
+    tmp_path_factory: pytest.TempPathFactory, model_dir: Path
+) -> Iterator[tuple[ServerThread, Deployment]]:
+    deployment = deploy("sqlite-memory", tmp_path_factory.mktemp("fuzz"), model_dir)
+    server = deployment.start(rate_limit_per_minute=1_000_000)
+    yield server, deployment
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def api_schema(fuzz_target: tuple[ServerThread, Deployment]) -> schemathesis.BaseSchema:
+    server, _ = fuzz_target
+    return schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+
+
+def test_api_conforms_to_its_schema(
+    api_schema: schemathesis.BaseSchema, fuzz_target: tuple[ServerThread, Deployment]
+) -> None:
+    """Every operation, with generated valid and invalid inputs, as an admin of one team."""
+    _, deployment = fuzz_target
+    headers = {"X-API-Key": deployment.keys["acme-admin"]}
+    operations = [result.ok() for result in api_schema.get_all_operations()]
+    assert len(operations) >= 9
+    for operation in operations:
+
+        @given(operation.as_strategy())
+        @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+        def check(case: schemathesis.Case) -> None:
+            case.call_and_validate(headers=headers)
+
+        check()
