@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-import polars as pl
 import httpx
+import polars as pl
 import pytest
 
 from .conftest import ROOT, SHARED
