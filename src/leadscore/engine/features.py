@@ -221,17 +221,26 @@ FEATURES: Final[tuple[FeatureSpec, ...]] = (
     FeatureSpec(
         "days_since_last_interaction", "response_patterns",
         "days from the last interaction to the as-of time", "0 … ∞", "no interactions",
-        _days("last_inter_age_us"), _fmt("Last contact {:.1f} days ago", unknown="No interactions yet"),
+        _days("last_inter_age_us"),
+        _fmt(
+            "Last contact {:.1f} days ago", unknown="No interactions yet",
+        ),
     ),
     FeatureSpec(
         "source_conversion_prior", "response_patterns",
         "smoothed conversion rate of the lead's source, learned at training (m = 50)",
-        "0 … 1", "no source", _source, _fmt("Lead source converts at {:.1%}", unknown="Lead source unknown"),
+        "0 … 1", "no source", _source,
+        _fmt(
+            "Lead source converts at {:.1%}", unknown="Lead source unknown",
+        ),
     ),
     FeatureSpec(
         "properties_viewed", "response_patterns",
         "log(1 + properties viewed on the site)", "0 … 14", "no web activity",
-        _log1p("properties_viewed"), _fmt("Viewed {:.0f} properties", np.expm1, "Properties viewed unknown"),
+        _log1p("properties_viewed"),
+        _fmt(
+            "Viewed {:.0f} properties", np.expm1, "Properties viewed unknown",
+        ),
     ),
     FeatureSpec(
         "repeat_listing_views", "response_patterns",
@@ -291,7 +300,9 @@ FEATURES: Final[tuple[FeatureSpec, ...]] = (
     FeatureSpec(
         "household_size", "family_demographics",
         "people in the household (protected: familial status)", "1 … 30", "not given",
-        _col("household_size"), _fmt("Household of {:.0f}", unknown="Household size unknown"), protected=True,
+        _col("household_size"),
+        _fmt("Household of {:.0f}", unknown="Household size unknown"),
+        protected=True,
     ),
     FeatureSpec(
         "school_district_interest", "family_demographics",
@@ -303,7 +314,10 @@ FEATURES: Final[tuple[FeatureSpec, ...]] = (
     FeatureSpec(
         "bedrooms_per_person", "family_demographics",
         "bedrooms wanted per household member (protected: familial status)", "0 … 50",
-        "bedrooms or household unknown", _per_person, _fmt("{:.1f} bedrooms per person", unknown="Bedrooms per person unknown"),
+        "bedrooms or household unknown", _per_person,
+        _fmt(
+            "{:.1f} bedrooms per person", unknown="Bedrooms per person unknown",
+        ),
         protected=True,
     ),
     FeatureSpec(
@@ -320,7 +334,10 @@ FEATURES: Final[tuple[FeatureSpec, ...]] = (
     FeatureSpec(
         "previous_transactions", "real_estate_experience",
         "home purchases or sales before", "0 … 1000", "not given",
-        _col("prev_tx"), _fmt("{:.0f} previous transactions", unknown="Previous transactions unknown"),
+        _col("prev_tx"),
+        _fmt(
+            "{:.0f} previous transactions", unknown="Previous transactions unknown",
+        ),
     ),
     FeatureSpec(
         "first_time_buyer", "real_estate_experience",
@@ -330,12 +347,18 @@ FEATURES: Final[tuple[FeatureSpec, ...]] = (
     FeatureSpec(
         "message_length_mean", "communication_quality",
         "log(1 + mean message length in characters)", "0 … 11.5", "no message lengths",
-        _message_mean, _fmt("Messages average {:.0f} characters", np.expm1, "Message length unknown"),
+        _message_mean,
+        _fmt(
+            "Messages average {:.0f} characters", np.expm1, "Message length unknown",
+        ),
     ),
     FeatureSpec(
         "questions_per_interaction", "communication_quality",
         "questions asked per interaction", "0 … 1000", "no question counts",
-        _questions, _fmt("Asks {:.1f} questions per message", unknown="Questions per message unknown"),
+        _questions,
+        _fmt(
+            "Asks {:.1f} questions per message", unknown="Questions per message unknown",
+        ),
     ),
     FeatureSpec(
         "contact_completeness", "communication_quality",
