@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -325,8 +326,7 @@ def test_new_model_version_never_serves_old_cache(
     headers = as_role("acme-agent")
     first = client.post("/api/v1/ml/score", json=lead("swap_1"), headers=headers).json()
     assert client.post("/api/v1/ml/score", json=lead("swap_1"), headers=headers).json()["cache_hit"]
-    other = copy.deepcopy(model)
-    other.card = model.card | {"version": "f" * 16}
+    other = dataclasses.replace(model, card=model.card | {"version": "f" * 16}, _fast={})
     holder = server.services.models
     previous = holder.swap(LiveModel(other, Scorer(other), holder.current.path))
     try:

@@ -123,7 +123,7 @@ def _budget_width(raw: RawBatch, _enc: SourceEncoding) -> FloatArray:
 
 def _saved(raw: RawBatch, _enc: SourceEncoding) -> FloatArray:
     saved, favorites = raw.col("saved_searches"), raw.col("favorites")
-    total = np.nan_to_num(saved) + np.nan_to_num(favorites)
+    total = np.where(np.isnan(saved), 0.0, saved) + np.where(np.isnan(favorites), 0.0, favorites)
     return np.where(np.isnan(saved) & np.isnan(favorites), np.nan, total)
 
 

@@ -24,6 +24,7 @@ from leadscore.engine.features import (
     spec_hash,
     transform,
 )
+from leadscore.engine.fastpath import SingleRowPredictor
 from leadscore.engine.metrics import IsotonicCalibrator, summary
 from leadscore.engine.raw import FloatArray, RawBatch, raw_from_frame
 from leadscore.engine.schema import LeadData
@@ -53,7 +54,7 @@ class ModelConfig:
 
     algorithm: Algorithm = "lightgbm"
     max_trees: int = 400
-    learning_rate: float = 0.06
+    learning_rate: float = 0.12
     num_leaves: int = 8
     max_depth: int = 3
     min_data_in_leaf: int = 40
@@ -160,6 +161,7 @@ class LeadModel:
     model_features: tuple[str, ...]
     card: dict[str, Any]
     num_threads: int = 2
+    _fast: dict[str, SingleRowPredictor] = field(default_factory=dict, repr=False)
 
     @property
     def version(self) -> str:
@@ -185,8 +187,25 @@ class LeadModel:
         )
         return np.ascontiguousarray(np.hstack([base, extra]))
 
+    def _single(self, head: str) -> SingleRowPredictor:
+        """The fast one-row predictor of a head, made on first use."""
+        predictor = self._fast.get(head)
+        if predictor is None:
+            predictor = SingleRowPredictor(self.boosters[head])
+            self._fast[head] = predictor
+        return predictor
+
     def predict_head(self, head: str, x: FloatArray, explain: bool = False) -> HeadPrediction:
         """Calibrated probability of one head; exact TreeSHAP contributions when `explain`."""
+        if x.shape[0] == 1:
+            single = self._single(head)
+            if explain:
+                contrib = single.contributions(x[0])[None, :]
+                raw = contrib.sum(axis=1)
+            else:
+                contrib = None
+                raw = np.array([single.raw(x[0])])
+            return HeadPrediction(raw, self.calibrators[head].predict(raw), contrib)
         booster = self.boosters[head]
         threads = 1 if x.shape[0] < 2_000 else self.num_threads
         if explain:

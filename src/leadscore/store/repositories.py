@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import select, text
+from sqlalchemy import insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -118,22 +118,25 @@ class ScoreRecord:
 
 
 async def save_scores(session: AsyncSession, records: Sequence[ScoreRecord]) -> None:
-    """Append score history and upsert each lead's latest data, in one round of statements."""
+    """Append score history and upsert each lead's latest data: two bulk statements."""
     if not records:
         return
-    session.add_all(
-        ScoreRow(
-            team_id=r.team_id,
-            lead_id=r.lead_id,
-            model_version=r.model_version,
-            ml_score=r.ml_score,
-            classification=r.classification,
-            escalation_recommended=r.escalation_recommended,
-            cache_hit=r.cache_hit,
-            scored_at=r.scored_at,
-            result=r.result,
-        )
-        for r in records
+    await session.execute(
+        insert(ScoreRow),
+        [
+            {
+                "team_id": r.team_id,
+                "lead_id": r.lead_id,
+                "model_version": r.model_version,
+                "ml_score": r.ml_score,
+                "classification": r.classification,
+                "escalation_recommended": r.escalation_recommended,
+                "cache_hit": r.cache_hit,
+                "scored_at": r.scored_at,
+                "result": r.result,
+            }
+            for r in records
+        ],
     )
     latest: dict[tuple[int, str], ScoreRecord] = {}
     for record in records:
@@ -148,8 +151,8 @@ async def save_scores(session: AsyncSession, records: Sequence[ScoreRecord]) -> 
         }
         for r in latest.values()
     ]
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = insert(LeadRow).values(rows)
+    upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = upsert(LeadRow).values(rows)
     statement = statement.on_conflict_do_update(
         index_elements=[LeadRow.team_id, LeadRow.lead_id],
         set_={"data": statement.excluded.data, "updated_at": statement.excluded.updated_at},
