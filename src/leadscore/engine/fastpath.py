@@ -15,7 +15,7 @@ from typing import Final
 
 import lightgbm as lgb
 import numpy as np
-from lightgbm.basic import _LIB, _c_str, _safe_call
+from lightgbm.basic import _LIB, _c_str, _safe_call  # type: ignore[attr-defined]
 
 from leadscore.engine.raw import FloatArray
 

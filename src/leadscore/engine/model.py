@@ -16,6 +16,7 @@ import lightgbm as lgb
 import numpy as np
 import polars as pl
 
+from leadscore.engine.fastpath import SingleRowPredictor
 from leadscore.engine.features import (
     FEATURE_INDEX,
     FEATURE_NAMES,
@@ -24,7 +25,6 @@ from leadscore.engine.features import (
     spec_hash,
     transform,
 )
-from leadscore.engine.fastpath import SingleRowPredictor
 from leadscore.engine.metrics import IsotonicCalibrator, summary
 from leadscore.engine.raw import FloatArray, RawBatch, raw_from_frame
 from leadscore.engine.schema import LeadData
