@@ -49,7 +49,7 @@ class ServiceSettings(Settings):
         default=False, description="Wait for the score's database commit before answering."
     )
     write_batch_max: int = Field(default=500, ge=1)
-    write_interval_ms: float = Field(default=5.0, ge=0)
+    write_interval_ms: float = Field(default=20.0, ge=0)
 
     @model_validator(mode="after")
     def _safe_secret(self) -> ServiceSettings:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import sys
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,6 +15,8 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from pydantic import ValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -22,6 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from leadscore import __version__
 from leadscore.api.deps import Services
 from leadscore.api.routes import auth, ml, root
+from leadscore.api.schemas import ScoreRequest
 from leadscore.cache import create_cache
 from leadscore.config import ServiceSettings
 from leadscore.engine.defaults import default_model_dir, load_or_build_default
@@ -32,7 +36,7 @@ from leadscore.ratelimit import create_rate_limiter
 from leadscore.services.auth import Authenticator
 from leadscore.services.metrics import Metrics
 from leadscore.services.models import LiveModel, ModelHolder
-from leadscore.services.scoring import ScoringService, persist_scores
+from leadscore.services.scoring import ScoringService, persist_scores, validation_detail
 from leadscore.services.writer import ScoreWriter
 from leadscore.store import repositories as repo
 from leadscore.store.db import create_engine, session_factory
@@ -107,6 +111,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # scans, whose full passes over the model and libraries otherwise cost tens of ms.
         gc.collect()
         gc.freeze()
+        # The database thread and the event loop share the GIL: hand it back within 1 ms
+        # (default 5 ms) so a commit in progress never holds a request that long.
+        sys.setswitchinterval(0.001)
         try:
             yield
         finally:
@@ -142,6 +149,11 @@ async def _validation_error(_request: Request, exc: Exception) -> Response:
         for e in exc.errors()
     ]
     return _error(422, "validation_error", detail)
+
+
+async def _body_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ValidationError)
+    return _error(422, "validation_error", validation_detail(exc))
 
 
 async def _http_error(_request: Request, exc: Exception) -> Response:
@@ -221,6 +233,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.settings = settings
     app.add_exception_handler(LeadScoreError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ValidationError, _body_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
     app.include_router(ml)
@@ -234,4 +247,19 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             allow_headers=["Authorization", "X-API-Key", "Content-Type"],
         )
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.openapi = partial(_openapi, app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema plus the models of bodies that routes parse themselves."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        model = ScoreRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+        components.update(model.pop("$defs", {}))
+        components["ScoreRequest"] = model
+        app.openapi_schema = schema
+    return app.openapi_schema

@@ -41,8 +41,8 @@ class Services:
     started_at: datetime
 
 
-def get_services(request: Request) -> Services:
-    """The services of the app serving this request."""
+async def get_services(request: Request) -> Services:
+    """The services of the app serving this request (async: FastAPI would thread a sync one)."""
     services: Services = request.app.state.services
     return services
 
