@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response, Security
-from pydantic import BaseModel
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 
 from leadscore.api.deps import PrincipalDep, ServicesDep, WriterDep, api_key_header
 from leadscore.api.schemas import (
