@@ -14,6 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from leadscore.engine.columnar import raw_from_frame
 from leadscore.engine.features import (
     FEATURE_NAMES,
     FEATURES,
@@ -24,7 +25,7 @@ from leadscore.engine.features import (
     transform,
 )
 from leadscore.engine.io import leads_to_frame
-from leadscore.engine.raw import raw_from_frame, raw_from_leads
+from leadscore.engine.raw import raw_from_leads
 from leadscore.engine.schema import Interaction, Lead, LeadData
 
 from .strategies import AS_OF, leads

@@ -9,6 +9,7 @@ import orjson
 import polars as pl
 import pytest
 
+from leadscore.engine.columnar import raw_from_frame
 from leadscore.engine.io import (
     canonicalise,
     frame_to_leads,
@@ -17,7 +18,7 @@ from leadscore.engine.io import (
     read_frame,
     write_frame,
 )
-from leadscore.engine.raw import raw_from_frame, raw_from_leads
+from leadscore.engine.raw import raw_from_leads
 from leadscore.engine.schema import Lead
 from leadscore.engine.synthetic import generate
 from leadscore.errors import InvalidInputError

@@ -11,10 +11,10 @@ import numpy as np
 import polars as pl
 import pytest
 
+from leadscore.engine.columnar import raw_from_frame
 from leadscore.engine.features import PROTECTED, transform
 from leadscore.engine.metrics import auc, ece
 from leadscore.engine.model import AttributeSpec, LeadModel, ModelConfig, TrainingInput, train
-from leadscore.engine.raw import raw_from_frame
 from leadscore.engine.scorer import Scorer
 from leadscore.errors import ModelArtifactError, TrainingDataError
 

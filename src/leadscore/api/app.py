@@ -40,7 +40,6 @@ from leadscore.services.scoring import ScoringService, persist_scores, validatio
 from leadscore.services.writer import ScoreWriter
 from leadscore.store import repositories as repo
 from leadscore.store.db import create_engine, session_factory
-from leadscore.store.migrate import current_revision, head_revision
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +70,8 @@ def load_live_model(settings: ServiceSettings) -> LiveModel:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Build the worker's services, serve, then drain writes and close every client."""
     settings: ServiceSettings = app.state.settings
+    from leadscore.store.migrate import current_revision, head_revision
+
     engine = create_engine(settings.resolved_database_url)
     try:
         if await current_revision(engine) != head_revision():

@@ -8,7 +8,6 @@ from typing import Final
 
 from leadscore.engine.features import spec_hash
 from leadscore.engine.model import AttributeSpec, LeadModel, ModelConfig, TrainingInput, train
-from leadscore.engine.synthetic import generate
 
 DEFAULT_TRAINING_LEADS: Final = 60_000
 DEFAULT_SEED: Final = 20_260_124
@@ -21,6 +20,8 @@ def default_model_dir(home: Path) -> Path:
 
 def build_default_model(num_threads: int = 2) -> LeadModel:
     """Train the default model on generated leads with a fixed seed (deterministic)."""
+    from leadscore.engine.synthetic import generate  # polars: only when building
+
     frame = generate(DEFAULT_TRAINING_LEADS, seed=DEFAULT_SEED)
     config = ModelConfig(num_threads=num_threads, seed=DEFAULT_SEED)
     return train(

@@ -10,11 +10,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import lightgbm as lgb
 import numpy as np
-import polars as pl
 
 from leadscore.engine.fastpath import SingleRowPredictor
 from leadscore.engine.features import (
@@ -26,9 +25,12 @@ from leadscore.engine.features import (
     transform,
 )
 from leadscore.engine.metrics import IsotonicCalibrator, summary
-from leadscore.engine.raw import FloatArray, RawBatch, raw_from_frame
+from leadscore.engine.raw import FloatArray, RawBatch
 from leadscore.engine.schema import LeadData
 from leadscore.errors import ModelArtifactError, TrainingDataError
+
+if TYPE_CHECKING:
+    import polars as pl
 
 HEADS: Final = ("conversion", "closing", "timeline")
 MIN_CLASS_EXAMPLES: Final = 40
@@ -301,6 +303,7 @@ class Outcomes:
     @classmethod
     def from_frame(cls, df: pl.DataFrame) -> Outcomes:
         """Read the outcome columns a training frame carries; absent columns are all missing."""
+        import polars as pl
 
         def col(name: str) -> FloatArray:
             if name not in df.columns:
@@ -438,6 +441,10 @@ class TrainingInput:
     @classmethod
     def from_frame(cls, df: pl.DataFrame, attributes: AttributeSpec) -> TrainingInput:
         """Extract from a canonical training frame with outcome columns."""
+        import polars as pl
+
+        from leadscore.engine.columnar import raw_from_frame
+
         if "converted" not in df.columns or df["converted"].null_count() == df.height:
             raise TrainingDataError("no conversion label: training needs a `converted` outcome")
         if df["converted"].null_count():

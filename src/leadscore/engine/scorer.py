@@ -6,10 +6,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
-import polars as pl
 
 from leadscore.engine.features import FEATURE_INDEX, FEATURES, transform
 from leadscore.engine.model import (
@@ -18,8 +17,11 @@ from leadscore.engine.model import (
     attributes_from_frame,
     attributes_from_leads,
 )
-from leadscore.engine.raw import FloatArray, raw_from_frame, raw_from_leads
+from leadscore.engine.raw import FloatArray, raw_from_leads
 from leadscore.engine.schema import Lead
+
+if TYPE_CHECKING:
+    import polars as pl
 
 CLASSES: Final = ("cold", "warm", "hot")
 _PRICE_COLUMN: Final = FEATURE_INDEX["budget_log_price"]
@@ -300,6 +302,10 @@ class Scorer:
 
     def score_frame(self, df: pl.DataFrame, *, explain: bool = False) -> pl.DataFrame:
         """Score a canonical frame, vectorised end to end; the file-scoring path."""
+        import polars as pl
+
+        from leadscore.engine.columnar import raw_from_frame
+
         features = transform(raw_from_frame(df), self.model.encoding)
         attrs = attributes_from_frame(df, self.model.attributes)
         a = self.arrays(features, attrs, explain=explain)
