@@ -77,6 +77,19 @@ async def test_set_then_get_round_trips_bytes(backend: Backend) -> None:
     assert await backend.cache.get("lead:1") == value
 
 
+async def test_many_keys_in_one_round_trip(backend: Backend) -> None:
+    await backend.cache.set_many([("a", b"1", 60), ("b", b"2", 60)])
+    assert await backend.cache.get_many(["b", "missing", "a"]) == [b"2", None, b"1"]
+    assert await backend.cache.get_many([]) == []
+    await backend.cache.set_many([])
+
+
+async def test_set_many_entries_expire_on_their_own_ttls(backend: Backend) -> None:
+    await backend.cache.set_many([("short", b"s", 0.2), ("long", b"l", 60)])
+    await backend.elapse(0.3)
+    assert await backend.cache.get_many(["short", "long"]) == [None, b"l"]
+
+
 async def test_missing_key_is_none(backend: Backend) -> None:
     assert await backend.cache.get("never-set") is None
 

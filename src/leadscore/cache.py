@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol, cast
 
 from redis.asyncio import Redis
@@ -34,6 +34,14 @@ class Cache(Protocol):
 
     async def set(self, key: str, value: bytes, ttl_seconds: float) -> None:
         """Store `value` under `key` until `ttl_seconds` have passed."""
+        ...
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Values for many keys in one round trip, in order."""
+        ...
+
+    async def set_many(self, items: Sequence[tuple[str, bytes, float]]) -> None:
+        """Store many (key, value, ttl_seconds) entries in one round trip."""
         ...
 
     async def delete(self, key: str) -> None:
@@ -96,6 +104,15 @@ class MemoryCache:
         if len(entries) > self.max_entries:
             entries.popitem(last=False)
 
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """Each key's live value, in order."""
+        return [await self.get(key) for key in keys]
+
+    async def set_many(self, items: Sequence[tuple[str, bytes, float]]) -> None:
+        """Store each entry."""
+        for key, value, ttl in items:
+            await self.set(key, value, ttl)
+
     async def delete(self, key: str) -> None:
         """Forget `key`."""
         self._entries.pop(key, None)
@@ -141,6 +158,30 @@ class RedisCache:
             await self._redis.set(self.prefix + key, value, px=math.ceil(ttl_seconds * 1000))
         except (RedisError, OSError) as exc:
             raise CacheUnavailableError(f"redis SET failed: {exc}") from exc
+
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """One MGET for all keys."""
+        if not keys:
+            return []
+        try:
+            values = await self._redis.mget([self.prefix + key for key in keys])
+        except (RedisError, OSError) as exc:
+            raise CacheUnavailableError(f"redis MGET failed: {exc}") from exc
+        return cast("list[bytes | None]", values)
+
+    async def set_many(self, items: Sequence[tuple[str, bytes, float]]) -> None:
+        """One pipelined round trip of SET ... PX for all entries."""
+        if not items:
+            return
+        for _, _, ttl in items:
+            _check_ttl(ttl)
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key, value, ttl in items:
+                    pipe.set(self.prefix + key, value, px=math.ceil(ttl * 1000))
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise CacheUnavailableError(f"redis pipeline SET failed: {exc}") from exc
 
     async def delete(self, key: str) -> None:
         """Forget `key`."""

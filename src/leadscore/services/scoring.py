@@ -130,7 +130,7 @@ def validation_detail(exc: ValidationError) -> list[dict[str, str]]:
 @dataclass
 class _Scored:
     lead: Lead
-    canonical: bytes
+    data: dict[str, Any]
     key: str
     body: dict[str, Any] | None = None
 
@@ -153,29 +153,28 @@ class ScoringService:
         self.metrics = metrics
         self.cache_errors = 0
 
-    async def _cache_get(self, key: str) -> bytes | None:
+    async def _cache_get_many(self, keys: list[str]) -> list[bytes | None]:
         """A cache outage is a miss, not an outage of scoring; health reports it."""
         try:
-            return await self.cache.get(key)
+            return await self.cache.get_many(keys)
         except CacheUnavailableError:
             self.cache_errors += 1
-            return None
+            return [None] * len(keys)
 
-    async def _cache_set(self, key: str, value: bytes, ttl: float) -> None:
+    async def _cache_set_many(self, items: list[tuple[str, bytes, float]]) -> None:
         try:
-            await self.cache.set(key, value, ttl)
+            await self.cache.set_many(items)
         except CacheUnavailableError:
             self.cache_errors += 1
 
     def _prepare(
         self, principal: Principal, lead: Lead, live: LiveModel, options: ScoreOptions
     ) -> _Scored:
-        canonical = orjson.dumps(
-            lead.lead_data.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS
-        )
+        data = lead.lead_data.model_dump(mode="json")
+        canonical = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
         return _Scored(
             lead,
-            canonical,
+            data,
             _cache_key(principal.team_id, lead.lead_id, canonical, live.version, options),
         )
 
@@ -196,13 +195,18 @@ class ScoringService:
         started: float,
     ) -> list[dict[str, Any]]:
         now = datetime.now(UTC)
+        cached: list[bytes | None] = (
+            [None] * len(items)
+            if options.force_refresh
+            else await self._cache_get_many([item.key for item in items])
+        )
         misses: list[_Scored] = []
-        for item in items:
-            cached = None if options.force_refresh else await self._cache_get(item.key)
-            if cached is None:
+        for item, hit in zip(items, cached, strict=True):
+            if hit is None:
                 misses.append(item)
             else:
-                item.body = orjson.loads(cached) | {"cache_hit": True}
+                item.body = orjson.loads(hit) | {"cache_hit": True}
+        writes: list[tuple[str, bytes, float]] = []
         if misses:
             results = live.scorer.score_many(
                 [m.lead for m in misses],
@@ -212,9 +216,7 @@ class ScoringService:
             )
             for item, result in zip(misses, results, strict=True):
                 item.body = payload(result, options, now, cache_hit=False)
-                await self._cache_set(
-                    item.key, orjson.dumps(item.body), cache_ttl(result.ml_confidence)
-                )
+                writes.append((item.key, orjson.dumps(item.body), cache_ttl(result.ml_confidence)))
         elapsed = time.perf_counter() - started
         per_lead_ms = round(elapsed * 1000 / len(items), 3)
         records = []
@@ -223,15 +225,18 @@ class ScoringService:
             body = item.body
             assert body is not None
             body["processing_time_ms"] = per_lead_ms
-            encoded = orjson.dumps(body)
-            await self._cache_set(
-                _latest_key(principal.team_id, item.lead.lead_id), encoded, LATEST_TTL_SECONDS
+            writes.append(
+                (
+                    _latest_key(principal.team_id, item.lead.lead_id),
+                    orjson.dumps(body),
+                    LATEST_TTL_SECONDS,
+                )
             )
             records.append(
                 repo.ScoreRecord(
                     team_id=principal.team_id,
                     lead_id=item.lead.lead_id,
-                    lead_data=orjson.loads(item.canonical),
+                    lead_data=item.data,
                     model_version=body["model_version"],
                     ml_score=body["ml_score"],
                     classification=body["classification"],
@@ -248,6 +253,8 @@ class ScoringService:
                 elapsed / len(items),
             )
             bodies.append(body)
+        # One round trip stores new scores and every lead's latest answer, before replying.
+        await self._cache_set_many(writes)
         await self.writer.submit(records)
         return bodies
 
@@ -302,7 +309,7 @@ class ScoringService:
 
     async def latest(self, principal: Principal, lead_id: str) -> bytes:
         """The most recent score of a lead for the caller's team, from any worker."""
-        cached = await self._cache_get(_latest_key(principal.team_id, lead_id))
+        [cached] = await self._cache_get_many([_latest_key(principal.team_id, lead_id)])
         if cached is not None:
             return cached
         async with self.sessions() as session:

@@ -122,7 +122,7 @@ async def save_scores(session: AsyncSession, records: Sequence[ScoreRecord]) -> 
     if not records:
         return
     await session.execute(
-        insert(ScoreRow),
+        insert(ScoreRow.metadata.tables[ScoreRow.__tablename__]),  # Core: no ORM bookkeeping
         [
             {
                 "team_id": r.team_id,
