@@ -152,12 +152,13 @@ async def save_scores(session: AsyncSession, records: Sequence[ScoreRecord]) -> 
         for r in latest.values()
     ]
     upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    statement = upsert(LeadRow).values(rows)
+    statement = upsert(LeadRow)
     statement = statement.on_conflict_do_update(
         index_elements=[LeadRow.team_id, LeadRow.lead_id],
         set_={"data": statement.excluded.data, "updated_at": statement.excluded.updated_at},
     )
-    await session.execute(statement)
+    # Parameters passed separately: one cached statement, whatever the batch size.
+    await session.execute(statement, rows)
 
 
 async def latest_score(session: AsyncSession, team_id: int, lead_id: str) -> ScoreRow | None:
