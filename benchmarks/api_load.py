@@ -65,9 +65,8 @@ class Server:
         out = subprocess.run(
             ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True
         ).stdout.split()
-        children = [int(p) for p in out]
-        # uvicorn with several workers: parent → workers (skip its resource tracker helper).
-        workers = [p for p in children if "multiprocessing" not in _cmdline(p)]
+        # uvicorn with several workers: the parent spawns them (and a resource tracker).
+        workers = [int(p) for p in out if "spawn_main" in _cmdline(int(p))]
         return workers or [self.process.pid]
 
     def stop(self) -> None:

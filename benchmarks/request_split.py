@@ -37,13 +37,17 @@ from leadscore.store.db import create_engine, session_factory
 from leadscore.store.migrate import upgrade
 
 
-def median_us(fn: Callable[[], object], n: int = 3000) -> float:
-    samples = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples[n // 10 :]) * 1e6
+def median_us(fn: Callable[[], object], n: int = 2000, rounds: int = 5) -> float:
+    """The lowest of several medians: the figure least disturbed by the rest of the machine."""
+    medians = []
+    for _ in range(rounds):
+        samples = []
+        for _ in range(n):
+            start = time.perf_counter()
+            fn()
+            samples.append(time.perf_counter() - start)
+        medians.append(statistics.median(samples[n // 10 :]))
+    return min(medians) * 1e6
 
 
 class _NoWriter:
@@ -85,14 +89,17 @@ async def main() -> None:
             None, Metrics.create(),  # type: ignore[arg-type]
         )  # fmt: skip
         principal = Principal(1, 1, "bench", "agent")
-        samples = []
-        for i in range(3000):
-            fresh = Lead.model_construct(lead_id=f"l{i}", lead_data=request.lead_data)
-            start = time.perf_counter()
-            await service.score(principal, fresh, request.options)
-            samples.append(time.perf_counter() - start)
+        medians = []
+        for round_ in range(5):
+            samples = []
+            for i in range(2000):
+                fresh = Lead.model_construct(lead_id=f"l{round_}_{i}", lead_data=request.lead_data)
+                start = time.perf_counter()
+                await service.score(principal, fresh, request.options)
+                samples.append(time.perf_counter() - start)
+            medians.append(statistics.median(samples[200:]))
         parts["service around the scorer (key, cache, payload, metrics)"] = (
-            statistics.median(samples[300:]) * 1e6 - whole
+            min(medians) * 1e6 - whole
         )
         url = f"sqlite+aiosqlite:///{home / 'split.db'}"
         await asyncio.to_thread(upgrade, url)
@@ -100,9 +107,10 @@ async def main() -> None:
         sessions = session_factory(engine)
         async with sessions() as session, session.begin():
             team = await repo.create_team(session, "bench", datetime.now(UTC))
+        result = orjson.loads(await service.score(principal, lead, request.options))
         record = repo.ScoreRecord(
             team.id, "lead", lead.lead_data.model_dump(mode="json"), model.version, 50.0, "warm",
-            True, False, datetime.now(UTC), orjson.loads(await service.score(principal, lead, request.options)),
+            True, False, datetime.now(UTC), result,
         )  # fmt: skip
         batches = []
         for i in range(200):

@@ -201,3 +201,28 @@ def test_demo_serves_a_scored_demo_team(workdir: Path) -> None:
         process.terminate()
         process.communicate(timeout=30)
     assert (workdir / "demo-home" / "leadscore.db").is_file()
+
+
+def test_keys_create_prints_a_key_once_and_stores_only_its_hash(workdir: Path) -> None:
+    import sqlite3
+
+    env = {"LEADSCORE_JWT_SECRET": "k" * 40}
+    result = subprocess.run(
+        [sys.executable, "-m", "leadscore", "keys", "create", "--team", "crm", "--role", "viewer"],
+        cwd=workdir,
+        env={**os.environ, "LEADSCORE_HOME": str(workdir / "keys-home"), **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    key = result.stdout.strip()
+    assert key.startswith("lsk_")
+    database = sqlite3.connect(workdir / "keys-home" / "leadscore.db")
+    rows = database.execute("select prefix, key_hash, role from api_keys").fetchall()
+    database.close()
+    assert len(rows) == 1
+    assert rows[0][2] == "viewer"
+    assert key not in str(rows)
+    bad = run("keys", "create", "--team", "crm", "--role", "owner", cwd=workdir, check=False)
+    assert bad.returncode != 0
