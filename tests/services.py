@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 import pytest
 
@@ -32,3 +33,11 @@ def postgres_url() -> str:
 def redis_url() -> str:
     """URL (redis://...) of the test Redis server."""
     return _service_url(REDIS_URL_VAR, "Redis")
+
+
+def dead_port() -> int:
+    """A loopback port nothing listens on: bound by the OS, then released."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port

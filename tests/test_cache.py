@@ -13,7 +13,7 @@ import pytest
 from redis.asyncio import Redis
 
 from leadscore.cache import Cache, CacheUnavailableError, MemoryCache, RedisCache, create_cache
-from tests.services import redis_url
+from tests.services import dead_port, redis_url
 
 
 class FakeClock:
@@ -143,16 +143,8 @@ async def test_memory_cache_evicts_least_recently_used_beyond_max_entries() -> N
 # --- redis only: failure ----------------------------------------------------------------------
 
 
-def _dead_port() -> int:
-    """A loopback port nothing listens on: bound by the OS, then released."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 async def test_redis_at_a_dead_port_raises_cache_unavailable_at_once() -> None:
-    cache = RedisCache(f"redis://127.0.0.1:{_dead_port()}/0", timeout_seconds=0.25)
+    cache = RedisCache(f"redis://127.0.0.1:{dead_port()}/0", timeout_seconds=0.25)
     started = time.perf_counter()
     try:
         with pytest.raises(CacheUnavailableError) as caught:

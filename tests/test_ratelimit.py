@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -19,7 +18,7 @@ from leadscore.ratelimit import (
     RedisRateLimiter,
     create_rate_limiter,
 )
-from tests.services import redis_url
+from tests.services import dead_port, redis_url
 
 
 class FakeClock:
@@ -206,16 +205,8 @@ async def test_redis_key_expires_once_its_bucket_is_full_again(clock: FakeClock)
         await limiter.close()
 
 
-def _dead_port() -> int:
-    """A loopback port nothing listens on: bound by the OS, then released."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 async def test_unavailable_redis_raises_rate_limit_unavailable_at_once() -> None:
-    limiter = RedisRateLimiter(f"redis://127.0.0.1:{_dead_port()}/0", timeout_seconds=0.25)
+    limiter = RedisRateLimiter(f"redis://127.0.0.1:{dead_port()}/0", timeout_seconds=0.25)
     started = time.perf_counter()
     try:
         with pytest.raises(RateLimitUnavailableError) as caught:

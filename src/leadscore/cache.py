@@ -125,6 +125,17 @@ class MemoryCache:
         self._entries.clear()
 
 
+def redis_client(url: str, timeout_seconds: float) -> Redis:
+    """A client that fails within the timeout and never retries: both backends sit on the
+    request path, where a slow answer is worse than none."""
+    return Redis.from_url(
+        url,
+        socket_timeout=timeout_seconds,
+        socket_connect_timeout=timeout_seconds,
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
 class RedisCache:
     """A cache in Redis, shared by every worker, with every failure raised as one domain error.
 
@@ -136,12 +147,7 @@ class RedisCache:
 
     def __init__(self, url: str, prefix: str = "leadscore:", timeout_seconds: float = 0.25) -> None:
         self.prefix = prefix
-        self._redis: Redis = Redis.from_url(
-            url,
-            socket_timeout=timeout_seconds,
-            socket_connect_timeout=timeout_seconds,
-            retry=Retry(NoBackoff(), 0),
-        )
+        self._redis = redis_client(url, timeout_seconds)
 
     async def get(self, key: str) -> bytes | None:
         """The live value under `key`; Redis expires entries itself."""

@@ -19,11 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from leadscore.cache import redis_client
 from leadscore.errors import LeadScoreError
 
 _US = 1_000_000
@@ -153,12 +151,7 @@ class RedisRateLimiter:
     ) -> None:
         self.prefix = prefix
         self._clock = clock
-        self._redis: Redis = Redis.from_url(
-            url,
-            socket_timeout=timeout_seconds,
-            socket_connect_timeout=timeout_seconds,
-            retry=Retry(NoBackoff(), 0),
-        )
+        self._redis = redis_client(url, timeout_seconds)
         self._gcra = self._redis.register_script(_GCRA_LUA)
 
     async def hit(self, key: str, limit: int, window_seconds: float) -> RateDecision:

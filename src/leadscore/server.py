@@ -38,7 +38,7 @@ def db_upgrade() -> None:
     typer.echo("database schema is current")
 
 
-async def _create_key(settings: ServiceSettings, team: str, role: str, name: str) -> str:
+async def create_key(settings: ServiceSettings, team: str, role: str, name: str) -> str:
     from leadscore.store import repositories as repo
     from leadscore.store.db import create_engine, session_factory
 
@@ -66,7 +66,7 @@ def keys_create(
         raise typer.BadParameter(f"role must be one of {', '.join(ROLES)}")
     settings = ServiceSettings()
     upgrade(settings.resolved_database_url)
-    typer.echo(asyncio.run(_create_key(settings, team, role, name)))
+    typer.echo(asyncio.run(create_key(settings, team, role, name)))
 
 
 def _prepare(settings: ServiceSettings, workers: int) -> None:
@@ -122,7 +122,7 @@ async def _demo(settings: ServiceSettings, host: str, port: int, leads: int) -> 
     from leadscore.api.app import create_app
     from leadscore.engine.synthetic import generate
 
-    key = await _create_key(settings, "demo", "admin", "demo")
+    key = await create_key(settings, "demo", "admin", "demo")
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(settings), host=host, port=port, loop="uvloop", http="httptools",

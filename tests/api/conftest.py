@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from leadscore.api.app import create_app
 from leadscore.api.deps import Services
 from leadscore.config import ServiceSettings
-from leadscore.server import _create_key
+from leadscore.server import create_key
 from leadscore.store.migrate import upgrade
 
 from ..services import postgres_url, redis_url
@@ -116,7 +116,7 @@ def deploy(name: str, home: Path, model_dir: Path) -> Deployment:
     )
     upgrade(settings.resolved_database_url)
     keys = {
-        f"{team}-{role}": asyncio.run(_create_key(settings, team, role, "tests"))
+        f"{team}-{role}": asyncio.run(create_key(settings, team, role, "tests"))
         for team in ("acme", "globex")
         for role in ("admin", "agent", "viewer")
     }

@@ -162,3 +162,25 @@ def test_redis_outage_degrades_but_keeps_scoring(embedded: Deployment) -> None:
     assert first.status_code == second.status_code == 200
     assert second.json()["cache_hit"] is False  # no cache, no fake hit
     assert len(history.json()["scores"]) == 2
+
+
+def test_database_outage_makes_health_unhealthy(embedded: Deployment) -> None:
+    from leadscore.store.db import create_engine, session_factory
+
+    server = embedded.start()
+    dead = create_engine(f"postgresql+asyncpg://nobody:nothing@127.0.0.1:{free_port()}/none")
+    working = server.services.sessions
+    try:
+        server.services.sessions = session_factory(dead)
+        with httpx.Client(base_url=server.url) as http:
+            down = http.get("/api/v1/ml/health")
+        server.services.sessions = working
+        with httpx.Client(base_url=server.url) as http:
+            back = http.get("/api/v1/ml/health")
+    finally:
+        server.services.sessions = working
+        server.stop()
+    assert down.status_code == 503
+    assert down.json()["status"] == "unhealthy"
+    assert down.json()["checks"]["database"]["status"] == "error"
+    assert back.json()["status"] == "healthy"
