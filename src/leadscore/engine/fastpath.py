@@ -31,8 +31,13 @@ class SingleRowPredictor:
         self._booster = booster  # keeps the booster alive as long as the handles
         self._n_features = booster.num_feature()
         self._lock = threading.Lock()
+        self._in = np.empty(self._n_features, dtype=np.float64)
         self._out = np.empty(self._n_features + 1, dtype=np.float64)
         self._out_len = ctypes.c_int64()
+        # Pointers made once: building ctypes views per call costs more than the trees.
+        self._in_ptr = self._in.ctypes.data_as(ctypes.c_void_p)
+        self._out_ptr = self._out.ctypes.data_as(ctypes.POINTER(ctypes.c_double))
+        self._out_len_ref = ctypes.byref(self._out_len)
         self._handles: dict[int, ctypes.c_void_p] = {}
 
     def _handle(self, predict_type: int) -> ctypes.c_void_p:
@@ -55,16 +60,13 @@ class SingleRowPredictor:
         return handle
 
     def _predict(self, row: FloatArray, predict_type: int) -> FloatArray:
-        data = np.ascontiguousarray(row, dtype=np.float64)
-        if data.shape != (self._n_features,):
-            raise ValueError(f"expected {self._n_features} features, got {data.shape}")
+        if row.shape != (self._n_features,):
+            raise ValueError(f"expected {self._n_features} features, got {row.shape}")
         with self._lock:
+            self._in[:] = row
             _safe_call(
                 _LIB.LGBM_BoosterPredictForMatSingleRowFast(
-                    self._handle(predict_type),
-                    data.ctypes.data_as(ctypes.c_void_p),
-                    ctypes.byref(self._out_len),
-                    self._out.ctypes.data_as(ctypes.POINTER(ctypes.c_double)),
+                    self._handle(predict_type), self._in_ptr, self._out_len_ref, self._out_ptr
                 )
             )
             return self._out[: self._out_len.value].copy()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
 import numpy as np
@@ -99,6 +99,13 @@ class IsotonicCalibrator:
 
     x_: tuple[float, ...]
     y_: tuple[float, ...]
+    _xp: FloatArray = field(init=False, repr=False, compare=False)
+    _fp: FloatArray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # np.interp would convert the tuples on every call: keep arrays beside them.
+        object.__setattr__(self, "_xp", np.asarray(self.x_, dtype=np.float64))
+        object.__setattr__(self, "_fp", np.asarray(self.y_, dtype=np.float64))
 
     @classmethod
     def fit(cls, raw: FloatArray, labels: FloatArray) -> IsotonicCalibrator:
@@ -128,7 +135,7 @@ class IsotonicCalibrator:
 
     def predict(self, raw: FloatArray) -> FloatArray:
         """Calibrated probabilities; outside the fitted range the end values hold."""
-        return np.interp(raw, self.x_, self.y_).astype(np.float64)
+        return np.interp(raw, self._xp, self._fp)
 
     def slope(self, raw: FloatArray) -> FloatArray:
         """Local derivative, used to turn margin contributions into score points at ties."""

@@ -106,6 +106,12 @@ class Scorer:
         self.model = model
         self.policy = policy or ScoringPolicy(**model.card.get("thresholds", {}))
         self.top_k = top_k
+        # Each model column's group, once: custom attributes form a group of their own.
+        groups = [
+            _SPECS[name].group if name in _SPECS else "custom" for name in model.model_features
+        ]
+        self._group_names = tuple(dict.fromkeys(groups))
+        self._group_index = np.array([self._group_names.index(g) for g in groups], dtype=np.int64)
 
     def score(
         self,
@@ -206,12 +212,12 @@ class Scorer:
         base_raw = contrib[:, -1]
         base_prob = calibrator.predict(base_raw)
         delta_raw = raw - base_raw
+        moved = np.abs(delta_raw) > 1e-9
         with np.errstate(divide="ignore", invalid="ignore"):
-            scale = np.where(
-                np.abs(delta_raw) > 1e-9,
-                (prob - base_prob) / delta_raw,
-                calibrator.slope(raw),
-            )
+            scale = (prob - base_prob) / delta_raw
+        if not moved.all():
+            # At the base score the ratio is 0/0: use the calibration curve's local slope.
+            scale = np.where(moved, scale, calibrator.slope(raw))
         return contrib[:, :-1] * (scale * 100.0)[:, None]
 
     def _results(
@@ -266,12 +272,10 @@ class Scorer:
     def _groups(self, arrays: ScoreArrays, i: int) -> dict[str, float]:
         """Points summed over every feature of each group; custom attributes form their own."""
         assert arrays.points is not None
-        totals: dict[str, float] = {}
-        for name, points in zip(arrays.model_features, arrays.points[i].tolist(), strict=True):
-            spec = _SPECS.get(name)
-            group = spec.group if spec is not None else "custom"
-            totals[group] = totals.get(group, 0.0) + points
-        return {group: round(total, 2) for group, total in totals.items()}
+        totals = np.bincount(
+            self._group_index, weights=arrays.points[i], minlength=len(self._group_names)
+        )
+        return dict(zip(self._group_names, np.round(totals, 2).tolist(), strict=True))
 
     def _reasons(self, arrays: ScoreArrays, i: int) -> tuple[Reason, ...]:
         assert arrays.points is not None
