@@ -11,6 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from leadscore.ratelimit import (
+    LeasingRateLimiter,
     MemoryRateLimiter,
     RateDecision,
     RateLimiter,
@@ -221,7 +222,79 @@ async def test_create_rate_limiter_uses_redis_only_when_a_url_is_configured() ->
     memory = create_rate_limiter(None)
     redis = create_rate_limiter("redis://127.0.0.1:1/0")  # constructing does not connect
     try:
-        assert (memory.name, redis.name) == ("memory", "redis")
+        assert (memory.name, redis.name) == ("memory", "redis+lease")
     finally:
         await memory.close()
         await redis.close()
+
+
+# --- cost and leases -------------------------------------------------------------------------
+
+
+async def test_cost_takes_several_requests_at_once(
+    make_limiter: MakeLimiter, clock: FakeClock
+) -> None:
+    limiter = make_limiter(clock)
+    taken = [
+        (await limiter.hit("bulk", limit=10, window_seconds=60, cost=cost)).allowed
+        for cost in (4, 4, 4, 2, 1)
+    ]
+    assert taken == [True, True, False, True, False]
+
+
+@pytest.mark.parametrize("cost", [0, 11])
+async def test_cost_outside_one_to_limit_is_refused(make_limiter: MakeLimiter, cost: int) -> None:
+    with pytest.raises(ValueError, match="cost"):
+        await make_limiter(None).hit("k", limit=10, window_seconds=60, cost=cost)
+
+
+class CountingLimiter:
+    """Counts calls reaching the shared limiter."""
+
+    def __init__(self, inner: RateLimiter) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.calls = 0
+
+    async def hit(self, key: str, limit: int, window_seconds: float, cost: int = 1) -> RateDecision:
+        self.calls += 1
+        return await self.inner.hit(key, limit, window_seconds, cost)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+async def test_leases_cut_shared_calls(make_limiter: MakeLimiter, clock: FakeClock) -> None:
+    shared = CountingLimiter(make_limiter(clock))
+    leasing = LeasingRateLimiter(shared, lease=8, clock=clock)
+    decisions = [await leasing.hit("busy", limit=1200, window_seconds=60) for _ in range(30)]
+    assert all(d.allowed for d in decisions)
+    assert shared.calls == 4  # ceil(30 / 8)
+
+
+async def test_leases_never_exceed_the_limit_across_workers(
+    make_limiter: MakeLimiter, clock: FakeClock
+) -> None:
+    shared = make_limiter(clock)
+    workers = [LeasingRateLimiter(shared, lease=8, clock=clock) for _ in range(2)]
+    allowed = 0
+    for i in range(400):
+        allowed += (await workers[i % 2].hit("k", limit=200, window_seconds=60)).allowed
+    assert 200 - 2 * 2 <= allowed <= 200  # lease = limit // 100 = 2 per worker
+
+
+async def test_small_limits_are_exact_through_leases(
+    make_limiter: MakeLimiter, clock: FakeClock
+) -> None:
+    leasing = LeasingRateLimiter(make_limiter(clock), clock=clock)
+    taken = [(await leasing.hit("few", limit=3, window_seconds=60)).allowed for _ in range(4)]
+    assert taken == [True, True, True, False]
+
+
+async def test_unused_lease_expires(make_limiter: MakeLimiter, clock: FakeClock) -> None:
+    shared = CountingLimiter(make_limiter(clock))
+    leasing = LeasingRateLimiter(shared, lease=8, lease_seconds=1.0, clock=clock)
+    await leasing.hit("idle", limit=1200, window_seconds=60)
+    clock.now += 2.0
+    await leasing.hit("idle", limit=1200, window_seconds=60)
+    assert shared.calls == 2

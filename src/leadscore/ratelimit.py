@@ -49,8 +49,10 @@ class RateLimiter(Protocol):
 
     name: str
 
-    async def hit(self, key: str, limit: int, window_seconds: float) -> RateDecision:
-        """Count one request against `key` if it fits `limit` per `window_seconds`."""
+    async def hit(
+        self, key: str, limit: int, window_seconds: float, cost: int = 1
+    ) -> RateDecision:
+        """Count `cost` requests against `key` if they fit `limit` per `window_seconds`."""
         ...
 
     async def close(self) -> None:
@@ -68,6 +70,11 @@ def _interval_us(limit: int, window_seconds: float) -> int:
     return -(-window_us // limit)
 
 
+def _check_cost(cost: int, limit: int) -> None:
+    if not 1 <= cost <= limit:
+        raise ValueError(f"cost must be between 1 and the limit, got {cost!r}")
+
+
 class MemoryRateLimiter:
     """GCRA in a dict, for a single worker process.
 
@@ -82,12 +89,15 @@ class MemoryRateLimiter:
         self._tats: dict[str, int] = {}
         self._sweep_at = 1024
 
-    async def hit(self, key: str, limit: int, window_seconds: float) -> RateDecision:
-        """Admit or refuse one request, in the same integer steps as the Redis script."""
+    async def hit(
+        self, key: str, limit: int, window_seconds: float, cost: int = 1
+    ) -> RateDecision:
+        """Admit or refuse `cost` requests, in the same integer steps as the Redis script."""
         interval = _interval_us(limit, window_seconds)
+        _check_cost(cost, limit)
         now = round(self._clock() * _US)
         tat = max(self._tats.get(key, now), now)
-        new_tat = tat + interval
+        new_tat = tat + interval * cost
         allow_at = new_tat - interval * limit
         if now < allow_at:
             return RateDecision(False, limit, 0, (allow_at - now) / _US)
@@ -107,8 +117,8 @@ class MemoryRateLimiter:
 
 
 # KEYS[1] holds the key's theoretical arrival time (TAT) in µs; ARGV: interval µs, limit, now µs
-# or "" for the server's TIME. Numbers go back to Redis through "%d": Lua 5.1's tostring keeps
-# only 14 digits, too few for epoch microseconds.
+# or "" for the server's TIME, cost (requests taken at once). Numbers go back to Redis through
+# "%d": Lua 5.1's tostring keeps only 14 digits, too few for epoch microseconds.
 _GCRA_LUA = """
 local interval = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
@@ -121,7 +131,7 @@ else
 end
 local tat = tonumber(redis.call("GET", KEYS[1])) or now
 if tat < now then tat = now end
-local new_tat = tat + interval
+local new_tat = tat + interval * tonumber(ARGV[4])
 local allow_at = new_tat - interval * limit
 if now < allow_at then
   return {0, 0, allow_at - now}
@@ -154,13 +164,16 @@ class RedisRateLimiter:
         self._redis = redis_client(url, timeout_seconds)
         self._gcra = self._redis.register_script(_GCRA_LUA)
 
-    async def hit(self, key: str, limit: int, window_seconds: float) -> RateDecision:
-        """Admit or refuse one request atomically in Redis (EVALSHA, loading the script once)."""
+    async def hit(
+        self, key: str, limit: int, window_seconds: float, cost: int = 1
+    ) -> RateDecision:
+        """Admit or refuse `cost` requests atomically in Redis (EVALSHA, script loaded once)."""
         interval = _interval_us(limit, window_seconds)
+        _check_cost(cost, limit)
         now = "" if self._clock is None else str(round(self._clock() * _US))
         try:
             allowed, remaining, retry_us = await self._gcra(
-                keys=[self.prefix + key], args=[interval, limit, now]
+                keys=[self.prefix + key], args=[interval, limit, now, cost]
             )
         except (RedisError, OSError) as exc:
             raise RateLimitUnavailableError(f"redis rate limit failed: {exc}") from exc
@@ -171,8 +184,65 @@ class RedisRateLimiter:
         await self._redis.aclose()
 
 
+@dataclass
+class _Lease:
+    tokens: int
+    expires_at: float
+
+
+class LeasingRateLimiter:
+    """Takes a shared limiter's tokens a few at a time and spends them in this process.
+
+    Each worker reserves up to `lease` requests in one round trip and admits them locally, so
+    Redis sees one call per `lease` requests instead of one per request. The limit still holds
+    across all workers, because a token is reserved before it is spent; the price is that
+    tokens left in a lease expire unused after `lease_seconds`, so near the limit a key can be
+    refused up to (workers × lease) requests early. Limits under 100 per window lease one token
+    at a time, which is exactly the shared limiter.
+    """
+
+    def __init__(
+        self,
+        shared: RateLimiter,
+        lease: int = 8,
+        lease_seconds: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.shared = shared
+        self.name = f"{shared.name}+lease"
+        self._lease = lease
+        self._lease_seconds = lease_seconds
+        self._clock = clock
+        self._leases: dict[str, _Lease] = {}
+
+    async def hit(
+        self, key: str, limit: int, window_seconds: float, cost: int = 1
+    ) -> RateDecision:
+        """Spend a leased token if one is left, else reserve a new lease from the shared limiter."""
+        now = self._clock()
+        held = self._leases.get(key)
+        if cost == 1 and held is not None and held.tokens > 0 and held.expires_at > now:
+            held.tokens -= 1
+            return RateDecision(True, limit, held.tokens, 0.0)
+        size = max(cost, min(self._lease, limit // 100))
+        decision = await self.shared.hit(key, limit, window_seconds, size)
+        if not decision.allowed and size > cost:
+            size = cost
+            decision = await self.shared.hit(key, limit, window_seconds, size)
+        if decision.allowed:
+            if len(self._leases) > 10_000:
+                self._leases = {k: v for k, v in self._leases.items() if v.expires_at > now}
+            self._leases[key] = _Lease(size - cost, now + self._lease_seconds)
+        return decision
+
+    async def close(self) -> None:
+        """Close the shared limiter."""
+        self._leases.clear()
+        await self.shared.close()
+
+
 def create_rate_limiter(redis_url: str | None) -> RateLimiter:
-    """Redis when a URL is configured, so workers share limits; otherwise this process's memory."""
+    """Redis (leased) when configured, so workers share limits; otherwise this process's memory."""
     if redis_url:
-        return RedisRateLimiter(redis_url)
+        return LeasingRateLimiter(RedisRateLimiter(redis_url))
     return MemoryRateLimiter()
