@@ -70,3 +70,51 @@ async def test_writer_retries_until_the_database_answers() -> None:
     assert attempts == 3
     assert writer.written == 1
     assert writer.failures == 2
+
+
+class _NoWriter:
+    async def submit(self, records: object) -> None:
+        return None
+
+
+async def test_a_cached_score_is_reused_only_while_fresh(model: object) -> None:
+    """The lead's entry answers repeats until its confidence-based freshness runs out."""
+    from pathlib import Path
+
+    import orjson
+
+    from leadscore.api.schemas import EXAMPLE_LEAD, ScoreRequest
+    from leadscore.cache import MemoryCache
+    from leadscore.engine.schema import Lead
+    from leadscore.engine.scorer import Scorer
+    from leadscore.services.metrics import Metrics
+    from leadscore.services.models import LiveModel, ModelHolder
+    from leadscore.services.scoring import Principal, ScoringService, _lead_key, _pack, _unpack
+
+    cache = MemoryCache()
+    live = LiveModel(model, Scorer(model), Path("."))  # type: ignore[arg-type]
+    service = ScoringService(
+        ModelHolder(live),
+        cache,
+        _NoWriter(),
+        None,
+        Metrics.create(),  # type: ignore[arg-type]
+    )
+    request = ScoreRequest.model_validate(EXAMPLE_LEAD)
+    lead = Lead.model_construct(lead_id=request.lead_id, lead_data=request.lead_data)
+    who = Principal(1, 1, "acme", "agent")
+    first = orjson.loads(await service.score(who, lead, request.options))
+    second = orjson.loads(await service.score(who, lead, request.options))
+    assert (first["cache_hit"], second["cache_hit"]) == (False, True)
+    key = _lead_key(1, lead.lead_id)
+    stored = await cache.get(key)
+    assert stored is not None
+    signature, fresh_until, body = _unpack(stored)
+    assert fresh_until > 0
+    await cache.set(key, _pack(signature, 0, body), 60)  # freshness over
+    third = orjson.loads(await service.score(who, lead, request.options))
+    assert third["cache_hit"] is False
+    other_team = orjson.loads(
+        await service.score(Principal(2, 2, "globex", "agent"), lead, request.options)
+    )
+    assert other_team["cache_hit"] is False

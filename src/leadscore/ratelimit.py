@@ -49,9 +49,7 @@ class RateLimiter(Protocol):
 
     name: str
 
-    async def hit(
-        self, key: str, limit: int, window_seconds: float, cost: int = 1
-    ) -> RateDecision:
+    async def hit(self, key: str, limit: int, window_seconds: float, cost: int = 1) -> RateDecision:
         """Count `cost` requests against `key` if they fit `limit` per `window_seconds`."""
         ...
 
@@ -89,9 +87,7 @@ class MemoryRateLimiter:
         self._tats: dict[str, int] = {}
         self._sweep_at = 1024
 
-    async def hit(
-        self, key: str, limit: int, window_seconds: float, cost: int = 1
-    ) -> RateDecision:
+    async def hit(self, key: str, limit: int, window_seconds: float, cost: int = 1) -> RateDecision:
         """Admit or refuse `cost` requests, in the same integer steps as the Redis script."""
         interval = _interval_us(limit, window_seconds)
         _check_cost(cost, limit)
@@ -164,9 +160,7 @@ class RedisRateLimiter:
         self._redis = redis_client(url, timeout_seconds)
         self._gcra = self._redis.register_script(_GCRA_LUA)
 
-    async def hit(
-        self, key: str, limit: int, window_seconds: float, cost: int = 1
-    ) -> RateDecision:
+    async def hit(self, key: str, limit: int, window_seconds: float, cost: int = 1) -> RateDecision:
         """Admit or refuse `cost` requests atomically in Redis (EVALSHA, script loaded once)."""
         interval = _interval_us(limit, window_seconds)
         _check_cost(cost, limit)
@@ -215,9 +209,7 @@ class LeasingRateLimiter:
         self._clock = clock
         self._leases: dict[str, _Lease] = {}
 
-    async def hit(
-        self, key: str, limit: int, window_seconds: float, cost: int = 1
-    ) -> RateDecision:
+    async def hit(self, key: str, limit: int, window_seconds: float, cost: int = 1) -> RateDecision:
         """Spend a leased token if one is left, else reserve a new lease from the shared limiter."""
         now = self._clock()
         held = self._leases.get(key)

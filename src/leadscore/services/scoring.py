@@ -65,17 +65,25 @@ def cache_ttl(confidence: float) -> float:
     return 300.0
 
 
-def _cache_key(
-    team_id: int, lead_id: str, canonical: bytes, version: str, options: ScoreOptions
-) -> str:
-    """Team + lead + exact lead data + model version + what the answer includes."""
+def _signature(canonical: bytes, version: str, options: ScoreOptions) -> bytes:
+    """What a cached score must match: the lead's exact data, the model, the parts asked for."""
     flags = f"{int(options.return_feature_importance)}{int(options.calculate_commission)}"
-    digest = hashlib.sha256(canonical).hexdigest()
-    return f"score:{team_id}:{version}:{flags}:{lead_id}:{digest}"
+    digest = hashlib.sha256(f"{version}:{flags}:".encode() + canonical).hexdigest()
+    return digest[:32].encode()
 
 
-def _latest_key(team_id: int, lead_id: str) -> str:
-    return f"latest:{team_id}:{lead_id}"
+def _lead_key(team_id: int, lead_id: str) -> str:
+    """One cache entry per team and lead: its latest score, reusable while still fresh."""
+    return f"lead:{team_id}:{lead_id}"
+
+
+def _pack(signature: bytes, fresh_until_ms: int, body: bytes) -> bytes:
+    return signature + b"|" + str(fresh_until_ms).encode() + b"|" + body
+
+
+def _unpack(value: bytes) -> tuple[bytes, int, bytes]:
+    signature, fresh_until, body = value.split(b"|", 2)
+    return signature, int(fresh_until), body
 
 
 def payload(
@@ -131,7 +139,7 @@ def validation_detail(exc: ValidationError) -> list[dict[str, str]]:
 class _Scored:
     lead: Lead
     data: dict[str, Any]
-    key: str
+    signature: bytes
     body: dict[str, Any] | None = None
 
 
@@ -172,11 +180,7 @@ class ScoringService:
     ) -> _Scored:
         data = lead.lead_data.model_dump(mode="json")
         canonical = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
-        return _Scored(
-            lead,
-            data,
-            _cache_key(principal.team_id, lead.lead_id, canonical, live.version, options),
-        )
+        return _Scored(lead, data, _signature(canonical, live.version, options))
 
     async def score(self, principal: Principal, lead: Lead, options: ScoreOptions) -> bytes:
         """Score one lead: cached when the same data was scored by the same model."""
@@ -195,18 +199,20 @@ class ScoringService:
         started: float,
     ) -> list[dict[str, Any]]:
         now = datetime.now(UTC)
+        now_ms = int(now.timestamp() * 1000)
+        keys = [_lead_key(principal.team_id, item.lead.lead_id) for item in items]
         cached: list[bytes | None] = (
-            [None] * len(items)
-            if options.force_refresh
-            else await self._cache_get_many([item.key for item in items])
+            [None] * len(items) if options.force_refresh else await self._cache_get_many(keys)
         )
         misses: list[_Scored] = []
-        for item, hit in zip(items, cached, strict=True):
-            if hit is None:
-                misses.append(item)
-            else:
-                item.body = orjson.loads(hit) | {"cache_hit": True}
-        writes: list[tuple[str, bytes, float]] = []
+        fresh_until: dict[int, int] = {}
+        for item, entry in zip(items, cached, strict=True):
+            if entry is not None:
+                signature, valid_until, stored = _unpack(entry)
+                if signature == item.signature and valid_until > now_ms:
+                    item.body = orjson.loads(stored) | {"cache_hit": True}
+                    continue
+            misses.append(item)
         if misses:
             results = live.scorer.score_many(
                 [m.lead for m in misses],
@@ -216,22 +222,19 @@ class ScoringService:
             )
             for item, result in zip(misses, results, strict=True):
                 item.body = payload(result, options, now, cache_hit=False)
-                writes.append((item.key, orjson.dumps(item.body), cache_ttl(result.ml_confidence)))
+                fresh_until[id(item)] = now_ms + int(cache_ttl(result.ml_confidence) * 1000)
         elapsed = time.perf_counter() - started
         per_lead_ms = round(elapsed * 1000 / len(items), 3)
         records = []
         bodies = []
-        for item in items:
+        writes: list[tuple[str, bytes, float]] = []
+        for key, item in zip(keys, items, strict=True):
             body = item.body
             assert body is not None
             body["processing_time_ms"] = per_lead_ms
-            writes.append(
-                (
-                    _latest_key(principal.team_id, item.lead.lead_id),
-                    orjson.dumps(body),
-                    LATEST_TTL_SECONDS,
-                )
-            )
+            if id(item) in fresh_until:
+                entry = _pack(item.signature, fresh_until[id(item)], orjson.dumps(body))
+                writes.append((key, entry, LATEST_TTL_SECONDS))
             records.append(
                 repo.ScoreRecord(
                     team_id=principal.team_id,
@@ -253,7 +256,8 @@ class ScoringService:
                 elapsed / len(items),
             )
             bodies.append(body)
-        # One round trip stores new scores and every lead's latest answer, before replying.
+        # One round trip stores every new score as its lead's latest answer, before replying:
+        # any worker reads it at once, and it answers repeats while fresh (TTL by confidence).
         await self._cache_set_many(writes)
         await self.writer.submit(records)
         return bodies
@@ -309,9 +313,9 @@ class ScoringService:
 
     async def latest(self, principal: Principal, lead_id: str) -> bytes:
         """The most recent score of a lead for the caller's team, from any worker."""
-        [cached] = await self._cache_get_many([_latest_key(principal.team_id, lead_id)])
+        [cached] = await self._cache_get_many([_lead_key(principal.team_id, lead_id)])
         if cached is not None:
-            return cached
+            return _unpack(cached)[2]
         async with self.sessions() as session:
             row = await repo.latest_score(session, principal.team_id, lead_id)
         if row is None:
