@@ -176,8 +176,11 @@ class RedisCache:
         return cast("list[bytes | None]", values)
 
     async def set_many(self, items: Sequence[tuple[str, bytes, float]]) -> None:
-        """One pipelined round trip of SET ... PX for all entries."""
+        """One pipelined round trip of SET ... PX for all entries (a plain SET for one)."""
         if not items:
+            return
+        if len(items) == 1:
+            await self.set(*items[0])
             return
         for _, _, ttl in items:
             _check_ttl(ttl)
