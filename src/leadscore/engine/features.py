@@ -100,7 +100,7 @@ def _ratio(num: FloatArray, den: FloatArray) -> FloatArray:
 
 
 def _col(name: str) -> Compute:
-    return lambda raw, _enc: raw.col(name).copy()
+    return lambda raw, _enc: raw.col(name)  # a view: transform copies it into its output
 
 
 def _log1p(name: str) -> Compute:
