@@ -163,7 +163,7 @@ def two_workers(home: Path, seconds: int, soak: int) -> None:
         server = Server(env, workers=2)
         try:
             wrk(server.url, 3, 8, 1, "score.lua")
-            for connections in (8, 16):
+            for connections in (8, 16, 32, 64):
                 show(f"2 workers, PostgreSQL+Redis, {connections} connections",
                      wrk(server.url, seconds, connections, 1, "score.lua"))  # fmt: skip
             if soak:
