@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 import time
 import uuid
 from collections.abc import Sequence
@@ -24,7 +23,6 @@ from leadscore.services.models import LiveModel, ModelHolder
 from leadscore.services.writer import ScoreWriter
 from leadscore.store import repositories as repo
 
-log = logging.getLogger(__name__)
 LATEST_TTL_SECONDS: Final = 3600.0
 
 
