@@ -41,3 +41,16 @@ def dead_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
     return port
+
+
+async def delete_prefixed(url: str, prefix: str) -> None:
+    """Remove only one test's keys, so tests sharing one Redis never touch each other's."""
+    from redis.asyncio import Redis
+
+    admin = Redis.from_url(url)
+    try:
+        keys = [key async for key in admin.scan_iter(match=prefix + "*")]
+        if keys:
+            await admin.delete(*keys)
+    finally:
+        await admin.aclose()

@@ -10,10 +10,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import pytest
-from redis.asyncio import Redis
 
 from leadscore.cache import Cache, CacheUnavailableError, MemoryCache, RedisCache, create_cache
-from tests.services import dead_port, redis_url
+from tests.services import dead_port, delete_prefixed, redis_url
 
 
 class FakeClock:
@@ -54,18 +53,7 @@ async def backend(request: pytest.FixtureRequest) -> AsyncIterator[Backend]:
         yield Backend(cache, asyncio.sleep)
     finally:
         await cache.close()
-        await _delete_prefixed(url, prefix)
-
-
-async def _delete_prefixed(url: str, prefix: str) -> None:
-    """Remove only this test's keys, so tests sharing one Redis never touch each other's."""
-    admin = Redis.from_url(url)
-    try:
-        keys = [key async for key in admin.scan_iter(match=prefix + "*")]
-        if keys:
-            await admin.delete(*keys)
-    finally:
-        await admin.aclose()
+        await delete_prefixed(url, prefix)
 
 
 # --- contract: every backend -------------------------------------------------------------------

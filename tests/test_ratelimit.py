@@ -19,7 +19,7 @@ from leadscore.ratelimit import (
     RedisRateLimiter,
     create_rate_limiter,
 )
-from tests.services import dead_port, redis_url
+from tests.services import dead_port, delete_prefixed, redis_url
 
 
 class FakeClock:
@@ -57,18 +57,7 @@ async def make_limiter(request: pytest.FixtureRequest) -> AsyncIterator[MakeLimi
         for limiter in made:
             await limiter.close()
         if url:
-            await _delete_prefixed(url, prefix)
-
-
-async def _delete_prefixed(url: str, prefix: str) -> None:
-    """Remove only this test's keys, so tests sharing one Redis never touch each other's."""
-    admin = Redis.from_url(url)
-    try:
-        keys = [key async for key in admin.scan_iter(match=prefix + "*")]
-        if keys:
-            await admin.delete(*keys)
-    finally:
-        await admin.aclose()
+            await delete_prefixed(url, prefix)
 
 
 @pytest.fixture

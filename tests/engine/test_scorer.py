@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from leadscore.api.schemas import EXAMPLE_LEAD
 from leadscore.engine.features import FEATURE_NAMES, GROUPS, transform
 from leadscore.engine.io import frame_to_leads
 from leadscore.engine.model import LeadModel, ScoringPolicy
@@ -22,26 +23,10 @@ from .strategies import leads as any_leads
 AS_OF = datetime(2026, 1, 25, tzinfo=UTC)
 
 SARAH = {
-    "lead_id": "lead_12345",
-    "lead_data": {
-        "name": "Sarah Chen",
-        "email": "sarah.chen@example.com",
-        "phone": "+1-555-0123",
-        "source": "zillow",
-        "budget_range": "500k-750k",
-        "location_preference": "Downtown Austin",
-        "timeline": "3-6 months",
-        "pre_approved": True,
+    "lead_id": EXAMPLE_LEAD["lead_id"],
+    "lead_data": EXAMPLE_LEAD["lead_data"]
+    | {
         "created_at": "2026-01-20T09:00:00Z",
-        "interaction_history": [
-            {
-                "timestamp": "2026-01-24T10:30:00Z",
-                "type": "email_response",
-                "response_time_hours": 2.5,
-                "message_length": 156,
-                "questions_asked": 3,
-            }
-        ],
         "web_activity": {"properties_viewed": 14, "repeat_listing_views": 4, "favorites": 3},
     },
 }
