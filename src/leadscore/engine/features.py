@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -168,7 +169,7 @@ def _fmt(
     missing = unknown or template.split("{")[0].rstrip(": ") + ": unknown"
 
     def describe(value: float) -> str:
-        if np.isnan(value):
+        if math.isnan(value):
             return missing
         return template.format(transform(value))
 
@@ -176,11 +177,11 @@ def _fmt(
 
 
 def _yes_no(yes: str, no: str, unknown: str) -> Describe:
-    return lambda v: unknown if np.isnan(v) else (yes if v >= 0.5 else no)
+    return lambda v: unknown if math.isnan(v) else (yes if v >= 0.5 else no)
 
 
 def _timeline_text(months: float) -> str:
-    if np.isnan(months):
+    if math.isnan(months):
         return "Timeline unknown"
     if months <= 0.5:
         return "Wants to buy as soon as possible"
@@ -193,7 +194,7 @@ _LOCATION = ("Vague location", "City-level location", "Neighbourhood chosen", "E
 
 
 def _ordinal(labels: tuple[str, ...], unknown: str) -> Describe:
-    return lambda v: unknown if np.isnan(v) else labels[int(min(max(v, 0), len(labels) - 1))]
+    return lambda v: unknown if math.isnan(v) else labels[int(min(max(v, 0), len(labels) - 1))]
 
 
 FEATURES: Final[tuple[FeatureSpec, ...]] = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -228,43 +229,50 @@ class Scorer:
         started: float,
         commission_rate: float | None = None,
     ) -> list[ScoreResult]:
-        per_lead_ms = (time.perf_counter() - started) * 1000.0 / max(len(lead_ids), 1)
+        per_lead_ms = round((time.perf_counter() - started) * 1000.0 / max(len(lead_ids), 1), 3)
         version = self.model.version
         rate = self.policy.commission_rate if commission_rate is None else commission_rate
         escalate = self.policy.escalation_confidence
+        # Python lists once: per-element numpy indexing costs more than the arithmetic here.
+        prices = arrays.price.tolist()
+        closings = arrays.closing.tolist()
+        timelines = arrays.timeline.tolist()
+        scores = arrays.score.tolist()
+        confidences = arrays.confidence.tolist()
+        classes = arrays.class_index.tolist()
+        conversions = arrays.conversion.tolist()
+        explained = arrays.points is not None
         results = []
         for i, lead_id in enumerate(lead_ids):
-            price = float(arrays.price[i])
-            known_price = not np.isnan(price)
-            closing = float(arrays.closing[i])
-            timeline = float(arrays.timeline[i])
+            price, closing, timeline = prices[i], closings[i], timelines[i]
+            known_price = not math.isnan(price)
             fee = round(price * rate, 2) if known_price else None
             results.append(
                 ScoreResult(
                     lead_id=lead_id,
-                    ml_score=float(arrays.score[i]),
-                    ml_confidence=float(arrays.confidence[i]),
-                    classification=CLASSES[arrays.class_index[i]],
-                    conversion=round(float(arrays.conversion[i]), 4),
-                    closing=None if np.isnan(closing) else round(closing, 4),
-                    timeline_accuracy=None if np.isnan(timeline) else round(timeline, 4),
-                    reasons=self._reasons(arrays, i) if arrays.points is not None else (),
-                    group_points=self._groups(arrays, i) if arrays.points is not None else {},
+                    ml_score=scores[i],
+                    ml_confidence=confidences[i],
+                    classification=CLASSES[classes[i]],
+                    conversion=round(conversions[i], 4),
+                    closing=None if math.isnan(closing) else round(closing, 4),
+                    timeline_accuracy=None if math.isnan(timeline) else round(timeline, 4),
+                    reasons=self._reasons(arrays, i) if explained else (),
+                    group_points=self._groups(arrays, i) if explained else {},
                     commission=Commission(
                         estimated_sale_price=round(price, 2) if known_price else None,
                         commission_rate=rate,
                         estimated_commission=fee,
                         expected_commission=(
                             round(fee * closing, 2)
-                            if fee is not None and not np.isnan(closing)
+                            if fee is not None and not math.isnan(closing)
                             else None
                         ),
                     )
                     if commission
                     else None,
-                    escalation_recommended=bool(arrays.confidence[i] < escalate),
+                    escalation_recommended=confidences[i] < escalate,
                     model_version=version,
-                    processing_time_ms=round(per_lead_ms, 3),
+                    processing_time_ms=per_lead_ms,
                 )
             )
         return results
@@ -280,24 +288,27 @@ class Scorer:
     def _reasons(self, arrays: ScoreArrays, i: int) -> tuple[Reason, ...]:
         assert arrays.points is not None
         row = arrays.points[i]
-        top = np.argsort(-np.abs(row), kind="stable")[: self.top_k]
+        top = np.argsort(-np.abs(row), kind="stable")[: self.top_k].tolist()
+        points_row = row.tolist()
+        values_row = arrays.model_matrix[i].tolist()
         reasons = []
         for j in top:
-            points = float(row[j])
+            points = points_row[j]
             if points == 0.0:
                 continue
             name = arrays.model_features[j]
-            value = float(arrays.model_matrix[i, j])
+            value = values_row[j]
+            missing = math.isnan(value)
             spec = _SPECS.get(name)
             if spec is not None:
                 label, group = spec.describe(value), spec.group
             else:
-                label, group = f"{name}: {'unknown' if np.isnan(value) else value:g}", "custom"
+                label, group = f"{name}: {'unknown' if missing else value:g}", "custom"
             reasons.append(
                 Reason(
                     feature=name,
                     group=group,
-                    value=None if np.isnan(value) else value,
+                    value=None if missing else value,
                     points=round(points, 2),
                     text=f"{label}: {points:+.1f} points",
                 )
