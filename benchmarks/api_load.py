@@ -95,7 +95,12 @@ def wrk(
     command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency"]
     if script:
         command += ["-s", str(WRK / script)]
-    out = subprocess.run([*command, url], capture_output=True, text=True, check=True).stdout
+    run = subprocess.run([*command, url], capture_output=True, text=True, check=False)
+    if run.returncode != 0:
+        raise RuntimeError(
+            f"wrk failed ({run.returncode}): {run.stderr.strip()} {run.stdout[-500:]}"
+        )
+    out = run.stdout
     result: dict[str, float] = {}
     for pct, value, unit in re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M):
         scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
@@ -103,6 +108,9 @@ def wrk(
     result["rps"] = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     result["non_2xx"] = float(errors.group(1)) if errors else 0.0
+    sockets = re.search(r"Socket errors: (.*)", out)
+    if sockets:
+        print(f"  wrk socket errors: {sockets.group(1)}")
     return result
 
 

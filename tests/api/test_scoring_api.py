@@ -360,3 +360,22 @@ def test_openapi_documents_the_contract_example(client: httpx.Client) -> None:
     request = schema["components"]["schemas"]["ScoreRequest"]
     assert request["examples"][0]["lead_id"] == "lead_12345"
     assert client.get("/docs").status_code == 200
+
+
+def test_a_client_hanging_up_mid_body_is_not_an_error(
+    server: ServerThread, as_role: Headers, caplog: pytest.LogCaptureFixture
+) -> None:
+    import socket
+    import time
+
+    key = as_role("acme-agent")["X-API-Key"]
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(
+            b"POST /api/v1/ml/score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"X-API-Key: {key}\r\nContent-Length: 5000\r\n\r\n".encode()
+            + b'{"lead_id": "gone"'
+        )
+    time.sleep(0.3)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    with httpx.Client(base_url=server.url) as http:
+        assert http.get("/api/v1/ml/health").status_code == 200

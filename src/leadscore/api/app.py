@@ -20,6 +20,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leadscore import __version__
@@ -166,6 +167,11 @@ async def _http_error(_request: Request, exc: Exception) -> Response:
     return _error(exc.status_code, code, exc.detail, dict(exc.headers or {}))
 
 
+async def _client_gone(_request: Request, _exc: Exception) -> Response:
+    """The client hung up while sending its body: nothing to answer, nothing went wrong."""
+    return Response(status_code=400)
+
+
 async def _unexpected(_request: Request, exc: Exception) -> Response:
     log.exception("unhandled error", exc_info=exc)
     return _error(500, "internal_error", "an unexpected error occurred; it has been logged")
@@ -239,6 +245,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ValidationError, _body_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unexpected)
     app.include_router(ml)
     app.include_router(auth)
