@@ -8,11 +8,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 from pydantic import ValidationError
+from sqlalchemy import select
 
 from leadscore.api.schemas import EXAMPLE_LEAD
 from leadscore.config import DEMO_JWT_SECRET, ServiceSettings
@@ -184,3 +186,32 @@ def test_database_outage_makes_health_unhealthy(embedded: Deployment) -> None:
     assert down.json()["status"] == "unhealthy"
     assert down.json()["checks"]["database"]["status"] == "error"
     assert back.json()["status"] == "healthy"
+
+
+def test_workers_starting_together_register_the_model_once(shared: Deployment) -> None:
+    """Two lifespans racing to record the same model version must both start."""
+    import asyncio as aio
+
+    from leadscore.store import repositories as repo
+    from leadscore.store.db import create_engine, session_factory
+    from leadscore.store.tables import ModelVersionRow
+
+    async def race() -> int:
+        engine = create_engine(shared.settings.resolved_database_url)
+        sessions = session_factory(engine)
+        try:
+
+            async def register() -> None:
+                async with sessions() as session, session.begin():
+                    await repo.register_model(session, "race" * 4, "/m", {}, datetime.now(UTC))
+
+            await aio.gather(*(register() for _ in range(4)))
+            async with sessions() as session:
+                rows = await session.execute(
+                    select(ModelVersionRow).where(ModelVersionRow.version == "race" * 4)
+                )
+                return len(rows.scalars().all())
+        finally:
+            await engine.dispose()
+
+    assert aio.run(race()) == 1

@@ -188,9 +188,9 @@ async def score_history(
 async def register_model(
     session: AsyncSession, version: str, path: str, card: dict[str, Any], now: datetime
 ) -> None:
-    """Record a model version the first time it is loaded."""
-    existing = await session.execute(
-        select(ModelVersionRow.id).where(ModelVersionRow.version == version)
+    """Record a model version the first time any worker loads it (workers start together)."""
+    upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = upsert(ModelVersionRow).values(
+        version=version, path=path, card=card, registered_at=now
     )
-    if existing.scalar_one_or_none() is None:
-        session.add(ModelVersionRow(version=version, path=path, card=card, registered_at=now))
+    await session.execute(statement.on_conflict_do_nothing(index_elements=["version"]))
