@@ -31,6 +31,10 @@ format: setup
 	$(UV) run ruff format src tests benchmarks
 	$(UV) run ruff check --fix src tests benchmarks
 
-bench: setup  ## Engine benchmarks; figures go to BENCHMARKS.md by hand
-	$(UV) run python benchmarks/engine_latency.py
+bench: setup  ## Every benchmark (about 15 min; the API load needs wrk, PostgreSQL and Redis); figures go to BENCHMARKS.md
+	$(UV) run python benchmarks/engine_latency.py --tradeoff
+	$(UV) run python benchmarks/build_times.py
+	$(UV) run python benchmarks/quality.py
 	$(UV) run python benchmarks/file_scoring.py
+	$(UV) run python benchmarks/request_split.py
+	$(UV) run python benchmarks/api_load.py
