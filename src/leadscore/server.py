@@ -123,15 +123,21 @@ async def _demo(settings: ServiceSettings, host: str, port: int, leads: int) -> 
     import uvicorn
 
     from leadscore.api.app import create_app
+    from leadscore.engine.io import frame_to_leads
     from leadscore.engine.synthetic import generate
 
     key = await create_key(settings, "demo", "admin", "demo")
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings), host=host, port=port, loop="uvloop", http="httptools",
-            log_level="warning", access_log=False,
-        )
-    )  # fmt: skip
+    config = uvicorn.Config(
+        create_app(settings),
+        host=host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
+        access_log=False,
+        proxy_headers=False,
+    )
+    server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
     while not server.started:
         if serving.done():
@@ -141,12 +147,8 @@ async def _demo(settings: ServiceSettings, host: str, port: int, leads: int) -> 
     url = f"http://{host}:{port}"
     now = datetime.now(UTC)
     # Leads that arrived over the last month, scored as of now (their future is ignored).
-    frame = generate(leads, seed=7, start=now - timedelta(days=30), days=30)
-    from leadscore.engine.io import frame_to_leads
-
-    demo_leads = [lead.model_dump(mode="json", exclude_none=True) for lead in frame_to_leads(
-        frame.drop("as_of")
-    )]  # fmt: skip
+    frame = generate(leads, seed=7, start=now - timedelta(days=30), days=30).drop("as_of")
+    demo_leads = [lead.model_dump(mode="json", exclude_none=True) for lead in frame_to_leads(frame)]
     async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": key}) as client:
         token = (await client.post("/api/v1/auth/token")).json()["access_token"]
         scored: list[dict[str, Any]] = []
