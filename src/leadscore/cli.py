@@ -7,12 +7,15 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from leadscore.config import Settings
 from leadscore.errors import LeadScoreError
+
+if TYPE_CHECKING:
+    from leadscore.engine.model import LeadModel, ScoringPolicy
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
@@ -29,7 +32,7 @@ def _threads(settings: Settings) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", str(settings.num_threads))
 
 
-def _load_model(settings: Settings, model: Path | None):  # type: ignore[no-untyped-def]
+def _load_model(settings: Settings, model: Path | None) -> LeadModel:
     from leadscore.engine.defaults import load_or_build_default
     from leadscore.engine.model import LeadModel
 
@@ -39,7 +42,7 @@ def _load_model(settings: Settings, model: Path | None):  # type: ignore[no-unty
     return load_or_build_default(settings.home, settings.num_threads)
 
 
-def _policy(settings: Settings):  # type: ignore[no-untyped-def]
+def _policy(settings: Settings) -> ScoringPolicy:
     """The team's thresholds and commission rate, recorded in every model it trains."""
     from leadscore.engine.model import ScoringPolicy
 

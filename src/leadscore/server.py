@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shutil
 import tempfile
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -16,6 +14,15 @@ from leadscore.config import ServiceSettings
 from leadscore.errors import ConfigurationError
 
 ROLES = ("admin", "agent", "viewer")
+#: How `serve` and `demo` run uvicorn. No X-Forwarded-* rewriting: nothing here uses the
+#: client address, and that middleware costs every request.
+UVICORN_OPTIONS: dict[str, Any] = {
+    "loop": "uvloop",
+    "http": "httptools",
+    "log_level": "warning",
+    "access_log": False,
+    "proxy_headers": False,
+}
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
 
@@ -84,10 +91,7 @@ def _prepare(settings: ServiceSettings, workers: int) -> None:
     if settings.model_dir is None:
         load_or_build_default(settings.home, settings.num_threads)
     if workers > 1:
-        directory = Path(tempfile.mkdtemp(prefix="leadscore-metrics-"))
-        shutil.rmtree(directory, ignore_errors=True)
-        directory.mkdir()
-        os.environ[MULTIPROC_ENV] = str(directory)
+        os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="leadscore-metrics-")
         # Each worker is single-threaded: two workers on two cores must not fight.
         os.environ["OMP_NUM_THREADS"] = "1"
 
@@ -108,13 +112,7 @@ def serve(
         host=host,
         port=port,
         workers=workers,
-        loop="uvloop",
-        http="httptools",
-        log_level="warning",
-        access_log=False,
-        # No X-Forwarded-* rewriting: nothing here uses the client address, and the
-        # middleware costs every request.
-        proxy_headers=False,
+        **UVICORN_OPTIONS,
     )
 
 
@@ -127,16 +125,7 @@ async def _demo(settings: ServiceSettings, host: str, port: int, leads: int) -> 
     from leadscore.engine.synthetic import generate
 
     key = await create_key(settings, "demo", "admin", "demo")
-    config = uvicorn.Config(
-        create_app(settings),
-        host=host,
-        port=port,
-        loop="uvloop",
-        http="httptools",
-        log_level="warning",
-        access_log=False,
-        proxy_headers=False,
-    )
+    config = uvicorn.Config(create_app(settings), host=host, port=port, **UVICORN_OPTIONS)
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
     while not server.started:

@@ -157,21 +157,20 @@ class ScoringService:
         self.writer = writer
         self.sessions = sessions
         self.metrics = metrics
-        self.cache_errors = 0
 
     async def _cache_get_many(self, keys: list[str]) -> list[bytes | None]:
         """A cache outage is a miss, not an outage of scoring; health reports it."""
         try:
             return await self.cache.get_many(keys)
         except CacheUnavailableError:
-            self.cache_errors += 1
             return [None] * len(keys)
 
     async def _cache_set_many(self, items: list[tuple[str, bytes, float]]) -> None:
+        """A cache outage must not fail a score: the entries are simply not stored."""
         try:
             await self.cache.set_many(items)
         except CacheUnavailableError:
-            self.cache_errors += 1
+            return
 
     def _prepare(
         self, principal: Principal, lead: Lead, live: LiveModel, options: ScoreOptions
