@@ -81,6 +81,24 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of processes (and their reaped children), from /proc."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    return total / ticks
+
+
+def pids_named(name: str) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", name], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -171,9 +189,22 @@ def two_workers(home: Path, seconds: int, soak: int) -> None:
         server = Server(env, workers=2)
         try:
             wrk(server.url, 3, 8, 1, "score.lua")
+            groups = {
+                "workers": server.worker_pids(),
+                "postgres": pids_named("postgres"),
+                "redis": pids_named("redis-server"),
+            }
             for connections in (8, 16, 32, 64):
-                show(f"2 workers, PostgreSQL+Redis, {connections} connections",
-                     wrk(server.url, seconds, connections, 1, "score.lua"))  # fmt: skip
+                before = {k: cpu_seconds(v) for k, v in groups.items()}
+                wrk_before = os.times().children_user + os.times().children_system
+                result = wrk(server.url, seconds, connections, 1, "score.lua")
+                show(f"2 workers, PostgreSQL+Redis, {connections} connections", result)
+                spent = {k: cpu_seconds(v) - before[k] for k, v in groups.items()}
+                spent["wrk"] = os.times().children_user + os.times().children_system - wrk_before
+                requests = result["rps"] * seconds
+                print(f"{'':<46} CPU per score: " + ", ".join(
+                    f"{k} {v * 1e6 / requests:.0f} us" for k, v in spent.items()
+                ) + f"; total {sum(spent.values()) * 1e6 / requests:.0f} us")  # fmt: skip
             if soak:
                 pids = server.worker_pids()
                 samples: list[list[float]] = []
@@ -206,10 +237,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--soak-seconds", type=int, default=300)
     parser.add_argument("--skip-two-workers", action="store_true")
+    parser.add_argument("--skip-single-worker", action="store_true")
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores; wrk runs on the same machine as the server")
     with tempfile.TemporaryDirectory(prefix="bench-home-", dir="/tmp") as home:
-        single_worker(Path(home) / "single", args.seconds)
+        if not args.skip_single_worker:
+            single_worker(Path(home) / "single", args.seconds)
         if not args.skip_two_workers:
             two_workers(Path(home) / "two", args.seconds, args.soak_seconds)
 

@@ -247,6 +247,7 @@ class CountingLimiter:
 
     async def hit(self, key: str, limit: int, window_seconds: float, cost: int = 1) -> RateDecision:
         self.calls += 1
+        await asyncio.sleep(0)  # a round trip: other requests run meanwhile
         return await self.inner.hit(key, limit, window_seconds, cost)
 
     async def close(self) -> None:
@@ -259,6 +260,23 @@ async def test_leases_cut_shared_calls(make_limiter: MakeLimiter, clock: FakeClo
     decisions = [await leasing.hit("busy", limit=1200, window_seconds=60) for _ in range(30)]
     assert all(d.allowed for d in decisions)
     assert shared.calls == 4  # ceil(30 / 8)
+
+
+async def test_concurrent_requests_share_one_refill(
+    make_limiter: MakeLimiter, clock: FakeClock
+) -> None:
+    shared = CountingLimiter(make_limiter(clock))
+    leasing = LeasingRateLimiter(shared, lease=32, clock=clock)
+    decisions = await asyncio.gather(
+        *(leasing.hit("burst", limit=100_000, window_seconds=60) for _ in range(20))
+    )
+    assert all(d.allowed for d in decisions)
+    assert shared.calls == 1  # one lease of 32 served all 20; none reserved its own
+    refused = LeasingRateLimiter(CountingLimiter(make_limiter(clock)), lease=32, clock=clock)
+    small = await asyncio.gather(
+        *(refused.hit("tight", limit=3, window_seconds=60) for _ in range(5))
+    )
+    assert [d.allowed for d in small].count(True) == 3  # waiters fall back to exact hits
 
 
 async def test_leases_never_exceed_the_limit_across_workers(

@@ -14,6 +14,7 @@ cannot both take the last slot.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -198,7 +199,7 @@ class LeasingRateLimiter:
     def __init__(
         self,
         shared: RateLimiter,
-        lease: int = 8,
+        lease: int = 32,
         lease_seconds: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -208,14 +209,43 @@ class LeasingRateLimiter:
         self._lease_seconds = lease_seconds
         self._clock = clock
         self._leases: dict[str, _Lease] = {}
+        self._refills: dict[str, asyncio.Event] = {}
 
-    async def hit(self, key: str, limit: int, window_seconds: float, cost: int = 1) -> RateDecision:
-        """Spend a leased token if one is left, else reserve a new lease from the shared limiter."""
-        now = self._clock()
+    def _spend(self, key: str, limit: int, cost: int) -> RateDecision | None:
         held = self._leases.get(key)
-        if cost == 1 and held is not None and held.tokens > 0 and held.expires_at > now:
+        if cost == 1 and held is not None and held.tokens > 0 and held.expires_at > self._clock():
             held.tokens -= 1
             return RateDecision(True, limit, held.tokens, 0.0)
+        return None
+
+    async def hit(self, key: str, limit: int, window_seconds: float, cost: int = 1) -> RateDecision:
+        """Spend a leased token if one is left, else reserve a new lease from the shared limiter.
+
+        Concurrent requests that find the lease empty wait for one refill instead of each
+        reserving its own: a busy key costs one shared call per lease, not one per request.
+        """
+        spent = self._spend(key, limit, cost)
+        if spent is not None:
+            return spent
+        refill = self._refills.get(key)
+        if refill is not None and cost == 1:
+            await refill.wait()
+            spent = self._spend(key, limit, cost)
+            if spent is not None:
+                return spent
+        done = asyncio.Event()
+        self._refills.setdefault(key, done)
+        try:
+            return await self._reserve(key, limit, window_seconds, cost)
+        finally:
+            if self._refills.get(key) is done:
+                del self._refills[key]
+            done.set()
+
+    async def _reserve(
+        self, key: str, limit: int, window_seconds: float, cost: int
+    ) -> RateDecision:
+        now = self._clock()
         size = max(cost, min(self._lease, limit // 100))
         decision = await self.shared.hit(key, limit, window_seconds, size)
         if not decision.allowed and size > cost:

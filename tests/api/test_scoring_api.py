@@ -362,6 +362,21 @@ def test_openapi_documents_the_contract_example(client: httpx.Client) -> None:
     assert client.get("/docs").status_code == 200
 
 
+def test_openapi_declares_how_each_route_authenticates(client: httpx.Client) -> None:
+    schema = client.get("/openapi.json").json()
+    schemes = schema["components"]["securitySchemes"]
+    assert schemes["APIKeyHeader"]["name"] == "X-API-Key"
+    assert schemes["HTTPBearer"]["scheme"] == "bearer"
+    public = {("get", "/api/v1/ml/health"), ("get", "/metrics"), ("post", "/api/v1/auth/token")}
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            if (method, path) in public:
+                continue
+            # Every other route refuses an anonymous caller, so its docs must say how to sign in.
+            assert operation.get("security") == [{"APIKeyHeader": []}, {"HTTPBearer": []}], path
+            assert client.request(method, path.replace("{lead_id}", "x")).status_code == 401
+
+
 def test_a_client_hanging_up_mid_body_is_not_an_error(
     server: ServerThread, as_role: Headers, caplog: pytest.LogCaptureFixture
 ) -> None:

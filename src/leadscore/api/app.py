@@ -24,7 +24,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leadscore import __version__
-from leadscore.api.deps import Services
+from leadscore.api.deps import SECURITY_SCHEMES, Services
 from leadscore.api.routes import auth, ml, root
 from leadscore.api.schemas import ScoreRequest
 from leadscore.cache import create_cache
@@ -268,7 +268,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         schema = get_openapi(
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
-        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        schema.setdefault("components", {}).setdefault("securitySchemes", {}).update(
+            SECURITY_SCHEMES
+        )
+        components = schema["components"].setdefault("schemas", {})
         model = ScoreRequest.model_json_schema(ref_template="#/components/schemas/{model}")
         components.update(model.pop("$defs", {}))
         components["ScoreRequest"] = model

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Request, Security
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from leadscore.cache import Cache
@@ -49,17 +49,35 @@ async def get_services(request: Request) -> Services:
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="A team API key.")
-_bearer = HTTPBearer(auto_error=False, description="A JWT from POST /api/v1/auth/token.")
+# Documented in the OpenAPI schema (`api.app`); read by `authenticate` without FastAPI's
+# security dependencies, which cost more per request than the whole lookup.
+SECURITY_SCHEMES: dict[str, dict[str, str]] = {
+    "APIKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key",
+                     "description": "A team API key."},
+    "HTTPBearer": {"type": "http", "scheme": "bearer",
+                   "description": "A JWT from POST /api/v1/auth/token."},
+}  # fmt: skip
+# The OpenAPI `security` of every route that takes a principal dependency.
+SECURED: dict[str, Any] = {"security": [{name: []} for name in SECURITY_SCHEMES]}
 
 
-async def get_principal(
-    services: ServicesDep,
-    api_key: Annotated[str | None, Security(api_key_header)],
-    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
-) -> Principal:
+def _bearer_token(authorization: str | None) -> str | None:
+    """The credentials of an `Authorization: Bearer ...` header; other schemes are ignored."""
+    if not authorization:
+        return None
+    scheme, _, credentials = authorization.partition(" ")
+    credentials = credentials.strip()
+    return credentials if scheme.lower() == "bearer" and credentials else None
+
+
+async def authenticate(request: Request) -> Principal:
     """Authenticate, then count the request against the key's rate limit."""
+    services: Services = request.app.state.services
+    headers = request.headers
+    bearer = _bearer_token(headers.get("authorization"))
+    api_key = headers.get("x-api-key")
     if bearer is not None:
-        principal = await services.auth.from_token(bearer.credentials)
+        principal = await services.auth.from_token(bearer)
     elif api_key:
         principal = await services.auth.from_api_key(api_key)
     else:
@@ -77,18 +95,21 @@ async def get_principal(
     return principal
 
 
-PrincipalDep = Annotated[Principal, Depends(get_principal)]
+async def get_principal(request: Request) -> Principal:
+    """Any role of any team: reads are filtered to the caller's team downstream."""
+    return await authenticate(request)
 
 
-async def get_writer_principal(principal: PrincipalDep) -> Principal:
+async def get_writer_principal(request: Request) -> Principal:
     """Scoring writes history: agents and admins only."""
-    return require_role(principal, "admin", "agent")
+    return require_role(await authenticate(request), "admin", "agent")
 
 
-async def get_admin_principal(principal: PrincipalDep) -> Principal:
+async def get_admin_principal(request: Request) -> Principal:
     """Administration: admins only."""
-    return require_role(principal, "admin")
+    return require_role(await authenticate(request), "admin")
 
 
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
 WriterDep = Annotated[Principal, Depends(get_writer_principal)]
 AdminDep = Annotated[Principal, Depends(get_admin_principal)]

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Path, Query, Request, Response, Security
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from leadscore.api.deps import PrincipalDep, ServicesDep, WriterDep, api_key_header
+from leadscore.api.deps import SECURED, PrincipalDep, ServicesDep, WriterDep, api_key_header
 from leadscore.api.schemas import (
     BatchRequest,
     BatchResponse,
@@ -43,7 +43,7 @@ def json_body(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"required": True, "content": {JSON: {"schema": schema}}}}
 
 
-@ml.post("/score", response_model=ScoreResponse, openapi_extra=json_body(ScoreRequest))
+@ml.post("/score", response_model=ScoreResponse, openapi_extra=json_body(ScoreRequest) | SECURED)
 async def score(request: Request, services: ServicesDep, principal: WriterDep) -> Response:
     """Score one lead: probability, class, confidence, reasons, commission."""
     # Parsed straight from bytes by pydantic-core: the hottest route skips a JSON round trip.
@@ -53,7 +53,7 @@ async def score(request: Request, services: ServicesDep, principal: WriterDep) -
     return Response(body, media_type=JSON)
 
 
-@ml.post("/batch-score", response_model=BatchResponse)
+@ml.post("/batch-score", response_model=BatchResponse, openapi_extra=SECURED)
 async def batch_score(
     request: BatchRequest, services: ServicesDep, principal: WriterDep
 ) -> Response:
@@ -62,7 +62,7 @@ async def batch_score(
     return Response(body, media_type=JSON)
 
 
-@ml.get("/score/{lead_id}", response_model=ScoreResponse)
+@ml.get("/score/{lead_id}", response_model=ScoreResponse, openapi_extra=SECURED)
 async def latest_score(
     lead_id: LeadIdPath, services: ServicesDep, principal: PrincipalDep
 ) -> Response:
@@ -70,7 +70,7 @@ async def latest_score(
     return Response(await services.scoring.latest(principal, lead_id), media_type=JSON)
 
 
-@ml.get("/score/{lead_id}/history", response_model=HistoryResponse)
+@ml.get("/score/{lead_id}/history", response_model=HistoryResponse, openapi_extra=SECURED)
 async def score_history(
     lead_id: LeadIdPath,
     services: ServicesDep,
@@ -90,13 +90,13 @@ async def get_health(services: ServicesDep) -> JSONResponse:
     return JSONResponse(report, status_code=200 if ok else 503)
 
 
-@ml.get("/model/status")
+@ml.get("/model/status", openapi_extra=SECURED)
 async def get_model_status(services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
     """Version, card metrics, thresholds and live traffic figures."""
     return model_status(services.models.current, services.metrics, services.writer)
 
 
-@ml.get("/metrics/performance")
+@ml.get("/metrics/performance", openapi_extra=SECURED)
 async def performance(services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
     """Latency percentiles, share under target, cache hit and escalation rates, classes."""
     return services.metrics.summary()
