@@ -50,6 +50,22 @@ class ServiceSettings(Settings):
     )
     write_batch_max: int = Field(default=500, ge=1)
     write_interval_ms: float = Field(default=20.0, ge=0)
+    ws_heartbeat_seconds: float = Field(
+        default=20.0, gt=0, description="How often the server pings each WebSocket client."
+    )
+    ws_idle_timeout_seconds: float = Field(
+        default=60.0, gt=0, description="Close a client that has sent nothing for this long."
+    )
+    ws_send_timeout_seconds: float = Field(
+        default=30.0, gt=0, description="Close a client whose socket accepts nothing this long."
+    )
+    ws_queue_size: int = Field(
+        default=1000, ge=1, description="Events held per client; beyond, the oldest are dropped."
+    )
+    ws_max_connections: int = Field(default=10_000, ge=1, description="Per worker.")
+    batch_progress_chunk: int = Field(
+        default=25, ge=1, le=100, description="Leads per batch chunk (one progress event each)."
+    )
 
     @model_validator(mode="after")
     def _safe_secret(self) -> ServiceSettings:

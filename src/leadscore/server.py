@@ -22,6 +22,10 @@ UVICORN_OPTIONS: dict[str, Any] = {
     "log_level": "warning",
     "access_log": False,
     "proxy_headers": False,
+    # Live events are small JSON sent to many clients: compressing each copy costs more CPU
+    # than it saves on a LAN; the sans-I/O implementation frames without extra tasks.
+    "ws": "websockets-sansio",
+    "ws_per_message_deflate": False,
 }
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys.")

@@ -21,7 +21,7 @@ from fastapi import FastAPI
 from leadscore.api.app import create_app
 from leadscore.api.deps import Services
 from leadscore.config import ServiceSettings
-from leadscore.server import create_key
+from leadscore.server import UVICORN_OPTIONS, create_key
 from leadscore.store.migrate import upgrade
 
 from ..services import postgres_url, redis_url
@@ -57,10 +57,21 @@ class ServerThread:
     def __init__(self, app: FastAPI) -> None:
         self.app = app
         self.port = free_port()
+        options = {k: v for k, v in UVICORN_OPTIONS.items() if k not in ("loop", "log_level")}
         self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+            uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", **options)
         )
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
+
+    async def _serve(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        await self.server.serve()
+
+    def call(self, coroutine: Any, timeout: float = 10.0) -> Any:
+        """Run a coroutine on the server's own loop (e.g. a hub call) and return its result."""
+        assert self.loop is not None
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
     @property
     def url(self) -> str:

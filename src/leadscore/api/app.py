@@ -25,8 +25,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leadscore import __version__
 from leadscore.api.deps import SECURITY_SCHEMES, Services
+from leadscore.api.hub import HubSettings, LiveHub
 from leadscore.api.routes import auth, ml, root
+from leadscore.api.routes import live as live_router
 from leadscore.api.schemas import ScoreRequest
+from leadscore.bus import create_bus
 from leadscore.cache import create_cache
 from leadscore.config import ServiceSettings
 from leadscore.engine.defaults import default_model_dir, load_or_build_default
@@ -35,6 +38,8 @@ from leadscore.engine.scorer import Scorer
 from leadscore.errors import ConfigurationError, LeadScoreError
 from leadscore.ratelimit import create_rate_limiter
 from leadscore.services.auth import Authenticator
+from leadscore.services.events import EventPublisher
+from leadscore.services.events import model_status as model_status_event
 from leadscore.services.metrics import Metrics
 from leadscore.services.models import LiveModel, ModelHolder
 from leadscore.services.scoring import ScoringService, persist_scores, validation_detail
@@ -96,6 +101,21 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
         writer.start()
         models = ModelHolder(live)
+        bus = create_bus(settings.redis_url)
+        events = EventPublisher(bus)
+        events.start()
+        hub = LiveHub(
+            bus,
+            events,
+            HubSettings(
+                heartbeat_seconds=settings.ws_heartbeat_seconds,
+                idle_timeout_seconds=settings.ws_idle_timeout_seconds,
+                send_timeout_seconds=settings.ws_send_timeout_seconds,
+                queue_size=settings.ws_queue_size,
+                max_connections=settings.ws_max_connections,
+            ),
+        )
+        await hub.start()
         app.state.services = Services(
             settings=settings,
             engine=engine,
@@ -105,10 +125,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             models=models,
             writer=writer,
             metrics=metrics,
-            scoring=ScoringService(models, cache, writer, sessions, metrics),
+            scoring=ScoringService(
+                models, cache, writer, sessions, metrics, events,
+                batch_chunk=settings.batch_progress_chunk,
+            ),
             auth=Authenticator(settings, sessions),
             started_at=datetime.now(UTC),
-        )
+            bus=bus,
+            events=events,
+            hub=hub,
+        )  # fmt: skip
+        events.emit(model_status_event("loaded", live.version, {"worker": hub.worker}))
         # Everything built so far lives as long as the worker: keep it out of the cyclic GC's
         # scans, whose full passes over the model and libraries otherwise cost tens of ms.
         gc.collect()
@@ -122,6 +149,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             yield
         finally:
+            await hub.close()
+            await events.close()
+            await bus.close()
             await writer.close()
             await cache.close()
             await limiter.close()
@@ -250,6 +280,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(ml)
     app.include_router(auth)
     app.include_router(root)
+    app.include_router(live_router)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

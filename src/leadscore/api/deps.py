@@ -7,15 +7,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, WebSocket
 from fastapi.security import APIKeyHeader
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from leadscore.api.hub import LiveHub
+from leadscore.bus import EventBus
 from leadscore.cache import Cache
 from leadscore.config import ServiceSettings
 from leadscore.errors import RateLimitedError
 from leadscore.ratelimit import RateLimiter, RateLimitUnavailableError
 from leadscore.services.auth import AuthenticationError, Authenticator, require_role
+from leadscore.services.events import EventPublisher
 from leadscore.services.metrics import Metrics
 from leadscore.services.models import ModelHolder
 from leadscore.services.scoring import Principal, ScoringService
@@ -38,6 +41,9 @@ class Services:
     metrics: Metrics
     scoring: ScoringService
     auth: Authenticator
+    bus: EventBus
+    events: EventPublisher
+    hub: LiveHub
     started_at: datetime
 
 
@@ -71,11 +77,38 @@ def _bearer_token(authorization: str | None) -> str | None:
 
 
 async def authenticate(request: Request) -> Principal:
-    """Authenticate, then count the request against the key's rate limit."""
-    services: Services = request.app.state.services
+    """Authenticate an HTTP request by its headers, then count it against the rate limit."""
     headers = request.headers
-    bearer = _bearer_token(headers.get("authorization"))
-    api_key = headers.get("x-api-key")
+    return await authenticate_credentials(
+        request.app.state.services,
+        _bearer_token(headers.get("authorization")),
+        headers.get("x-api-key"),
+    )
+
+
+def websocket_credentials(websocket: WebSocket) -> tuple[str | None, str | None, str | None]:
+    """Bearer token, API key and the subprotocol to accept, from a WebSocket handshake.
+
+    Browsers cannot set headers on a WebSocket, so the token may also come as the offered
+    subprotocols `["bearer", "<token>"]` (the server then accepts `bearer`) or as `?token=`.
+    """
+    headers = websocket.headers
+    token = _bearer_token(headers.get("authorization"))
+    offered = [p.strip() for p in headers.get("sec-websocket-protocol", "").split(",") if p]
+    subprotocol = None
+    if "bearer" in offered:
+        subprotocol = "bearer"
+        position = offered.index("bearer")
+        if token is None and position + 1 < len(offered):
+            token = offered[position + 1]
+    token = token or websocket.query_params.get("token") or None
+    return token, headers.get("x-api-key"), subprotocol
+
+
+async def authenticate_credentials(
+    services: Services, bearer: str | None, api_key: str | None
+) -> Principal:
+    """Authenticate a bearer token or an API key, then count it against the key's limit."""
     if bearer is not None:
         principal = await services.auth.from_token(bearer)
     elif api_key:

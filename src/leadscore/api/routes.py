@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query, Request, Response, Security
+from fastapi import APIRouter, Body, Path, Query, Request, Response, Security, WebSocket
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from leadscore.api.deps import SECURED, PrincipalDep, ServicesDep, WriterDep, api_key_header
+from leadscore.api.deps import (
+    SECURED,
+    AdminDep,
+    PrincipalDep,
+    Services,
+    ServicesDep,
+    WriterDep,
+    api_key_header,
+    authenticate_credentials,
+    websocket_credentials,
+)
+from leadscore.api.hub import merge_metrics
 from leadscore.api.schemas import (
     BatchRequest,
     BatchResponse,
@@ -21,6 +32,7 @@ from leadscore.api.schemas import (
     TokenResponse,
 )
 from leadscore.engine.schema import Lead
+from leadscore.errors import RateLimitedError
 from leadscore.services.auth import AuthenticationError
 from leadscore.services.health import health
 from leadscore.services.status import model_status
@@ -35,6 +47,7 @@ _errors: dict[int | str, dict[str, Any]] = {
 ml = APIRouter(prefix="/api/v1/ml", tags=["scoring"], responses=_errors)
 auth = APIRouter(prefix="/api/v1/auth", tags=["auth"], responses=_errors)
 root = APIRouter(tags=["monitoring"])
+live = APIRouter(prefix="/api/v1/ml/ws", tags=["live events"], responses=_errors)
 
 
 def json_body(model: type[BaseModel]) -> dict[str, Any]:
@@ -127,3 +140,35 @@ async def token(
         role=principal.role,
         team=principal.team_name,
     )
+
+
+@live.websocket("/live-scores")
+async def live_scores(websocket: WebSocket) -> None:
+    """Live events for the caller's team; credentials are checked before anything is sent."""
+    services: Services = websocket.app.state.services
+    token, api_key, subprotocol = websocket_credentials(websocket)
+    try:
+        principal = await authenticate_credentials(services, token, api_key)
+    except (AuthenticationError, RateLimitedError) as exc:
+        await services.hub.refuse(websocket, str(exc), subprotocol)
+        return
+    await services.hub.serve(websocket, principal, subprotocol)
+
+
+@live.get("/metrics", openapi_extra=SECURED)
+async def live_metrics(services: ServicesDep, principal: AdminDep) -> dict[str, Any]:
+    """Admins: connections, messages in/out, drops, fan-out latency, subscriptions per event."""
+    workers = await services.hub.cluster()
+    return merge_metrics([w["metrics"] for w in workers])
+
+
+@live.get("/connections", openapi_extra=SECURED)
+async def live_connections(services: ServicesDep, principal: AdminDep) -> dict[str, Any]:
+    """Admins: their team's live connections on every worker, with subscriptions and queue."""
+    connections = [
+        c
+        for w in await services.hub.cluster()
+        for c in w["connections"]
+        if c["team_id"] == principal.team_id
+    ]
+    return {"count": len(connections), "connections": connections}

@@ -18,6 +18,8 @@ from leadscore.cache import Cache, CacheUnavailableError
 from leadscore.engine.schema import Lead
 from leadscore.engine.scorer import ScoreResult
 from leadscore.errors import LeadScoreError
+from leadscore.services import events
+from leadscore.services.events import EventPublisher
 from leadscore.services.metrics import Metrics
 from leadscore.services.models import LiveModel, ModelHolder
 from leadscore.services.writer import ScoreWriter
@@ -151,12 +153,16 @@ class ScoringService:
         writer: ScoreWriter,
         sessions: async_sessionmaker[AsyncSession],
         metrics: Metrics,
+        events: EventPublisher,
+        batch_chunk: int = 25,
     ) -> None:
         self.models = models
         self.cache = cache
         self.writer = writer
         self.sessions = sessions
         self.metrics = metrics
+        self.events = events
+        self.batch_chunk = batch_chunk
 
     async def _cache_get_many(self, keys: list[str]) -> list[bytes | None]:
         """A cache outage is a miss, not an outage of scoring; health reports it."""
@@ -253,6 +259,11 @@ class ScoringService:
                 elapsed / len(items),
             )
             bodies.append(body)
+            name = item.lead.lead_data.name
+            self.events.emit(events.lead_scored(principal.team_id, name, body))
+            if body["escalation_recommended"]:
+                threshold = live.scorer.policy.escalation_confidence
+                self.events.emit(events.escalation(principal.team_id, name, body, threshold))
         # One round trip stores every new score as its lead's latest answer, before replying:
         # any worker reads it at once, and it answers repeats while fresh (TTL by confidence).
         await self._cache_set_many(writes)
@@ -282,11 +293,21 @@ class ScoringService:
                 )
                 continue
             valid.append((index, self._prepare(principal, lead, live, options)))
-        bodies = (
-            await self._score_items(principal, [v for _, v in valid], options, live, started)
-            if valid
-            else []
-        )
+        batch_id = uuid.uuid4().hex
+        team = principal.team_id
+        total = len(leads)
+        self.events.emit(events.batch_processing(team, batch_id, 0, total, "started"))
+        bodies: list[dict[str, Any]] = []
+        done = len(errors)  # invalid leads are finished as soon as they are read
+        for first in range(0, len(valid), self.batch_chunk):
+            chunk = [v for _, v in valid[first : first + self.batch_chunk]]
+            bodies += await self._score_items(principal, chunk, options, live, started)
+            done += len(chunk)
+            if done < total:
+                self.events.emit(
+                    events.batch_processing(team, batch_id, done, total, "in_progress")
+                )
+        self.events.emit(events.batch_processing(team, batch_id, total, total, "completed"))
         results: list[dict[str, Any] | None] = [None] * len(leads)
         for (index, _), body in zip(valid, bodies, strict=True):
             results[index] = body
@@ -297,7 +318,7 @@ class ScoringService:
         return orjson.dumps(
             {
                 "success": not errors,
-                "batch_id": uuid.uuid4().hex,
+                "batch_id": batch_id,
                 "total": len(leads),
                 "succeeded": len(bodies),
                 "failed": len(errors),
