@@ -84,9 +84,11 @@ async def test_a_cached_score_is_reused_only_while_fresh(model: object) -> None:
     import orjson
 
     from leadscore.api.schemas import EXAMPLE_LEAD, ScoreRequest
+    from leadscore.bus import MemoryBus
     from leadscore.cache import MemoryCache
     from leadscore.engine.schema import Lead
     from leadscore.engine.scorer import Scorer
+    from leadscore.services.events import EventPublisher
     from leadscore.services.metrics import Metrics
     from leadscore.services.models import LiveModel, ModelHolder
     from leadscore.services.scoring import Principal, ScoringService, _lead_key, _pack, _unpack
@@ -97,8 +99,9 @@ async def test_a_cached_score_is_reused_only_while_fresh(model: object) -> None:
         ModelHolder(live),
         cache,
         _NoWriter(),
-        None,
-        Metrics.create(),  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        Metrics.create(),
+        EventPublisher(MemoryBus()),
     )
     request = ScoreRequest.model_validate(EXAMPLE_LEAD)
     lead = Lead.model_construct(lead_id=request.lead_id, lead_data=request.lead_data)

@@ -215,3 +215,54 @@ def test_workers_starting_together_register_the_model_once(shared: Deployment) -
             await engine.dispose()
 
     assert aio.run(race()) == 1
+
+
+def test_a_score_on_one_worker_reaches_clients_on_the_other(
+    two_workers: str, shared: Deployment
+) -> None:
+    import contextlib
+    import json
+
+    from websockets.sync.client import connect
+
+    headers = {"X-API-Key": shared.keys["acme-agent"]}
+    url = two_workers.replace("http://", "ws://") + "/api/v1/ml/ws/live-scores"
+    with contextlib.ExitStack() as stack:
+        clients = []
+        workers: set[str] = set()
+        while len(workers) < 2 or len(clients) < 4:  # the kernel picks the accepting worker
+            assert len(clients) < 60, "every connection landed on one worker"
+            ws = stack.enter_context(connect(url, additional_headers=headers, open_timeout=10))
+            hello = json.loads(ws.recv(timeout=5))
+            assert hello["event_type"] == "connection_established"
+            workers.add(hello["data"]["worker"])
+            ws.send(json.dumps({"type": "subscribe", "events": ["lead_scored"]}))
+            assert json.loads(ws.recv(timeout=5))["event_type"] == "subscription_updated"
+            clients.append(ws)
+            time.sleep(0.05)
+        admin = {"X-API-Key": shared.keys["acme-admin"]}
+        deadline = time.monotonic() + 10
+        while True:  # each worker shares its connections every second
+            listed = httpx.get(f"{two_workers}/api/v1/ml/ws/connections", headers=admin).json()
+            if listed["count"] == len(clients) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert {c["worker"] for c in listed["connections"]} == workers
+        lead_ids = []
+        for i in range(12):
+            body = copy.deepcopy(EXAMPLE_LEAD) | {"lead_id": f"cross_{i}"}
+            assert httpx.post(
+                f"{two_workers}/api/v1/ml/score", json=body, headers=headers
+            ).status_code == 200  # fmt: skip
+            lead_ids.append(f"cross_{i}")
+        for ws in clients:
+            seen: list[str] = []
+            while len(seen) < len(lead_ids):
+                message = json.loads(ws.recv(timeout=5))
+                if message["event_type"] != "ping":  # a heartbeat may come in between
+                    seen.append(message["data"]["lead_id"])
+            # Clients sit on both workers, so half of them saw scores made by the other one.
+            assert sorted(seen) == sorted(lead_ids)
+        metrics = httpx.get(f"{two_workers}/api/v1/ml/ws/metrics", headers=admin).json()
+        assert metrics["workers"] == 2
+        assert metrics["connections"] == len(clients)

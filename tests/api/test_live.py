@@ -254,7 +254,9 @@ def test_batch_progress_arrives_in_order(
     while not progress or progress[-1]["status"] != "completed":
         progress.append(wait_for(ws, "batch_processing")["data"])
     assert {p["batch_id"] for p in progress} == {batch_id}
-    assert [p["status"] for p in progress] == ["started"] + ["in_progress"] * 2 + ["completed"], progress
+    assert [p["status"] for p in progress] == ["started"] + ["in_progress"] * 2 + ["completed"], (
+        progress
+    )
     assert [p["completed"] for p in progress] == [0, 26, 51, 61]  # the broken lead counts at once
     assert [p["progress_percent"] for p in progress][-1] == 100.0
     assert all(p["total"] == 61 for p in progress)
@@ -271,7 +273,11 @@ def test_model_status_reaches_every_team(
         server.call(server.services.hub.broadcast_message(event))
         for ws in (agent_ws, other):
             data = wait_for(ws, "model_status")["data"]
-            assert data == {"status": "promoted", "model_version": "v-test", "detail": {"by": "tests"}}
+            assert data == {
+                "status": "promoted",
+                "model_version": "v-test",
+                "detail": {"by": "tests"},
+            }
 
 
 def test_teams_are_isolated_and_viewers_get_no_personal_data(
@@ -299,9 +305,10 @@ def test_heartbeat_pings_and_idle_clients_are_closed(
 ) -> None:
     quick = deployment.start(ws_heartbeat_seconds=0.3, ws_idle_timeout_seconds=1.5)
     try:
-        with open_ws(quick, as_role("acme-agent")) as talkative, open_ws(
-            quick, as_role("acme-agent")
-        ) as silent:
+        with (
+            open_ws(quick, as_role("acme-agent")) as talkative,
+            open_ws(quick, as_role("acme-agent")) as silent,
+        ):
             receive(talkative)
             receive(silent)
             started = time.monotonic()
@@ -309,10 +316,12 @@ def test_heartbeat_pings_and_idle_clients_are_closed(
                 message = receive(talkative)
                 if message["event_type"] == "ping":
                     talkative.send(json.dumps({"type": "pong"}))
+            heard = []
             with pytest.raises(ConnectionClosed) as closed:
-                while True:
-                    assert receive(silent)["event_type"] == "ping"
-            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4408
+                heard.extend(receive(silent)["event_type"] for _ in range(100))
+            assert set(heard) == {"ping"}  # pinged, never answered
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == 4408
             talkative.send(json.dumps({"type": "ping"}))
             assert wait_for(talkative, "pong")  # answering pings keeps a client open
     finally:
@@ -326,7 +335,9 @@ def test_a_stalled_client_does_not_delay_a_healthy_one(
     try:
         key = deployment_keys["acme-agent"]
         stalled = socket.socket()
-        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a tiny window
+        stalled.setsockopt(
+            socket.SOL_SOCKET, socket.SO_RCVBUF, 4096
+        )  # before connect: a tiny window
         stalled.connect(("127.0.0.1", server.port))
         stalled.sendall(
             f"GET {PATH} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -342,9 +353,10 @@ def test_a_stalled_client_does_not_delay_a_healthy_one(
         stalled.sendall(bytes([0x81, 0x80 | len(subscribe_frame)]) + mask + subscribe_frame)
         # From here the stalled client reads nothing: its socket buffers fill, then its queue.
         time.sleep(0.3)
-        with open_ws(server, as_role("acme-agent")) as healthy, httpx.Client(
-            base_url=server.url, timeout=30
-        ) as http:
+        with (
+            open_ws(server, as_role("acme-agent")) as healthy,
+            httpx.Client(base_url=server.url, timeout=30) as http,
+        ):
             receive(healthy)
             subscribe(healthy, ["lead_scored"])
             headers = {"X-API-Key": key}
@@ -396,10 +408,12 @@ def test_admin_endpoints_show_connections_and_metrics(
     admin = as_role("acme-admin")
     metrics = client.get("/api/v1/ml/ws/metrics", headers=admin).json()
     assert metrics["connections"] >= 1
-    assert metrics["messages_out"] >= 1 and metrics["messages_in"] >= 1
+    assert metrics["messages_out"] >= 1
+    assert metrics["messages_in"] >= 1
     assert metrics["subscriptions"]["lead_scored"] >= 1
     assert metrics["fanout_latency_ms"]["p99"] is not None
     listed = client.get("/api/v1/ml/ws/connections", headers=admin).json()["connections"]
     mine = [c for c in listed if c["subscriptions"]["filters"]["min_score"] == 10.0]
-    assert mine and mine[0]["role"] == "agent" and mine[0]["team"] == "acme"
+    assert mine
+    assert (mine[0]["role"], mine[0]["team"]) == ("agent", "acme")
     assert {"id", "connected_at", "last_heartbeat", "queue_depth"} <= set(mine[0])

@@ -41,6 +41,7 @@ CLOSE_TOO_SLOW: Final = 4409  # one send stalled longer than the send timeout
 
 MAX_CLIENT_MESSAGE: Final = 65_536
 LATENCY_SAMPLES: Final = 10_000
+SHARE_TTL_SECONDS: Final = 5.0  # each worker re-shares its state every second
 Classification = Literal["hot", "warm", "cold"]
 
 
@@ -172,6 +173,12 @@ class Connection:
         }
 
 
+def _report_crash(task: asyncio.Task[None]) -> None:
+    """A background task that dies would silently stop heartbeats: say so loudly."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("%s stopped", task.get_name(), exc_info=task.exception())
+
+
 def _iso(moment: datetime) -> str:
     return moment.isoformat().replace("+00:00", "Z")
 
@@ -201,7 +208,9 @@ class LiveHub:
     async def start(self) -> None:
         """Receive every worker's events; start the heartbeat."""
         await self.bus.subscribe(self._deliver)
+        self._last_ping = time.monotonic()
         self._ticker = asyncio.create_task(self._heartbeat(), name="ws-heartbeat")
+        self._ticker.add_done_callback(_report_crash)
 
     # -- fan-out ---------------------------------------------------------------------------
 
@@ -292,6 +301,7 @@ class LiveHub:
                 EventType.CONNECTION_ESTABLISHED,
                 {
                     "connection_id": connection.id,
+                    "worker": self.worker,
                     "team": principal.team_name,
                     "role": principal.role,
                     "available_events": sorted(SUBSCRIBABLE),
@@ -346,12 +356,16 @@ class LiveHub:
                 await asyncio.wait_for(connection.websocket.close(code, reason), 5.0)
 
     async def _heartbeat(self) -> None:
-        """Ping every connection; close the idle and the stalled."""
+        """Each second: share this worker's state; ping, and close the idle and the stalled."""
         interval = self.settings.heartbeat_seconds
         while True:
             await asyncio.sleep(min(interval, 1.0))
             now = time.monotonic()
             ping_due = self._tick_due(now, interval)
+            try:
+                await self.share(SHARE_TTL_SECONDS)
+            except BusUnavailableError as exc:
+                log.warning("hub state not shared: %s", exc)
             for connection in list(self._connections.values()):
                 if connection.state is not ConnectionState.OPEN:
                     continue
@@ -406,7 +420,7 @@ class LiveHub:
         elif message.type == "get_status":
             connection.offer(self._reply(EventType.STATUS, reply | connection.info()))
         elif message.type == "subscribe":
-            wanted = set(message.events) if message.events is not None else set(SUBSCRIBABLE)
+            wanted = {str(e) for e in (SUBSCRIBABLE if message.events is None else message.events)}
             not_allowed = wanted - SUBSCRIBABLE
             if not_allowed:
                 self._error(
@@ -419,7 +433,7 @@ class LiveHub:
             connection.offer(self._reply(EventType.SUBSCRIPTION_UPDATED,
                                          reply | connection.subscription.describe()))  # fmt: skip
         else:
-            removed = set(message.events) if message.events is not None else set(SUBSCRIBABLE)
+            removed = {str(e) for e in (SUBSCRIBABLE if message.events is None else message.events)}
             connection.subscription.events -= removed
             connection.offer(self._reply(EventType.SUBSCRIPTION_UPDATED,
                                          reply | connection.subscription.describe()))  # fmt: skip
@@ -444,7 +458,7 @@ class LiveHub:
     def get_metrics(self) -> dict[str, Any]:
         """This worker's figures: connections, messages, drops, fan-out latency, subscriptions."""
         samples = sorted(self._latency_ms)
-        per_type: dict[str, int] = dict.fromkeys(sorted(SUBSCRIBABLE), 0)
+        per_type: dict[str, int] = dict.fromkeys(sorted(str(e) for e in SUBSCRIBABLE), 0)
         for connection in self._connections.values():
             for event_type in connection.subscription.events:
                 per_type[event_type] += 1
