@@ -39,3 +39,4 @@ bench: setup  ## Every benchmark (about 15 min; the API load needs wrk, PostgreS
 	$(UV) run python benchmarks/request_split.py
 	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(UV) run python benchmarks/api_load.py
+	$(UV) run python benchmarks/ws_fanout.py
