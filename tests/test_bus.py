@@ -131,7 +131,12 @@ def test_events_survive_the_wire_and_viewers_get_no_name() -> None:
     assert full["data"]["name"] == "Sarah Chen"
     assert len(full["data"]["reasons"]) == 3
     assert scored.redacted is not None
-    assert orjson.loads(scored.redacted)["data"]["name"] is None
+    viewer_copy = orjson.loads(scored.redacted)
+    assert viewer_copy["data"]["name"] is None
+    assert (viewer_copy["event_id"], viewer_copy["timestamp"]) == (
+        full["event_id"],
+        full["timestamp"],
+    )  # one event, two copies
     assert orjson.loads(progress.body)["data"]["progress_percent"] == 25.0
     assert (model.team_id, model.redacted) == (None, None)
 

@@ -128,11 +128,6 @@ async def authenticate_credentials(
     return principal
 
 
-async def get_principal(request: Request) -> Principal:
-    """Any role of any team: reads are filtered to the caller's team downstream."""
-    return await authenticate(request)
-
-
 async def get_writer_principal(request: Request) -> Principal:
     """Scoring writes history: agents and admins only."""
     return require_role(await authenticate(request), "admin", "agent")
@@ -143,6 +138,7 @@ async def get_admin_principal(request: Request) -> Principal:
     return require_role(await authenticate(request), "admin")
 
 
-PrincipalDep = Annotated[Principal, Depends(get_principal)]
+# Any role of any team: reads are filtered to the caller's team downstream.
+PrincipalDep = Annotated[Principal, Depends(authenticate)]
 WriterDep = Annotated[Principal, Depends(get_writer_principal)]
 AdminDep = Annotated[Principal, Depends(get_admin_principal)]

@@ -28,7 +28,7 @@ from leadscore.services.events import (
     decode,
     envelope,
 )
-from leadscore.services.scoring import Principal
+from leadscore.services.scoring import Principal, validation_detail
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ class Connection:
         self.close_reason = "client closed"
         self.queue: deque[tuple[str, float | None]] = deque()
         self.queue_size = queue_size
-        self._wake = asyncio.Event()
+        self.wake = asyncio.Event()
 
     def offer(self, text: str, published_at: float | None = None) -> bool:
         """Queue a message; when full, drop the oldest. False when something was dropped."""
@@ -147,7 +147,7 @@ class Connection:
             self.queue.popleft()
             self.dropped += 1
         self.queue.append((text, published_at))
-        self._wake.set()
+        self.wake.set()
         return not dropped
 
     def heard(self) -> None:
@@ -203,12 +203,10 @@ class LiveHub:
         self._closed_by: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._ticker: asyncio.Task[None] | None = None
-        self._last_ping = 0.0
 
     async def start(self) -> None:
         """Receive every worker's events; start the heartbeat."""
         await self.bus.subscribe(self._deliver)
-        self._last_ping = time.monotonic()
         self._ticker = asyncio.create_task(self._heartbeat(), name="ws-heartbeat")
         self._ticker.add_done_callback(_report_crash)
 
@@ -253,7 +251,7 @@ class LiveHub:
         """Write the connection's queue in order; only this task sends on its socket."""
         websocket = connection.websocket
         queue = connection.queue
-        wake = connection._wake
+        wake = connection.wake
         latencies = self._latency_ms
         counts = self._counts
         while connection.state is ConnectionState.OPEN:
@@ -331,7 +329,7 @@ class LiveHub:
 
     async def _drop(self, connection: Connection, sender: asyncio.Task[None], why: str) -> None:
         connection.state = ConnectionState.CLOSED
-        connection._wake.set()
+        connection.wake.set()
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sender
@@ -350,7 +348,7 @@ class LiveHub:
             return
         connection.state = ConnectionState.CLOSING
         connection.close_reason = reason
-        connection._wake.set()
+        connection.wake.set()
         if connection.websocket.application_state is WebSocketState.CONNECTED:
             with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
                 await asyncio.wait_for(connection.websocket.close(code, reason), 5.0)
@@ -358,10 +356,13 @@ class LiveHub:
     async def _heartbeat(self) -> None:
         """Each second: share this worker's state; ping, and close the idle and the stalled."""
         interval = self.settings.heartbeat_seconds
+        last_ping = time.monotonic()
         while True:
             await asyncio.sleep(min(interval, 1.0))
             now = time.monotonic()
-            ping_due = self._tick_due(now, interval)
+            ping_due = now - last_ping >= interval
+            if ping_due:
+                last_ping = now
             try:
                 await self.share(SHARE_TTL_SECONDS)
             except BusUnavailableError as exc:
@@ -379,12 +380,6 @@ class LiveHub:
                 elif ping_due:
                     connection.last_heartbeat_at = datetime.now(UTC)
                     connection.offer(self._reply(EventType.PING, {}))
-
-    def _tick_due(self, now: float, interval: float) -> bool:
-        if now - self._last_ping >= interval:
-            self._last_ping = now
-            return True
-        return False
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)
@@ -406,11 +401,7 @@ class LiveHub:
         try:
             message = ClientMessage.model_validate(raw)
         except ValidationError as exc:
-            detail = [
-                {"field": ".".join(str(p) for p in e["loc"]) or "message", "message": e["msg"]}
-                for e in exc.errors()
-            ]
-            self._error(connection, "invalid_message", detail)
+            self._error(connection, "invalid_message", validation_detail(exc, root="message"))
             return
         reply: dict[str, Any] = {} if message.id is None else {"id": message.id}
         if message.type == "ping":

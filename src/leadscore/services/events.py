@@ -59,13 +59,19 @@ class Event:
     redacted: bytes | None = None
 
 
-def envelope(event_type: str, data: dict[str, Any]) -> bytes:
+def envelope(
+    event_type: str,
+    data: dict[str, Any],
+    *,
+    event_id: str | None = None,
+    timestamp: str | None = None,
+) -> bytes:
     """The message clients receive: `{"event_type", "event_id", "timestamp", "data"}`."""
     return orjson.dumps(
         {
             "event_type": event_type,
-            "event_id": uuid.uuid4().hex,
-            "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "event_id": event_id or uuid.uuid4().hex,
+            "timestamp": timestamp or datetime.now(UTC).isoformat().replace("+00:00", "Z"),
             "data": data,
         }
     )
@@ -118,12 +124,7 @@ def lead_scored(team_id: int, name: str | None, body: dict[str, Any]) -> Event:
         "model_version": body["model_version"],
         "processing_time_ms": body["processing_time_ms"],
     }
-    full = envelope(EventType.LEAD_SCORED, data)
-    redacted = envelope(EventType.LEAD_SCORED, data | {"name": None}) if name else None
-    return Event(
-        EventType.LEAD_SCORED, team_id, body["ml_score"], body["classification"], time.time(),
-        full, redacted,
-    )  # fmt: skip
+    return _about_lead(EventType.LEAD_SCORED, team_id, name, body, data)
 
 
 def escalation(team_id: int, name: str | None, body: dict[str, Any], threshold: float) -> Event:
@@ -139,12 +140,24 @@ def escalation(team_id: int, name: str | None, body: dict[str, Any], threshold: 
         "reason": f"confidence {confidence:.2f} is below the review threshold {threshold:.2f}",
         "model_version": body["model_version"],
     }
-    full = envelope(EventType.ESCALATION, data)
-    redacted = envelope(EventType.ESCALATION, data | {"name": None}) if name else None
+    return _about_lead(EventType.ESCALATION, team_id, name, body, data)
+
+
+def _about_lead(
+    event_type: str, team_id: int, name: str | None, body: dict[str, Any], data: dict[str, Any]
+) -> Event:
+    """One event about a lead in two copies with the same id and time; viewers' has no name."""
+    event_id = uuid.uuid4().hex
+    timestamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    full = envelope(event_type, data, event_id=event_id, timestamp=timestamp)
+    redacted = (
+        envelope(event_type, data | {"name": None}, event_id=event_id, timestamp=timestamp)
+        if name
+        else None
+    )
     return Event(
-        EventType.ESCALATION, team_id, body["ml_score"], body["classification"], time.time(),
-        full, redacted,
-    )  # fmt: skip
+        event_type, team_id, body["ml_score"], body["classification"], time.time(), full, redacted
+    )
 
 
 def batch_processing(team_id: int, batch_id: str, completed: int, total: int, status: str) -> Event:

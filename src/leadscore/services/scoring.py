@@ -128,10 +128,12 @@ def payload(
     }  # fmt: skip
 
 
-def validation_detail(exc: ValidationError) -> list[dict[str, str]]:
-    """Pydantic errors as field paths and messages a client can act on."""
+def validation_detail(exc: ValidationError, root: str = "") -> list[dict[str, str]]:
+    """Pydantic errors as field paths and messages a client can act on; `root` names a
+    problem with the whole value."""
     return [
-        {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
+        {"field": ".".join(str(p) for p in e["loc"]) or root, "message": e["msg"]}
+        for e in exc.errors()
     ]
 
 
