@@ -164,3 +164,50 @@ async def test_publisher_sends_what_accumulates_in_one_message_in_order() -> Non
     assert len(bus.messages) == 1
     assert [e for m in bus.messages for e in decode(m)] == sent
     assert publisher.published == 10
+
+
+# --- who listens -------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_audience_knows_local_and_announced_listeners_until_they_expire() -> None:
+    clock = Clock()
+    audience = events.Audience(clock)
+    assert not audience.wants(1, "lead_scored")
+    assert audience.wants(None, "model_status")  # events for every team are always built
+    audience.set_local({1: frozenset({"lead_scored"})})
+    assert audience.wants(1, "lead_scored")
+    assert not audience.wants(1, "escalation")
+    assert not audience.wants(2, "lead_scored")
+    audience.heard("other", {2: frozenset({"escalation"})}, 5.0)
+    assert audience.wants(2, "escalation")
+    clock.now += 4.9
+    assert audience.wants(2, "escalation")
+    clock.now += 0.2  # the other worker stopped announcing: it has gone
+    assert not audience.wants(2, "escalation")
+    assert audience.wants(1, "lead_scored")
+    audience.heard("other", {2: frozenset({"escalation"})}, 5.0)
+    audience.heard("other", {}, 5.0)  # its last client left
+    assert not audience.wants(2, "escalation")
+
+
+def test_a_new_worker_builds_everything_until_it_has_heard_the_others() -> None:
+    clock = Clock()
+    audience = events.Audience(clock)
+    audience.expect_others(2.0)
+    assert audience.wants(7, "lead_scored")
+    clock.now += 2.0
+    assert not audience.wants(7, "lead_scored")
+
+
+def test_announcements_survive_the_bus_encoding() -> None:
+    listening = {3: frozenset({"lead_scored", "escalation"}), 4: frozenset({"batch_processing"})}
+    [event] = decode(encode([events.audience_event("w1", listening, 5.0)]))
+    assert events.parse_audience(event) == ("w1", listening, 5.0)

@@ -14,19 +14,29 @@ from leadscore.config import ServiceSettings
 from leadscore.errors import ConfigurationError
 
 ROLES = ("admin", "agent", "viewer")
-#: How `serve` and `demo` run uvicorn. No X-Forwarded-* rewriting: nothing here uses the
-#: client address, and that middleware costs every request.
-UVICORN_OPTIONS: dict[str, Any] = {
-    "loop": "uvloop",
-    "http": "httptools",
-    "log_level": "warning",
-    "access_log": False,
-    "proxy_headers": False,
-    # Live events are small JSON sent to many clients: compressing each copy costs more CPU
-    # than it saves on a LAN; the sans-I/O implementation frames without extra tasks.
-    "ws": "websockets-sansio",
-    "ws_per_message_deflate": False,
-}
+
+
+def uvicorn_options() -> dict[str, Any]:
+    """How `serve` and `demo` run uvicorn.
+
+    No X-Forwarded-* rewriting: nothing here uses the client address, and that middleware
+    costs every request. Live events are small JSON sent to many clients: compressing each
+    copy costs more CPU than it saves on a LAN; the sans-I/O WebSocket implementation frames
+    without extra tasks, and our subclass lets the hub write many frames per system call.
+    """
+    from leadscore.api.wsproto import LiveWebSocketProtocol
+
+    return {
+        "loop": "uvloop",
+        "http": "httptools",
+        "log_level": "warning",
+        "access_log": False,
+        "proxy_headers": False,
+        "ws": LiveWebSocketProtocol,
+        "ws_per_message_deflate": False,
+    }
+
+
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
 
@@ -116,7 +126,7 @@ def serve(
         host=host,
         port=port,
         workers=workers,
-        **UVICORN_OPTIONS,
+        **uvicorn_options(),
     )
 
 
@@ -129,7 +139,7 @@ async def _demo(settings: ServiceSettings, host: str, port: int, leads: int) -> 
     from leadscore.engine.synthetic import generate
 
     key = await create_key(settings, "demo", "admin", "demo")
-    config = uvicorn.Config(create_app(settings), host=host, port=port, **UVICORN_OPTIONS)
+    config = uvicorn.Config(create_app(settings), host=host, port=port, **uvicorn_options())
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
     while not server.started:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import socket
 import threading
 import time
@@ -20,8 +21,9 @@ from fastapi import FastAPI
 
 from leadscore.api.app import create_app
 from leadscore.api.deps import Services
+from leadscore.api.schemas import EXAMPLE_LEAD
 from leadscore.config import ServiceSettings
-from leadscore.server import UVICORN_OPTIONS, create_key
+from leadscore.server import create_key, uvicorn_options
 from leadscore.store.migrate import upgrade
 
 from ..services import postgres_url, redis_url
@@ -54,10 +56,11 @@ async def _reset_redis(url: str) -> None:
 class ServerThread:
     """Runs one app under uvicorn in a thread; stopping it is a graceful shutdown."""
 
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(self, app: FastAPI, **uvicorn_overrides: Any) -> None:
         self.app = app
         self.port = free_port()
-        options = {k: v for k, v in UVICORN_OPTIONS.items() if k not in ("loop", "log_level")}
+        options = {k: v for k, v in uvicorn_options().items() if k not in ("loop", "log_level")}
+        options |= uvicorn_overrides
         self.server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", **options)
         )
@@ -160,3 +163,24 @@ def client(server: ServerThread) -> Iterator[httpx.Client]:
 def as_role(deployment: Deployment) -> Callable[[str], dict[str, str]]:
     """Headers for a team-role key, e.g. as_role("acme-agent")."""
     return lambda who: {"X-API-Key": deployment.keys[who]}
+
+
+def lead(lead_id: str, **changes: Any) -> dict[str, Any]:
+    """The contract's example lead under a new id, with some lead data changed."""
+    body = copy.deepcopy(EXAMPLE_LEAD)
+    body["lead_id"] = lead_id
+    body["lead_data"].update(changes)
+    return body
+
+
+# Lead data that scores hot (well above 70) and cold with the default model.
+HOT = {
+    "timeline": "1-3 months",
+    "web_activity": {"properties_viewed": 60, "repeat_listing_views": 20, "favorites": 15,
+                     "saved_searches": 5},
+    "interaction_history": [{"timestamp": "2026-11-20T10:30:00Z", "type": "email_response",
+                             "response_time_hours": 0.2, "message_length": 400,
+                             "questions_asked": 6}] * 6,
+}  # fmt: skip
+COLD = {"pre_approved": False, "timeline": "just browsing", "budget_range": None,
+        "web_activity": None, "interaction_history": []}  # fmt: skip

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import socket
 import time
@@ -15,37 +14,18 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from leadscore.api.schemas import EXAMPLE_LEAD
+from leadscore.api.app import create_app
 from leadscore.services.events import model_status
 
-from .conftest import Deployment, ServerThread
+from .conftest import COLD, HOT, Deployment, ServerThread, lead
 
 Headers = Callable[[str], dict[str, str]]
 PATH = "/api/v1/ml/ws/live-scores"
 
 
-def lead(lead_id: str, **changes: Any) -> dict[str, Any]:
-    body = copy.deepcopy(EXAMPLE_LEAD)
-    body["lead_id"] = lead_id
-    body["lead_data"].update(changes)
-    return body
-
-
 def batch_lead(lead_id: str) -> dict[str, Any]:
     """A lead as a batch item: options belong to the batch, not to each lead."""
     return {k: v for k, v in lead(lead_id).items() if k != "options"}
-
-
-HOT = {
-    "timeline": "1-3 months",
-    "web_activity": {"properties_viewed": 60, "repeat_listing_views": 20, "favorites": 15,
-                     "saved_searches": 5},
-    "interaction_history": [{"timestamp": "2026-11-20T10:30:00Z", "type": "email_response",
-                             "response_time_hours": 0.2, "message_length": 400,
-                             "questions_asked": 6}] * 6,
-}  # fmt: skip
-COLD = {"pre_approved": False, "timeline": "just browsing", "budget_range": None,
-        "web_activity": None, "interaction_history": []}  # fmt: skip
 
 
 def open_ws(
@@ -297,6 +277,68 @@ def test_teams_are_isolated_and_viewers_get_no_personal_data(
         assert nothing_more(stranger, "lead_scored", 0.8)
 
 
+def published(server: ServerThread) -> int:
+    """Events this worker has handed to the bus (after everything emitted was flushed)."""
+    return int(server.call(_flushed(server)))
+
+
+async def _flushed(server: ServerThread) -> int:
+    await server.services.events.flush()
+    return server.services.events.published
+
+
+def test_events_are_built_only_while_someone_listens(
+    server: ServerThread, client: httpx.Client, as_role: Headers
+) -> None:
+    deadline = time.monotonic() + 10
+    while not server.services.events.audience.certain:  # a new worker first hears the others
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    agent = as_role("acme-agent")
+    before = published(server)
+    client.post("/api/v1/ml/score", json=lead("quiet_1", **HOT), headers=agent)
+    client.post("/api/v1/ml/batch-score", json={"leads": [batch_lead("quiet_2")]}, headers=agent)
+    assert published(server) == before  # nobody listens: nothing built, nothing sent
+    with open_ws(server, as_role("globex-admin")) as other_team:
+        receive(other_team)
+        subscribe(other_team, ["lead_scored"])
+        client.post("/api/v1/ml/score", json=lead("quiet_3"), headers=agent)
+        assert published(server) == before  # listeners of another team do not count
+        with open_ws(server, as_role("acme-viewer")) as ws:
+            receive(ws)
+            subscribe(ws, ["lead_scored"])
+            client.post("/api/v1/ml/score", json=lead("heard_1"), headers=agent)
+            assert wait_for(ws, "lead_scored")["data"]["lead_id"] == "heard_1"
+            assert published(server) == before + 1  # lead_scored only: nobody wants the rest
+    client.post("/api/v1/ml/score", json=lead("quiet_4"), headers=agent)
+    assert published(server) == before + 1  # the last listener left
+
+
+def test_events_reach_clients_through_plain_asgi_too(
+    deployment: Deployment, as_role: Headers
+) -> None:
+    """Under a server without the frames extension the hub sends each event through ASGI."""
+    server = ServerThread(create_app(deployment.settings), ws="websockets-sansio").start()
+    try:
+        with (
+            open_ws(server, as_role("acme-agent")) as ws,
+            httpx.Client(base_url=server.url, timeout=30) as http,
+        ):
+            receive(ws)
+            subscribe(ws, ["lead_scored", "batch_processing"])
+            leads = [batch_lead(f"asgi_{i}") for i in range(30)]
+            response = http.post(
+                "/api/v1/ml/batch-score", json={"leads": leads}, headers=as_role("acme-agent")
+            )
+            assert response.status_code == 200
+            seen = [wait_for(ws, "lead_scored")["data"]["lead_id"] for _ in leads]
+            assert seen == [f"asgi_{i}" for i in range(30)]
+            ws.send(json.dumps({"type": "get_status"}))
+            assert wait_for(ws, "status")["data"]["direct_writes"] is False
+    finally:
+        server.stop()
+
+
 # --- heartbeat, slow clients, admin endpoints ------------------------------------------------
 
 
@@ -417,3 +459,4 @@ def test_admin_endpoints_show_connections_and_metrics(
     assert mine
     assert (mine[0]["role"], mine[0]["team"]) == ("agent", "acme")
     assert {"id", "connected_at", "last_heartbeat", "queue_depth"} <= set(mine[0])
+    assert mine[0]["direct_writes"] is True  # uvicorn with the frames extension

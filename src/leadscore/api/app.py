@@ -113,6 +113,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 send_timeout_seconds=settings.ws_send_timeout_seconds,
                 queue_size=settings.ws_queue_size,
                 max_connections=settings.ws_max_connections,
+                flush_interval_seconds=settings.ws_flush_interval_ms / 1000.0,
             ),
         )
         await hub.start()

@@ -9,7 +9,7 @@ import os
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -19,14 +19,20 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from leadscore.api.wsproto import frame_writer, text_frame
 from leadscore.bus import BusUnavailableError, EventBus
 from leadscore.services.events import (
+    AUDIENCE,
     SUBSCRIBABLE,
     Event,
     EventPublisher,
     EventType,
+    Listening,
+    audience_event,
     decode,
+    encode,
     envelope,
+    parse_audience,
 )
 from leadscore.services.scoring import Principal, validation_detail
 
@@ -42,6 +48,8 @@ CLOSE_TOO_SLOW: Final = 4409  # one send stalled longer than the send timeout
 MAX_CLIENT_MESSAGE: Final = 65_536
 LATENCY_SAMPLES: Final = 10_000
 SHARE_TTL_SECONDS: Final = 5.0  # each worker re-shares its state every second
+#: A new worker hears every other worker's audience within one heartbeat (1 s).
+AUDIENCE_WARMUP_SECONDS: Final = 2.0
 Classification = Literal["hot", "warm", "cold"]
 
 
@@ -109,6 +117,7 @@ class HubSettings:
     send_timeout_seconds: float = 30.0
     queue_size: int = 1000
     max_connections: int = 10_000
+    flush_interval_seconds: float = 0.005
 
 
 class Connection:
@@ -137,6 +146,14 @@ class Connection:
         self.queue: deque[tuple[str, float | None]] = deque()
         self.queue_size = queue_size
         self.wake = asyncio.Event()
+        self.writer = frame_writer(websocket.scope)
+        self.group: tuple[Any, ...] = ()
+        self.regroup()
+
+    def regroup(self) -> None:
+        """Connections of one group receive the same bytes for the same events."""
+        s = self.subscription
+        self.group = (self.principal.team_id, self.redacted, frozenset(s.events), s.filters)
 
     def offer(self, text: str, published_at: float | None = None) -> bool:
         """Queue a message; when full, drop the oldest. False when something was dropped."""
@@ -170,6 +187,7 @@ class Connection:
             "messages_sent": self.sent,
             "messages_received": self.received,
             "dropped": self.dropped,
+            "direct_writes": self.writer is not None,
         }
 
 
@@ -203,44 +221,98 @@ class LiveHub:
         self._closed_by: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._ticker: asyncio.Task[None] | None = None
+        self._pending: list[Event] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._last_flush = 0.0
+        self._listening: Listening = {}
 
     async def start(self) -> None:
         """Receive every worker's events; start the heartbeat."""
         await self.bus.subscribe(self._deliver)
+        if self.bus.name != "memory":
+            self.publisher.audience.expect_others(AUDIENCE_WARMUP_SECONDS)
         self._ticker = asyncio.create_task(self._heartbeat(), name="ws-heartbeat")
         self._ticker.add_done_callback(_report_crash)
 
     # -- fan-out ---------------------------------------------------------------------------
 
     def _deliver(self, message: bytes) -> None:
-        """A bus message: decode once, fan out to this worker's matching connections."""
-        for event in decode(message):
-            self.fan_out(event)
+        """A bus message: its events join the next flush; announcements update the audience.
 
-    def fan_out(self, event: Event) -> int:
-        """Queue one event to every local connection that wants it; decoded to text once."""
-        self._counts["events_received"] += 1
-        if event.team_id is None:
-            targets: Iterable[Connection] = self._connections.values()
-        else:
-            targets = self._teams.get(event.team_id, ())
-        full: str | None = None
-        redacted: str | None = None
-        delivered = 0
-        for connection in targets:
-            if not connection.subscription.wants(event):
+        Flushes are at most `flush_interval_seconds` apart: a quiet hub sends each event at
+        once, a busy one sends the events of the last few milliseconds together.
+        """
+        for event in decode(message):
+            if event.event_type == AUDIENCE:
+                worker, listening, ttl = parse_audience(event)
+                if worker != self.worker:
+                    self.publisher.audience.heard(worker, listening, ttl)
                 continue
-            if connection.redacted and event.redacted is not None:
-                redacted = redacted or event.redacted.decode()
-                text = redacted
-            else:
-                full = full or event.body.decode()
-                text = full
-            if not connection.offer(text, event.published_at):
-                self._counts["dropped"] += 1
-            delivered += 1
+            self._pending.append(event)
+        if self._pending and self._flush_handle is None:
+            loop = asyncio.get_running_loop()
+            delay = self._last_flush + self.settings.flush_interval_seconds - time.monotonic()
+            self._flush_handle = (
+                loop.call_soon(self._flush) if delay <= 0 else loop.call_later(delay, self._flush)
+            )
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        self._last_flush = time.monotonic()
+        pending, self._pending = self._pending, []
+        self.fan_out(pending)
+
+    def fan_out(self, events: Sequence[Event]) -> int:
+        """Send events to every local connection that wants them; returns the deliveries.
+
+        Connections alike in team, role and subscription form a group: the group's events are
+        chosen, framed and joined once, then each member gets them in one write.
+        """
+        self._counts["events_received"] += len(events)
+        groups: dict[tuple[Any, ...], list[Connection]] = {}
+        for connection in self._connections.values():
+            if connection.state is ConnectionState.OPEN and connection.subscription.events:
+                groups.setdefault(connection.group, []).append(connection)
+        delivered = 0
+        for (team_id, redacted, *_), members in groups.items():
+            subscription = members[0].subscription
+            wanted = [
+                e for e in events
+                if (e.team_id is None or e.team_id == team_id) and subscription.wants(e)
+            ]  # fmt: skip
+            if not wanted:
+                continue
+            copies = [e.redacted if redacted and e.redacted else e.body for e in wanted]
+            frames = b"".join(text_frame(copy) for copy in copies)
+            texts: list[str] | None = None
+            written = 0
+            for connection in members:
+                if self._write(connection, frames):
+                    connection.sent += len(wanted)
+                    written += 1
+                    continue
+                texts = texts or [copy.decode() for copy in copies]
+                for event, text in zip(wanted, texts, strict=True):
+                    if not connection.offer(text, event.published_at):
+                        self._counts["dropped"] += 1
+            delivered += len(wanted) * len(members)
+            if written:
+                # One sample per event and group: when the group's last socket was written.
+                self._counts["messages_out"] += len(wanted) * written
+                now = time.time()
+                self._latency_ms.extend((now - e.published_at) * 1000.0 for e in wanted)
         self._counts["deliveries"] += delivered
         return delivered
+
+    @staticmethod
+    def _write(connection: Connection, frames: bytes) -> bool:
+        """Write now when nothing of this connection is queued or in flight and it can take it."""
+        return (
+            connection.writer is not None
+            and not connection.queue
+            and connection.send_started is None
+            and connection.writer(frames)
+        )
 
     async def broadcast_message(self, event: Event) -> None:
         """Send an event to the matching clients of every worker (through the bus)."""
@@ -321,7 +393,7 @@ class LiveHub:
                 if text is None:
                     self._error(connection, "invalid_message", "send JSON text messages")
                     continue
-                self.handle_client_message(connection, text)
+                await self.handle_client_message(connection, text)
         except WebSocketDisconnect:
             pass
         finally:
@@ -329,6 +401,7 @@ class LiveHub:
 
     async def _drop(self, connection: Connection, sender: asyncio.Task[None], why: str) -> None:
         connection.state = ConnectionState.CLOSED
+        await self._announce_if_changed()
         connection.wake.set()
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -367,6 +440,8 @@ class LiveHub:
                 await self.share(SHARE_TTL_SECONDS)
             except BusUnavailableError as exc:
                 log.warning("hub state not shared: %s", exc)
+            if self._listening:
+                await self._announce()
             for connection in list(self._connections.values()):
                 if connection.state is not ConnectionState.OPEN:
                     continue
@@ -381,6 +456,29 @@ class LiveHub:
                     connection.last_heartbeat_at = datetime.now(UTC)
                     connection.offer(self._reply(EventType.PING, {}))
 
+    async def _announce_if_changed(self) -> None:
+        """Tell every worker what this worker's clients listen to, before replying to them.
+
+        A client whose subscription is confirmed therefore receives events scored on any
+        worker from then on; without listeners, workers build no events at all.
+        """
+        listening: dict[int, set[str]] = {}
+        for c in self._connections.values():
+            if c.state is ConnectionState.OPEN and c.subscription.events:
+                listening.setdefault(c.principal.team_id, set()).update(c.subscription.events)
+        frozen = {team: frozenset(types) for team, types in listening.items()}
+        if frozen != self._listening:
+            self._listening = frozen
+            self.publisher.audience.set_local(frozen)
+            await self._announce()
+
+    async def _announce(self) -> None:
+        try:
+            await self.bus.publish(encode([audience_event(self.worker, self._listening,
+                                                          SHARE_TTL_SECONDS)]))  # fmt: skip
+        except BusUnavailableError as exc:
+            log.warning("audience not announced: %s", exc)
+
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
@@ -388,7 +486,7 @@ class LiveHub:
 
     # -- client messages -------------------------------------------------------------------
 
-    def handle_client_message(self, connection: Connection, text: str) -> None:
+    async def handle_client_message(self, connection: Connection, text: str) -> None:
         """Answer one client message; a bad one gets an `error` reply, never a closed socket."""
         if len(text) > MAX_CLIENT_MESSAGE:
             self._error(connection, "message_too_large", f"limit is {MAX_CLIENT_MESSAGE} bytes")
@@ -421,11 +519,14 @@ class LiveHub:
                 )  # fmt: skip
                 return
             self.subscribe_to_events(connection, wanted, message.filters)
+            await self._announce_if_changed()
             connection.offer(self._reply(EventType.SUBSCRIPTION_UPDATED,
                                          reply | connection.subscription.describe()))  # fmt: skip
         else:
             removed = {str(e) for e in (SUBSCRIBABLE if message.events is None else message.events)}
             connection.subscription.events -= removed
+            connection.regroup()
+            await self._announce_if_changed()
             connection.offer(self._reply(EventType.SUBSCRIPTION_UPDATED,
                                          reply | connection.subscription.describe()))  # fmt: skip
 
@@ -436,6 +537,7 @@ class LiveHub:
         connection.subscription.events |= set(events)
         if filters is not None:
             connection.subscription.filters = filters
+        connection.regroup()
         return connection.subscription
 
     def _reply(self, event_type: EventType, data: dict[str, Any]) -> str:

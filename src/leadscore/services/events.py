@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -40,6 +40,8 @@ SUBSCRIBABLE: Final = frozenset(
      EventType.ESCALATION}
 )  # fmt: skip
 TOP_REASONS: Final = 3
+#: Internal bus event: which teams and event types one worker's clients listen to.
+AUDIENCE: Final = "_audience"
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,16 +182,106 @@ def model_status(status: str, version: str, detail: dict[str, Any] | None = None
     return Event(EventType.MODEL_STATUS, None, None, None, time.time(), body)
 
 
+Listening = dict[int, frozenset[str]]  # team id → event types some client wants
+
+
+def audience_event(worker: str, listening: Listening, ttl_seconds: float) -> Event:
+    """A worker announces what its clients listen to; it holds for `ttl_seconds`."""
+    body = orjson.dumps(
+        {
+            "worker": worker,
+            "ttl": ttl_seconds,
+            "listening": {str(team): sorted(types) for team, types in listening.items()},
+        }
+    )
+    return Event(AUDIENCE, None, None, None, time.time(), body)
+
+
+def parse_audience(event: Event) -> tuple[str, Listening, float]:
+    """The inverse of `audience_event`: worker, what it listens to, for how long."""
+    raw = orjson.loads(event.body)
+    listening = {int(team): frozenset(types) for team, types in raw["listening"].items()}
+    return raw["worker"], listening, float(raw["ttl"])
+
+
+class Audience:
+    """Which teams and event types some client of some worker listens to.
+
+    Scoring asks `wants` before building an event, so a worker whose events nobody watches
+    spends nothing on them. This worker's own clients are known exactly; other workers
+    announce theirs on the bus when they change and every second, each announcement valid for
+    a few seconds.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._certain_from = clock()
+        self._local: Listening = {}
+        self._remote: dict[str, tuple[float, Listening]] = {}
+        self._merged: dict[int, frozenset[str]] = {}
+        self._valid_until = float("inf")
+
+    def wants(self, team_id: int | None, event_type: str) -> bool:
+        """Whether any client anywhere may want this event (events for all teams: always)."""
+        now = self._clock()
+        if team_id is None or now < self._certain_from:
+            return True
+        if now >= self._valid_until:
+            self._merge()
+        types = self._merged.get(team_id)
+        return types is not None and event_type in types
+
+    @property
+    def certain(self) -> bool:
+        """Whether every other worker has had time to announce its listeners."""
+        return self._clock() >= self._certain_from
+
+    def expect_others(self, seconds: float) -> None:
+        """Other workers have not all been heard yet: answer yes to everything for a while."""
+        self._certain_from = self._clock() + seconds
+
+    def set_local(self, listening: Listening) -> None:
+        """What this worker's clients listen to now."""
+        self._local = listening
+        self._merge()
+
+    def heard(self, worker: str, listening: Listening, ttl_seconds: float) -> None:
+        """Another worker's announcement."""
+        if listening:
+            self._remote[worker] = (self._clock() + ttl_seconds, listening)
+        else:
+            self._remote.pop(worker, None)
+        self._merge()
+
+    def _merge(self) -> None:
+        now = self._clock()
+        self._remote = {w: v for w, v in self._remote.items() if v[0] > now}
+        merged: dict[int, set[str]] = {team: set(types) for team, types in self._local.items()}
+        for _, listening in self._remote.values():
+            for team, types in listening.items():
+                merged.setdefault(team, set()).update(types)
+        self._merged = {team: frozenset(types) for team, types in merged.items()}
+        self._valid_until = min((v[0] for v in self._remote.values()), default=float("inf"))
+
+
 class EventPublisher:
     """Collects events from request handlers and publishes them in one bus message per flush.
 
     `emit` never waits: the request path appends and goes on. A background task publishes
     everything emitted since its last round trip in one message, in emission order, so a busy
-    worker sends one bus message per few scores instead of one per score.
+    worker sends one bus message per few scores instead of one per score. Callers ask `wants`
+    first: an event no client listens to is never built.
     """
 
-    def __init__(self, bus: EventBus, max_events_per_message: int = 256) -> None:
+    def __init__(
+        self,
+        bus: EventBus,
+        max_events_per_message: int = 256,
+        audience: Audience | None = None,
+    ) -> None:
         self.bus = bus
+        self.audience = audience or Audience()
+        self.wants = self.audience.wants
         self.max_events = max_events_per_message
         self.published = 0
         self.lost = 0

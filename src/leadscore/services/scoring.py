@@ -233,6 +233,9 @@ class ScoringService:
         records = []
         bodies = []
         writes: list[tuple[str, bytes, float]] = []
+        team = principal.team_id
+        publish_scored = self.events.wants(team, events.EventType.LEAD_SCORED)
+        publish_escalation = self.events.wants(team, events.EventType.ESCALATION)
         for key, item in zip(keys, items, strict=True):
             body = item.body
             assert body is not None
@@ -262,10 +265,11 @@ class ScoringService:
             )
             bodies.append(body)
             name = item.lead.lead_data.name
-            self.events.emit(events.lead_scored(principal.team_id, name, body))
-            if body["escalation_recommended"]:
+            if publish_scored:
+                self.events.emit(events.lead_scored(team, name, body))
+            if publish_escalation and body["escalation_recommended"]:
                 threshold = live.scorer.policy.escalation_confidence
-                self.events.emit(events.escalation(principal.team_id, name, body, threshold))
+                self.events.emit(events.escalation(team, name, body, threshold))
         # One round trip stores every new score as its lead's latest answer, before replying:
         # any worker reads it at once, and it answers repeats while fresh (TTL by confidence).
         await self._cache_set_many(writes)
@@ -298,7 +302,7 @@ class ScoringService:
         batch_id = uuid.uuid4().hex
         team = principal.team_id
         total = len(leads)
-        self.events.emit(events.batch_processing(team, batch_id, 0, total, "started"))
+        self._progress(team, batch_id, 0, total, "started")
         bodies: list[dict[str, Any]] = []
         done = len(errors)  # invalid leads are finished as soon as they are read
         for first in range(0, len(valid), self.batch_chunk):
@@ -306,10 +310,8 @@ class ScoringService:
             bodies += await self._score_items(principal, chunk, options, live, started)
             done += len(chunk)
             if done < total:
-                self.events.emit(
-                    events.batch_processing(team, batch_id, done, total, "in_progress")
-                )
-        self.events.emit(events.batch_processing(team, batch_id, total, total, "completed"))
+                self._progress(team, batch_id, done, total, "in_progress")
+        self._progress(team, batch_id, total, total, "completed")
         results: list[dict[str, Any] | None] = [None] * len(leads)
         for (index, _), body in zip(valid, bodies, strict=True):
             results[index] = body
@@ -330,6 +332,11 @@ class ScoringService:
                 "processing_time_ms": round((time.perf_counter() - started) * 1000, 3),
             }
         )
+
+    def _progress(self, team: int, batch_id: str, done: int, total: int, status: str) -> None:
+        """A batch progress event, when some client listens for them."""
+        if self.events.wants(team, events.EventType.BATCH_PROCESSING):
+            self.events.emit(events.batch_processing(team, batch_id, done, total, status))
 
     async def latest(self, principal: Principal, lead_id: str) -> bytes:
         """The most recent score of a lead for the caller's team, from any worker."""
