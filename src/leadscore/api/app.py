@@ -176,20 +176,12 @@ async def _domain_error(_request: Request, exc: Exception) -> Response:
 
 async def _validation_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    detail = [
-        {
-            "field": ".".join(str(p) for p in e["loc"] if p != "body") or "body",
-            "message": e["msg"],
-            "type": e["type"],
-        }
-        for e in exc.errors()
-    ]
-    return _error(422, "validation_error", detail)
+    return _error(422, "validation_error", validation_detail(exc.errors()))
 
 
 async def _body_error(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, ValidationError)
-    return _error(422, "validation_error", validation_detail(exc))
+    return _error(422, "validation_error", validation_detail(exc.errors()))
 
 
 async def _http_error(_request: Request, exc: Exception) -> Response:

@@ -499,7 +499,8 @@ class LiveHub:
         try:
             message = ClientMessage.model_validate(raw)
         except ValidationError as exc:
-            self._error(connection, "invalid_message", validation_detail(exc, root="message"))
+            detail = validation_detail(exc.errors(), root="message")
+            self._error(connection, "invalid_message", detail)
             return
         reply: dict[str, Any] = {} if message.id is None else {"id": message.id}
         if message.type == "ping":

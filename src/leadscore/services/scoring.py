@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -128,12 +128,18 @@ def payload(
     }  # fmt: skip
 
 
-def validation_detail(exc: ValidationError, root: str = "") -> list[dict[str, str]]:
-    """Pydantic errors as field paths and messages a client can act on; `root` names a
-    problem with the whole value."""
+def validation_detail(
+    errors: Iterable[Mapping[str, Any]], root: str = "body"
+) -> list[dict[str, str]]:
+    """Pydantic errors as the field a client must fix, the message and its type; `root`
+    names a problem with the whole value (a request body's own `body` prefix is dropped)."""
     return [
-        {"field": ".".join(str(p) for p in e["loc"]) or root, "message": e["msg"]}
-        for e in exc.errors()
+        {
+            "field": ".".join(str(p) for p in e["loc"] if p != "body") or root,
+            "message": e["msg"],
+            "type": e["type"],
+        }
+        for e in errors
     ]
 
 
@@ -294,7 +300,7 @@ class ScoringService:
                         "index": index,
                         "lead_id": lead_id if isinstance(lead_id, str) else None,
                         "error": "validation_error",
-                        "detail": validation_detail(exc),
+                        "detail": validation_detail(exc.errors(), root="lead"),
                     }
                 )
                 continue
