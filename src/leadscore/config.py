@@ -63,7 +63,7 @@ class ServiceSettings(Settings):
         default=1000, ge=1, description="Events held per client; beyond, the oldest are dropped."
     )
     ws_flush_interval_ms: float = Field(
-        default=5.0, ge=0, le=1000,
+        default=20.0, ge=0, le=1000,
         description="Events reach clients at most this often: a busy hub writes several at once.",
     )  # fmt: skip
     ws_max_connections: int = Field(default=10_000, ge=1, description="Per worker.")

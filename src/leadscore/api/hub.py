@@ -117,7 +117,7 @@ class HubSettings:
     send_timeout_seconds: float = 30.0
     queue_size: int = 1000
     max_connections: int = 10_000
-    flush_interval_seconds: float = 0.005
+    flush_interval_seconds: float = 0.02
 
 
 class Connection:
