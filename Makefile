@@ -16,7 +16,7 @@ test: setup  ## The whole test suite against private PostgreSQL and Redis (scrip
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1 && \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	  -o DPkg::Lock::Timeout=300 chromium >/dev/null; } || \
-	  echo "make test: chromium is missing and could not be installed (as root: apt-get install -y chromium); tests/api/test_live_browser.py will fail" >&2
+	  echo "make test: chromium is missing and could not be installed (as root: apt-get install -y chromium); tests/api/test_live_docs.py will fail" >&2
 	@dir=$$(mktemp -d); \
 	trap 'scripts/test-services.sh stop "$$dir" && rm -rf "$$dir"' EXIT; \
 	trap 'exit 130' INT TERM HUP; \

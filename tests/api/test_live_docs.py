@@ -1,10 +1,14 @@
-"""The Browser snippet of docs/websocket.md, run as written in headless Chromium on a server."""
+"""The live-events examples of docs/websocket.md, run as written: the browser snippet in
+headless Chromium, the Python example in its own interpreter, both against a running server."""
 
 from __future__ import annotations
 
 import json
 import re
+import select
 import shutil
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -80,7 +84,7 @@ def browser(server: ServerThread) -> Iterator[Browser]:
     if executable is None:
         pytest.fail(
             "chromium is not installed; `make test` installs it as root "
-            "(apt-get install -y chromium) and tests/api/test_live_browser.py needs it"
+            "(apt-get install -y chromium) and tests/api/test_live_docs.py needs it"
         )
     with sync_playwright() as playwright:
         launched = playwright.chromium.launch(executable_path=executable, headless=True)
@@ -219,3 +223,52 @@ def test_snippet_logs_close_code_4401_for_a_bad_token(open_snippet: Callable[...
     line = tab.wait_for(lambda ln: ln[:1] == ["closed"], "a close")
     assert line[:2] == ["closed", 4401]
     assert line[2], "the close reason should say what was wrong"
+
+
+def docs_block(section: str, language: str) -> str:
+    """The one code block of a docs section."""
+    text = DOCS.read_text(encoding="utf-8")
+    found = re.search(rf"^## {re.escape(section)}\n(.*?)(?=^## |\Z)", text, re.M | re.S)
+    assert found is not None, f"{DOCS} has no '## {section}' section"
+    blocks = re.findall(rf"^```{language}\n(.*?)^```", found.group(1), re.M | re.S)
+    assert len(blocks) == 1, f"'## {section}' should hold one {language} block"
+    block: str = blocks[0]
+    return block
+
+
+def test_the_python_example_prints_hot_leads_only(
+    server: ServerThread, http: httpx.Client, deployment: Deployment, tmp_path: Path
+) -> None:
+    example = docs_block("Python (`websockets`)", "python")
+    assert example.count(DOC_URL) == 1
+    assert example.count('"lsk_..."') == 1
+    example = example.replace(DOC_URL, f"ws://127.0.0.1:{server.port}")
+    example = example.replace('"lsk_..."', json.dumps(deployment.keys["acme-viewer"]))
+    script = tmp_path / "watch.py"
+    script.write_text(example)
+    known = {c["id"] for c in live_connections(http, deployment)}
+    with subprocess.Popen(
+        [sys.executable, "-u", str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    ) as watcher:  # fmt: skip
+        try:
+            deadline = time.monotonic() + WAIT_SECONDS
+            while not [
+                c for c in live_connections(http, deployment)
+                if c["id"] not in known and c["subscriptions"]["events"] == ["lead_scored"]
+            ]:  # fmt: skip
+                assert watcher.poll() is None, watcher.communicate()
+                assert time.monotonic() < deadline, "the example never subscribed"
+                time.sleep(0.05)
+            cold = score(http, deployment, "py_cold", COLD)
+            hot = score(http, deployment, "py_hot", HOT)
+            assert (cold["classification"], hot["classification"]) == ("cold", "hot")
+            assert watcher.stdout is not None
+            ready, _, _ = select.select([watcher.stdout], [], [], WAIT_SECONDS)
+            assert ready, "the example printed nothing for the hot lead"
+            line = watcher.stdout.readline().split()
+            assert line == [hot["lead_id"], str(hot["ml_score"])]  # the cold lead was filtered out
+            time.sleep(IDLE_TIMEOUT_SECONDS + 2 * HEARTBEAT_SECONDS)
+            assert watcher.poll() is None, "the example should answer pings and stay connected"
+        finally:
+            watcher.kill()
