@@ -6,14 +6,14 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Protocol, cast
+from typing import Any, Protocol, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from leadscore.errors import LeadScoreError
+from leadscore.resp import RespClient, RespError
 
 
 class CacheUnavailableError(LeadScoreError):
@@ -140,75 +140,64 @@ class RedisCache:
     """A cache in Redis, shared by every worker, with every failure raised as one domain error.
 
     Operations are bounded by `timeout_seconds` and never retried: this cache sits on a
-    millisecond request path, where a slow answer is worse than none.
+    millisecond request path, where a slow answer is worse than none. Every request of the
+    worker shares one pipelined connection (`RespClient`).
     """
 
     name = "redis"
 
     def __init__(self, url: str, prefix: str = "leadscore:", timeout_seconds: float = 0.25) -> None:
         self.prefix = prefix
-        self._redis = redis_client(url, timeout_seconds)
+        self._redis = RespClient(url, timeout_seconds)
+
+    async def _run(self, what: str, *command: bytes | str | int) -> Any:
+        try:
+            return await self._redis.execute(*command)
+        except RespError as exc:
+            raise CacheUnavailableError(f"redis {what} failed: {exc}") from exc
 
     async def get(self, key: str) -> bytes | None:
         """The live value under `key`; Redis expires entries itself."""
-        try:
-            value = await self._redis.get(self.prefix + key)
-        except (RedisError, OSError) as exc:
-            raise CacheUnavailableError(f"redis GET failed: {exc}") from exc
-        return cast("bytes | None", value)  # bytes: the client does not decode responses
+        return cast("bytes | None", await self._run("GET", "GET", self.prefix + key))
 
     async def set(self, key: str, value: bytes, ttl_seconds: float) -> None:
         """Store `value` with a millisecond TTL, rounded up so it never expires early."""
         _check_ttl(ttl_seconds)
-        try:
-            await self._redis.set(self.prefix + key, value, px=math.ceil(ttl_seconds * 1000))
-        except (RedisError, OSError) as exc:
-            raise CacheUnavailableError(f"redis SET failed: {exc}") from exc
+        await self._run("SET", "SET", self.prefix + key, value, "PX", math.ceil(ttl_seconds * 1000))
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """One MGET for all keys."""
         if not keys:
             return []
-        try:
-            values = await self._redis.mget([self.prefix + key for key in keys])
-        except (RedisError, OSError) as exc:
-            raise CacheUnavailableError(f"redis MGET failed: {exc}") from exc
+        values = await self._run("MGET", "MGET", *(self.prefix + key for key in keys))
         return cast("list[bytes | None]", values)
 
     async def set_many(self, items: Sequence[tuple[str, bytes, float]]) -> None:
-        """One pipelined round trip of SET ... PX for all entries (a plain SET for one)."""
+        """Every SET ... PX in one write and one round trip."""
         if not items:
-            return
-        if len(items) == 1:
-            await self.set(*items[0])
             return
         for _, _, ttl in items:
             _check_ttl(ttl)
+        commands: list[tuple[bytes | str | int, ...]] = [
+            ("SET", self.prefix + key, value, "PX", math.ceil(ttl * 1000))
+            for key, value, ttl in items
+        ]
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for key, value, ttl in items:
-                    pipe.set(self.prefix + key, value, px=math.ceil(ttl * 1000))
-                await pipe.execute()
-        except (RedisError, OSError) as exc:
-            raise CacheUnavailableError(f"redis pipeline SET failed: {exc}") from exc
+            await self._redis.execute_many(commands)
+        except RespError as exc:
+            raise CacheUnavailableError(f"redis SET failed: {exc}") from exc
 
     async def delete(self, key: str) -> None:
         """Forget `key`."""
-        try:
-            await self._redis.delete(self.prefix + key)
-        except (RedisError, OSError) as exc:
-            raise CacheUnavailableError(f"redis DEL failed: {exc}") from exc
+        await self._run("DEL", "DEL", self.prefix + key)
 
     async def ping(self) -> None:
         """Round-trip a PING so readiness checks see a dead Redis."""
-        try:
-            await self._redis.ping()
-        except (RedisError, OSError) as exc:
-            raise CacheUnavailableError(f"redis PING failed: {exc}") from exc
+        await self._run("PING", "PING")
 
     async def close(self) -> None:
-        """Close the connection pool."""
-        await self._redis.aclose()
+        """Close the connection."""
+        await self._redis.close()
 
 
 def create_cache(redis_url: str | None, *, max_entries: int = 100_000) -> Cache:
