@@ -212,7 +212,6 @@ class LiveHub:
         self.settings = settings or HubSettings()
         self.worker = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._connections: dict[str, Connection] = {}
-        self._teams: dict[int, set[Connection]] = {}
         self._latency_ms: deque[float] = deque(maxlen=LATENCY_SAMPLES)
         self._counts = {
             "opened": 0, "closed": 0, "refused": 0, "messages_in": 0, "messages_out": 0,
@@ -225,6 +224,7 @@ class LiveHub:
         self._flush_handle: asyncio.Handle | None = None
         self._last_flush = 0.0
         self._listening: Listening = {}
+        self._announcing = asyncio.Lock()
 
     async def start(self) -> None:
         """Receive every worker's events; start the heartbeat."""
@@ -363,7 +363,6 @@ class LiveHub:
         await websocket.accept(subprotocol=subprotocol)
         connection.state = ConnectionState.OPEN
         self._connections[connection.id] = connection
-        self._teams.setdefault(principal.team_id, set()).add(connection)
         self._counts["opened"] += 1
         sender = asyncio.create_task(self._send_loop(connection), name=f"ws-send-{connection.id}")
         connection.offer(
@@ -407,11 +406,6 @@ class LiveHub:
         with contextlib.suppress(asyncio.CancelledError):
             await sender
         self._connections.pop(connection.id, None)
-        team = self._teams.get(connection.principal.team_id)
-        if team is not None:
-            team.discard(connection)
-            if not team:
-                del self._teams[connection.principal.team_id]
         self._counts["closed"] += 1
         self._closed_by[why] = self._closed_by.get(why, 0) + 1
 
@@ -440,8 +434,9 @@ class LiveHub:
                 await self.share(SHARE_TTL_SECONDS)
             except BusUnavailableError as exc:
                 log.warning("hub state not shared: %s", exc)
-            if self._listening:
-                await self._announce()
+            async with self._announcing:  # others forget an announcement after 5 s
+                if self._listening:
+                    await self._announce()
             for connection in list(self._connections.values()):
                 if connection.state is not ConnectionState.OPEN:
                     continue
@@ -462,15 +457,16 @@ class LiveHub:
         A client whose subscription is confirmed therefore receives events scored on any
         worker from then on; without listeners, workers build no events at all.
         """
-        listening: dict[int, set[str]] = {}
-        for c in self._connections.values():
-            if c.state is ConnectionState.OPEN and c.subscription.events:
-                listening.setdefault(c.principal.team_id, set()).update(c.subscription.events)
-        frozen = {team: frozenset(types) for team, types in listening.items()}
-        if frozen != self._listening:
-            self._listening = frozen
-            self.publisher.audience.set_local(frozen)
-            await self._announce()
+        async with self._announcing:  # announcements leave in the order the states arose
+            listening: dict[int, set[str]] = {}
+            for c in self._connections.values():
+                if c.state is ConnectionState.OPEN and c.subscription.events:
+                    listening.setdefault(c.principal.team_id, set()).update(c.subscription.events)
+            frozen = {team: frozenset(types) for team, types in listening.items()}
+            if frozen != self._listening:
+                self._listening = frozen
+                self.publisher.audience.set_local(frozen)
+                await self._announce()
 
     async def _announce(self) -> None:
         try:
