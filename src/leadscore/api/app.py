@@ -42,6 +42,7 @@ from leadscore.services.events import EventPublisher
 from leadscore.services.events import model_status as model_status_event
 from leadscore.services.metrics import Metrics
 from leadscore.services.models import LiveModel, ModelHolder
+from leadscore.services.outcomes import OutcomeIn, OutcomeService
 from leadscore.services.scoring import ScoringService, persist_scores, validation_detail
 from leadscore.services.writer import ScoreWriter
 from leadscore.store import repositories as repo
@@ -130,6 +131,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 models, cache, writer, sessions, metrics, events,
                 batch_chunk=settings.batch_progress_chunk,
             ),
+            outcomes=OutcomeService(sessions, writer),
             auth=Authenticator(settings, sessions),
             started_at=datetime.now(UTC),
             bus=bus,
@@ -296,8 +298,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             SECURITY_SCHEMES
         )
         components = schema["components"].setdefault("schemas", {})
-        model = ScoreRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-        components.update(model.pop("$defs", {}))
-        components["ScoreRequest"] = model
+        for parsed in (ScoreRequest, OutcomeIn):
+            model = parsed.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(model.pop("$defs", {}))
+            components[parsed.__name__] = model
         app.openapi_schema = schema
     return app.openapi_schema

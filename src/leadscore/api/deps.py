@@ -21,6 +21,7 @@ from leadscore.services.auth import AuthenticationError, Authenticator, require_
 from leadscore.services.events import EventPublisher
 from leadscore.services.metrics import Metrics
 from leadscore.services.models import ModelHolder
+from leadscore.services.outcomes import OutcomeService
 from leadscore.services.scoring import Principal, ScoringService
 from leadscore.services.writer import ScoreWriter
 
@@ -40,6 +41,7 @@ class Services:
     writer: ScoreWriter
     metrics: Metrics
     scoring: ScoringService
+    outcomes: OutcomeService
     auth: Authenticator
     bus: EventBus
     events: EventPublisher

@@ -26,6 +26,7 @@ from leadscore.api.schemas import (
     ErrorResponse,
     HealthResponse,
     HistoryResponse,
+    OutcomesResponse,
     ScoreRequest,
     ScoreResponse,
     TokenRequest,
@@ -35,6 +36,7 @@ from leadscore.engine.schema import Lead
 from leadscore.errors import RateLimitedError
 from leadscore.services.auth import AuthenticationError
 from leadscore.services.health import health
+from leadscore.services.outcomes import MAX_OUTCOMES, parse_outcomes
 from leadscore.services.status import model_status
 
 JSON = "application/json"
@@ -92,6 +94,31 @@ async def score_history(
 ) -> Response:
     """Every score of a lead with time, model version and top reasons, newest first."""
     return Response(await services.scoring.history(principal, lead_id, limit), media_type=JSON)
+
+
+OUTCOMES_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {JSON: {"schema": {"oneOf": [
+            {"$ref": "#/components/schemas/OutcomeIn"},
+            {"type": "array", "items": {"$ref": "#/components/schemas/OutcomeIn"},
+             "minItems": 1, "maxItems": MAX_OUTCOMES},
+        ]}, "example": {"lead_id": "lead_12345", "outcome": "closed",
+                        "occurred_at": "2026-11-02T16:00:00Z", "sale_price": 612000}}},
+    }
+}  # fmt: skip
+
+
+@ml.post(
+    "/outcomes",
+    response_model=OutcomesResponse,
+    responses={409: {"model": ErrorResponse}},
+    openapi_extra=OUTCOMES_BODY | SECURED,
+)
+async def post_outcomes(request: Request, services: ServicesDep, principal: WriterDep) -> Response:
+    """Record what happened to scored leads (one or a list): all or nothing, repeats ignored."""
+    items = parse_outcomes(await request.body())
+    return Response(await services.outcomes.record(principal, items), media_type=JSON)
 
 
 @ml.get("/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}})

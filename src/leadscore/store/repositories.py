@@ -15,7 +15,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from leadscore.store.tables import ApiKey, LeadRow, ModelVersionRow, ScoreRow, Team
+from leadscore.store.tables import ApiKey, LeadRow, ModelVersionRow, OutcomeRow, ScoreRow, Team
 
 KEY_PREFIX: Final = "lsk_"
 
@@ -146,6 +146,7 @@ async def save_scores(session: AsyncSession, records: Sequence[ScoreRecord]) -> 
             "team_id": r.team_id,
             "lead_id": r.lead_id,
             "data": r.lead_data,
+            "first_data": r.lead_data,
             "first_seen_at": r.scored_at,
             "updated_at": r.scored_at,
         }
@@ -194,3 +195,57 @@ async def register_model(
         version=version, path=path, card=card, registered_at=now
     )
     await session.execute(statement.on_conflict_do_nothing(index_elements=["version"]))
+
+
+@dataclass(frozen=True)
+class OutcomeRecord:
+    """An outcome of a lead, as stored."""
+
+    team_id: int
+    lead_id: str
+    outcome: str
+    occurred_at: datetime
+    sale_price: float | None
+    closed_at: datetime | None
+    recorded_at: datetime
+
+
+async def known_leads(session: AsyncSession, team_id: int, lead_ids: Sequence[str]) -> set[str]:
+    """Which of these leads the team has scored."""
+    result = await session.execute(
+        select(LeadRow.lead_id).where(LeadRow.team_id == team_id, LeadRow.lead_id.in_(lead_ids))
+    )
+    return set(result.scalars())
+
+
+async def lead_outcomes(
+    session: AsyncSession, team_id: int, lead_ids: Sequence[str]
+) -> dict[tuple[str, str], OutcomeRecord]:
+    """The recorded outcomes of these leads, by (lead, outcome)."""
+    result = await session.execute(
+        select(OutcomeRow).where(OutcomeRow.team_id == team_id, OutcomeRow.lead_id.in_(lead_ids))
+    )
+    return {
+        (row.lead_id, row.outcome): OutcomeRecord(
+            row.team_id, row.lead_id, row.outcome, row.occurred_at, row.sale_price,
+            row.closed_at, row.recorded_at,
+        )
+        for row in result.scalars()
+    }  # fmt: skip
+
+
+async def save_outcomes(session: AsyncSession, records: Sequence[OutcomeRecord]) -> None:
+    """Insert new outcomes; a concurrent duplicate raises IntegrityError (unique key)."""
+    if not records:
+        return
+    await session.execute(
+        insert(OutcomeRow.metadata.tables[OutcomeRow.__tablename__]),
+        [
+            {
+                "team_id": r.team_id, "lead_id": r.lead_id, "outcome": r.outcome,
+                "occurred_at": r.occurred_at, "sale_price": r.sale_price,
+                "closed_at": r.closed_at, "recorded_at": r.recorded_at,
+            }
+            for r in records
+        ],
+    )  # fmt: skip

@@ -12,6 +12,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
@@ -102,6 +103,8 @@ class LeadRow(Base):
     )
     lead_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     data: Mapped[dict[str, Any]]
+    # The data as first scored: training rows use what was known then, never later updates.
+    first_data: Mapped[dict[str, Any] | None]
     first_seen_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -122,6 +125,27 @@ class ScoreRow(Base):
     cache_hit: Mapped[bool] = mapped_column(Boolean)
     scored_at: Mapped[datetime]
     result: Mapped[dict[str, Any]]
+
+
+class OutcomeRow(Base):
+    """What happened to a lead: the labels a team's model learns from. One row per outcome."""
+
+    __tablename__ = "outcomes"
+    __table_args__ = (
+        UniqueConstraint("team_id", "lead_id", "outcome"),
+        ForeignKeyConstraint(
+            ["team_id", "lead_id"], ["leads.team_id", "leads.lead_id"], ondelete="CASCADE"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    team_id: Mapped[int] = mapped_column(Integer)
+    lead_id: Mapped[str] = mapped_column(String(100))
+    outcome: Mapped[str] = mapped_column(String(16))
+    occurred_at: Mapped[datetime]
+    sale_price: Mapped[float | None] = mapped_column(Float)
+    closed_at: Mapped[datetime | None]
+    recorded_at: Mapped[datetime]
 
 
 class ModelVersionRow(Base):

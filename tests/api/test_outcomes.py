@@ -1,0 +1,137 @@
+"""POST /api/v1/ml/outcomes over real HTTP on both backends: durable, idempotent, validated."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from leadscore.store.db import create_engine, session_factory
+from leadscore.store.tables import OutcomeRow
+
+from .conftest import Deployment, lead
+
+Headers = Callable[[str], dict[str, str]]
+URL = "/api/v1/ml/outcomes"
+
+
+def scored(client: httpx.Client, headers: dict[str, str]) -> str:
+    lead_id = f"out_{uuid.uuid4().hex[:10]}"
+    assert client.post("/api/v1/ml/score", json=lead(lead_id), headers=headers).status_code == 200
+    return lead_id
+
+
+def stored(deployment: Deployment, lead_id: str) -> list[tuple[str, datetime, float | None]]:
+    """What the database holds for a lead, read through a connection of our own."""
+
+    async def read() -> list[tuple[str, datetime, float | None]]:
+        engine = create_engine(deployment.settings.resolved_database_url)
+        try:
+            async with session_factory(engine)() as session:
+                rows = await session.execute(
+                    select(OutcomeRow).where(OutcomeRow.lead_id == lead_id).order_by(OutcomeRow.id)
+                )
+                return [(r.outcome, r.occurred_at, r.sale_price) for r in rows.scalars()]
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
+
+
+def outcome(lead_id: str, kind: str = "converted", **extra: Any) -> dict[str, Any]:
+    return {"lead_id": lead_id, "outcome": kind, "occurred_at": "2026-11-01T10:00:00Z"} | extra
+
+
+def test_an_outcome_right_after_its_score_is_stored_once(
+    client: httpx.Client, as_role: Headers, deployment: Deployment
+) -> None:
+    agent = as_role("acme-agent")
+    lead_id = scored(client, agent)  # the score's history write may still be queued
+    response = client.post(URL, json=outcome(lead_id), headers=agent)
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "recorded": 1,
+        "unchanged": 0,
+        "results": [{"lead_id": lead_id, "outcome": "converted", "status": "recorded"}],
+    }
+    when = datetime(2026, 11, 1, 10, tzinfo=UTC)
+    assert stored(deployment, lead_id) == [("converted", when, None)]  # durable on reply
+    again = client.post(URL, json=[outcome(lead_id)], headers=agent)
+    assert again.json()["results"][0]["status"] == "unchanged"
+    assert again.json()["recorded"] == 0
+    assert stored(deployment, lead_id) == [("converted", when, None)]
+
+
+def test_a_different_repeat_or_a_contradiction_is_a_conflict_that_changes_nothing(
+    client: httpx.Client, as_role: Headers, deployment: Deployment
+) -> None:
+    agent = as_role("acme-agent")
+    lead_id = scored(client, agent)
+    closed = outcome(lead_id, "closed", sale_price=612000.0)
+    assert client.post(URL, json=closed, headers=agent).status_code == 200
+    moved = closed | {"occurred_at": "2026-11-03T10:00:00Z"}
+    response = client.post(URL, json=moved, headers=agent)
+    assert response.status_code == 409
+    assert response.json()["error"] == "conflict"
+    lost = client.post(URL, json=outcome(lead_id, "lost"), headers=agent)
+    assert lost.status_code == 409
+    assert "cannot also be 'lost'" in lost.json()["detail"]
+    assert stored(deployment, lead_id) == [
+        ("closed", datetime(2026, 11, 1, 10, tzinfo=UTC), 612000.0)
+    ]
+
+
+def test_a_list_with_an_unknown_lead_is_refused_whole(
+    client: httpx.Client, as_role: Headers, deployment: Deployment
+) -> None:
+    agent = as_role("acme-agent")
+    lead_id = scored(client, agent)
+    response = client.post(
+        URL, json=[outcome(lead_id), outcome("never_scored_lead")], headers=agent
+    )
+    assert response.status_code == 404
+    assert "never_scored_lead" in response.json()["detail"]
+    assert stored(deployment, lead_id) == []  # the known lead's outcome was not kept either
+    other_team = scored(client, as_role("globex-agent"))
+    assert client.post(URL, json=outcome(other_team), headers=agent).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"occurred_at": "2026-11-01T10:00:00"}, "occurred_at"),  # no time zone
+        ({"outcome": "won"}, "outcome"),
+        ({"sale_price": 500000}, "body"),  # a price belongs to a closed deal
+        ({"occurred_at": (datetime.now(UTC) + timedelta(days=2)).isoformat()}, "body"),
+        ({"lead_id": "bad id!"}, "lead_id"),
+        ({"extra": 1}, "extra"),
+    ],
+)
+def test_invalid_outcomes_name_the_field_and_store_nothing(
+    client: httpx.Client, as_role: Headers, deployment: Deployment, change: dict[str, Any],
+    field: str,
+) -> None:  # fmt: skip
+    agent = as_role("acme-agent")
+    lead_id = scored(client, agent)
+    response = client.post(URL, json=outcome(lead_id) | change, headers=agent)
+    assert response.status_code == 422, response.text
+    assert any(d["field"].endswith(field) for d in response.json()["detail"]), response.json()
+    assert stored(deployment, lead_id) == []
+
+
+def test_empty_or_oversized_lists_and_roles(client: httpx.Client, as_role: Headers) -> None:
+    agent = as_role("acme-agent")
+    assert client.post(URL, json=[], headers=agent).status_code == 422
+    many = [outcome(f"l{i}") for i in range(1001)]
+    assert client.post(URL, json=many, headers=agent).status_code == 422
+    lead_id = scored(client, agent)
+    assert (
+        client.post(URL, json=outcome(lead_id), headers=as_role("acme-viewer")).status_code == 403
+    )
+    assert client.post(URL, json=outcome(lead_id)).status_code == 401
