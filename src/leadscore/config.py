@@ -50,6 +50,9 @@ class ServiceSettings(Settings):
     )
     write_batch_max: int = Field(default=500, ge=1)
     write_interval_ms: float = Field(default=20.0, ge=0)
+    model_poll_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="How often each worker checks for a new champion."
+    )
     ws_heartbeat_seconds: float = Field(
         default=20.0, gt=0, description="How often the server pings each WebSocket client."
     )

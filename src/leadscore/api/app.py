@@ -43,9 +43,9 @@ from leadscore.services.events import model_status as model_status_event
 from leadscore.services.metrics import Metrics
 from leadscore.services.models import LiveModel, ModelHolder
 from leadscore.services.outcomes import OutcomeIn, OutcomeService
+from leadscore.services.registry import ModelWatcher, Registry
 from leadscore.services.scoring import ScoringService, persist_scores, validation_detail
 from leadscore.services.writer import ScoreWriter
-from leadscore.store import repositories as repo
 from leadscore.store.db import create_engine, session_factory
 
 log = logging.getLogger(__name__)
@@ -87,10 +87,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             )
         sessions = session_factory(engine)
         live = await asyncio.to_thread(load_live_model, settings)
-        async with sessions() as session, session.begin():
-            await repo.register_model(
-                session, live.version, str(live.path), live.model.card, datetime.now(UTC)
-            )
+        registry = Registry(sessions, settings.home / "models")
+        # The configured model is registered; it serves only while the registry has no
+        # champion yet (a promoted champion survives restarts and configuration changes).
+        await registry.register(live.model, live.path, trained_by="configured model")
+        await registry.ensure_champion(live.version, actor="first start")
         cache = create_cache(settings.redis_url, max_entries=settings.cache_max_entries)
         limiter = create_rate_limiter(settings.redis_url)
         metrics = Metrics.create()
@@ -118,6 +119,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             ),
         )
         await hub.start()
+        watcher = ModelWatcher(registry, models, events, hub.worker, settings.model_poll_seconds)
         app.state.services = Services(
             settings=settings,
             engine=engine,
@@ -137,8 +139,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             bus=bus,
             events=events,
             hub=hub,
+            registry=registry,
+            watcher=watcher,
         )  # fmt: skip
-        events.emit(model_status_event("loaded", live.version, {"worker": hub.worker}))
+        if not await watcher.refresh():  # serve the registry's champions from the start
+            events.emit(model_status_event("loaded", live.version, {"worker": hub.worker}))
+        watcher.start()
         # Everything built so far lives as long as the worker: keep it out of the cyclic GC's
         # scans, whose full passes over the model and libraries otherwise cost tens of ms.
         gc.collect()
@@ -152,6 +158,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             yield
         finally:
+            await watcher.close()
             await hub.close()
             await events.close()
             await bus.close()

@@ -22,6 +22,7 @@ from leadscore.services.events import EventPublisher
 from leadscore.services.metrics import Metrics
 from leadscore.services.models import ModelHolder
 from leadscore.services.outcomes import OutcomeService
+from leadscore.services.registry import ModelWatcher, Registry
 from leadscore.services.scoring import Principal, ScoringService
 from leadscore.services.writer import ScoreWriter
 
@@ -47,6 +48,8 @@ class Services:
     events: EventPublisher
     hub: LiveHub
     started_at: datetime
+    registry: Registry
+    watcher: ModelWatcher
 
 
 async def get_services(request: Request) -> Services:

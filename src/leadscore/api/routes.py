@@ -133,7 +133,8 @@ async def get_health(services: ServicesDep) -> JSONResponse:
 @ml.get("/model/status", openapi_extra=SECURED)
 async def get_model_status(services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
     """Version, card metrics, thresholds and live traffic figures."""
-    return model_status(services.models.current, services.metrics, services.writer)
+    live = services.models.for_team(principal.team_id)
+    return model_status(live, services.metrics, services.writer)
 
 
 @ml.get("/metrics/performance", openapi_extra=SECURED)

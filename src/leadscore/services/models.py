@@ -24,17 +24,38 @@ class LiveModel:
 
 
 class ModelHolder:
-    """Holds the serving model; a request takes `current` once and uses only that."""
+    """Holds the serving models: the global champion and any team's own champion.
+
+    A request takes its model once (`for_team`) and uses only that: swapping replaces whole
+    references, so no request is ever scored half by one version and half by another.
+    """
 
     def __init__(self, live: LiveModel) -> None:
         self._live = live
+        self._teams: dict[int, LiveModel] = {}
 
     @property
     def current(self) -> LiveModel:
-        """The model serving now."""
+        """The global champion: every team without a model of its own uses it."""
         return self._live
 
+    def for_team(self, team_id: int) -> LiveModel:
+        """The model that scores this team's leads."""
+        return self._teams.get(team_id, self._live)
+
+    def by_scope(self, scope: str) -> LiveModel | None:
+        """The model serving a registry scope ("global" or a team id), if any."""
+        return self._live if scope == "global" else self._teams.get(int(scope))
+
+    def versions(self) -> dict[str, str]:
+        """scope → version, in the registry's terms."""
+        return {"global": self._live.version} | {str(t): m.version for t, m in self._teams.items()}
+
+    def install(self, live: LiveModel, teams: dict[int, LiveModel]) -> None:
+        """Serve these models from the next request on."""
+        self._live, self._teams = live, dict(teams)
+
     def swap(self, live: LiveModel) -> LiveModel:
-        """Serve another model from the next request on; returns the one replaced."""
+        """Serve another global model from the next request on; returns the one replaced."""
         previous, self._live = self._live, live
         return previous

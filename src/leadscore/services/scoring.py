@@ -196,7 +196,7 @@ class ScoringService:
     async def score(self, principal: Principal, lead: Lead, options: ScoreOptions) -> bytes:
         """Score one lead: cached when the same data was scored by the same model."""
         started = time.perf_counter()
-        live = self.models.current
+        live = self.models.for_team(principal.team_id)
         item = self._prepare(principal, lead, live, options)
         [body] = await self._score_items(principal, [item], options, live, started)
         return orjson.dumps(body)
@@ -287,7 +287,7 @@ class ScoringService:
     ) -> bytes:
         """Score up to 100 leads in one vectorised pass; an invalid lead fails alone."""
         started = time.perf_counter()
-        live = self.models.current
+        live = self.models.for_team(principal.team_id)
         valid: list[tuple[int, _Scored]] = []
         errors: list[dict[str, Any]] = []
         for index, raw in enumerate(leads):

@@ -10,12 +10,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import insert, select, text
+from sqlalchemy import delete, insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
 
-from leadscore.store.tables import ApiKey, LeadRow, ModelVersionRow, OutcomeRow, ScoreRow, Team
+from leadscore.store.tables import (
+    ApiKey,
+    LeadRow,
+    ModelAliasRow,
+    ModelChangeRow,
+    ModelVersionRow,
+    OutcomeRow,
+    ScoreRow,
+    Team,
+)
 
 KEY_PREFIX: Final = "lsk_"
 
@@ -187,14 +197,90 @@ async def score_history(
 
 
 async def register_model(
-    session: AsyncSession, version: str, path: str, card: dict[str, Any], now: datetime
-) -> None:
-    """Record a model version the first time any worker loads it (workers start together)."""
+    session: AsyncSession,
+    version: str,
+    path: str,
+    card: dict[str, Any],
+    now: datetime,
+    *,
+    artifact: bytes | None = None,
+    team_id: int | None = None,
+    parent_version: str | None = None,
+    trained_by: str | None = None,
+) -> bool:
+    """Record a model version once (workers start together); True when it is new."""
     upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     statement = upsert(ModelVersionRow).values(
-        version=version, path=path, card=card, registered_at=now
+        version=version, path=path, card=card, registered_at=now, artifact=artifact,
+        team_id=team_id, parent_version=parent_version, trained_by=trained_by,
+    )  # fmt: skip
+    result = await session.execute(statement.on_conflict_do_nothing(index_elements=["version"]))
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def model_version(session: AsyncSession, version: str) -> ModelVersionRow | None:
+    """One registered version, artifact included."""
+    result = await session.execute(
+        select(ModelVersionRow).where(ModelVersionRow.version == version)
     )
-    await session.execute(statement.on_conflict_do_nothing(index_elements=["version"]))
+    return result.scalar_one_or_none()
+
+
+async def model_versions(session: AsyncSession) -> list[ModelVersionRow]:
+    """Every registered version without its artifact bytes, newest first."""
+    result = await session.execute(
+        select(ModelVersionRow)
+        .options(defer(ModelVersionRow.artifact))
+        .order_by(ModelVersionRow.registered_at.desc(), ModelVersionRow.id.desc())
+    )
+    return list(result.scalars())
+
+
+async def model_aliases(session: AsyncSession) -> dict[tuple[str, str], str]:
+    """(scope, alias) → version for every alias."""
+    result = await session.execute(select(ModelAliasRow))
+    return {(row.scope, row.alias): row.version for row in result.scalars()}
+
+
+async def set_alias(
+    session: AsyncSession, scope: str, alias: str, version: str, now: datetime
+) -> None:
+    """Point an alias at a version (insert or move)."""
+    upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = upsert(ModelAliasRow).values(
+        scope=scope, alias=alias, version=version, updated_at=now
+    )
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["scope", "alias"],
+            set_={"version": statement.excluded.version, "updated_at": now},
+        )
+    )
+
+
+async def drop_alias(session: AsyncSession, scope: str, alias: str) -> None:
+    """Remove an alias (a challenger that was promoted or refused)."""
+    await session.execute(
+        delete(ModelAliasRow).where(ModelAliasRow.scope == scope, ModelAliasRow.alias == alias)
+    )
+
+
+async def add_model_change(session: AsyncSession, change: ModelChangeRow) -> None:
+    """Append to the audit trail of alias changes."""
+    session.add(change)
+
+
+async def model_changes(
+    session: AsyncSession, scope: str, limit: int = 100
+) -> list[ModelChangeRow]:
+    """A scope's alias changes, newest first."""
+    result = await session.execute(
+        select(ModelChangeRow)
+        .where(ModelChangeRow.scope == scope)
+        .order_by(ModelChangeRow.id.desc())
+        .limit(limit)
+    )
+    return list(result.scalars())
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKeyConstraint,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     UniqueConstraint,
@@ -160,3 +161,34 @@ class ModelVersionRow(Base):
     path: Mapped[str] = mapped_column(String(500))
     card: Mapped[dict[str, Any]]
     registered_at: Mapped[datetime]
+    # The artifact itself (tar.gz of the model directory): any worker on any host can load it.
+    artifact: Mapped[bytes | None] = mapped_column(LargeBinary)
+    parent_version: Mapped[str | None] = mapped_column(String(64))
+    trained_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class ModelAliasRow(Base):
+    """Which version serves (`champion`) or waits (`challenger`), globally or for one team."""
+
+    __tablename__ = "model_aliases"
+
+    scope: Mapped[str] = mapped_column(String(32), primary_key=True)  # "global" or a team id
+    alias: Mapped[str] = mapped_column(String(16), primary_key=True)
+    version: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime]
+
+
+class ModelChangeRow(Base):
+    """Every alias change, with who made it and why: the audit trail rollback reads."""
+
+    __tablename__ = "model_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(32), index=True)
+    action: Mapped[str] = mapped_column(String(16))
+    from_version: Mapped[str | None] = mapped_column(String(64))
+    to_version: Mapped[str] = mapped_column(String(64))
+    forced: Mapped[bool] = mapped_column(Boolean)
+    detail: Mapped[dict[str, Any]]
+    actor: Mapped[str] = mapped_column(String(200))
+    at: Mapped[datetime]
