@@ -46,3 +46,11 @@ def model(train_frame: pl.DataFrame) -> LeadModel:
 def model_dir(model: LeadModel, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The trained model saved as an artifact directory."""
     return model.save(tmp_path_factory.mktemp("models") / "synthetic")
+
+
+@pytest.fixture(scope="session")
+def other_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second, different model (other data and seed): a candidate to promote."""
+    frame = generate(8_000, seed=21)
+    other = train(TrainingInput.from_frame(frame, AttributeSpec()), ModelConfig(seed=21))
+    return other.save(tmp_path_factory.mktemp("models") / "other")

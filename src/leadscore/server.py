@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import tempfile
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from leadscore.config import ServiceSettings
-from leadscore.errors import ConfigurationError
+from leadscore.errors import ConfigurationError, LeadScoreError
+
+if TYPE_CHECKING:
+    from leadscore.services.registry import Registry
+
+T = TypeVar("T")
 
 ROLES = ("admin", "agent", "viewer")
 
@@ -39,6 +47,7 @@ def uvicorn_options() -> dict[str, Any]:
 
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
+models_app = typer.Typer(no_args_is_help=True, help="The model registry: versions and aliases.")
 
 
 def register(app: typer.Typer) -> None:
@@ -47,6 +56,7 @@ def register(app: typer.Typer) -> None:
     app.command()(demo)
     app.add_typer(db_app, name="db")
     app.add_typer(keys_app, name="keys")
+    app.add_typer(models_app, name="models")
 
 
 @db_app.command("upgrade")
@@ -88,6 +98,96 @@ def keys_create(
     settings = ServiceSettings()
     upgrade(settings.resolved_database_url)
     typer.echo(asyncio.run(create_key(settings, team, role, name)))
+
+
+async def _with_registry(settings: ServiceSettings, use: Callable[[Registry], Awaitable[T]]) -> T:
+    """Run one registry operation against the configured database."""
+    from leadscore.services.registry import Registry
+    from leadscore.store.db import create_engine, session_factory
+
+    engine = create_engine(settings.resolved_database_url)
+    try:
+        return await use(Registry(session_factory(engine), settings.home / "models"))
+    finally:
+        await engine.dispose()
+
+
+def _registry(use: Callable[[Registry], Awaitable[T]]) -> T:
+    from leadscore.store.migrate import upgrade
+
+    settings = ServiceSettings()
+    upgrade(settings.resolved_database_url)
+    try:
+        return asyncio.run(_with_registry(settings, use))
+    except LeadScoreError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+
+def _print(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, default=str))
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Every registered version with its aliases, newest first."""
+    _print(_registry(lambda r: r.list()))
+
+
+@models_app.command("show")
+def models_show(version: str) -> None:
+    """One version: card and its scope's promotion history."""
+    _print(_registry(lambda r: r.show(version)))
+
+
+@models_app.command("register")
+def models_register(
+    directory: Annotated[Path, typer.Argument(exists=True, file_okay=False)],
+    team: Annotated[
+        str | None, typer.Option(help="The team this model is for (else global).")
+    ] = None,
+    challenger: Annotated[bool, typer.Option(help="Make it its scope's challenger.")] = True,
+) -> None:
+    """Store a model trained elsewhere (`leadscore train`) in the registry; prints its version."""
+    from leadscore.engine.model import LeadModel
+
+    model = LeadModel.load(directory)
+
+    async def register(registry: Registry) -> str:
+        team_id = None
+        if team is not None:
+            team_id = await registry.team_id(team)
+        await registry.register(
+            model, directory, team_id=team_id, trained_by="leadscore models register",
+            as_challenger=challenger,
+        )  # fmt: skip
+        return model.version
+
+    typer.echo(_registry(register))
+
+
+@models_app.command("promote")
+def models_promote(
+    version: str,
+    force: Annotated[bool, typer.Option(help="Skip the gate (recorded with the reason).")] = False,
+    reason: Annotated[str | None, typer.Option()] = None,
+) -> None:
+    """Make a version its scope's champion; workers serve it within seconds."""
+    detail = {"forced": True, "reason": reason} if force else None
+    _print(_registry(lambda r: r.promote(version, actor="cli", force=force, detail=detail)))
+
+
+@models_app.command("rollback")
+def models_rollback(
+    team: Annotated[str | None, typer.Option(help="Roll back this team's champion.")] = None,
+) -> None:
+    """Serve the previous champion again."""
+
+    async def rollback(registry: Registry) -> dict[str, Any]:
+        team_id = None if team is None else await registry.team_id(team)
+        return await registry.rollback(team_id, actor="cli")
+
+    _print(_registry(rollback))
 
 
 def _prepare(settings: ServiceSettings, workers: int) -> None:

@@ -266,3 +266,64 @@ def test_a_score_on_one_worker_reaches_clients_on_the_other(
         metrics = httpx.get(f"{two_workers}/api/v1/ml/ws/metrics", headers=admin).json()
         assert metrics["workers"] == 2
         assert metrics["connections"] == len(clients)
+
+
+def _versions_served(
+    url: str, headers: dict[str, str], lead: dict[str, object], n: int
+) -> set[str]:
+    """The model versions of n scores, each over a new connection (so both workers answer)."""
+    seen = set()
+    for _ in range(n):
+        response = httpx.post(f"{url}/api/v1/ml/score", json=lead, headers=headers)
+        assert response.status_code == 200, response.text
+        seen.add(response.json()["model_version"])
+    return seen
+
+
+def _wait_until_served(
+    url: str, headers: dict[str, str], lead: dict[str, object], version: str
+) -> None:
+    deadline = time.monotonic() + 15
+    while _versions_served(url, headers, lead, 30) != {version}:
+        assert time.monotonic() < deadline, f"{version} never served by every worker"
+        time.sleep(0.5)
+
+
+def test_promotion_and_rollback_reach_both_workers_and_the_cache(
+    two_workers: str, shared: Deployment, other_model_dir: Path
+) -> None:
+    agent = {"X-API-Key": shared.keys["acme-agent"]}
+    admin = {"X-API-Key": shared.keys["acme-admin"]}
+    lead = copy.deepcopy(EXAMPLE_LEAD) | {"lead_id": "lifecycle_1"}
+    first = httpx.post(f"{two_workers}/api/v1/ml/score", json=lead, headers=agent).json()
+    champion = first["model_version"]
+    again = httpx.post(f"{two_workers}/api/v1/ml/score", json=lead, headers=agent).json()
+    assert again["cache_hit"] is True
+    registered = subprocess.run(
+        [sys.executable, "-m", "leadscore", "models", "register", str(other_model_dir)],
+        env=_env(shared), capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert registered != champion
+    models = httpx.get(f"{two_workers}/api/v1/ml/models", headers=admin).json()
+    aliases = {m["version"]: m["aliases"] for m in models}
+    assert aliases[champion] == ["champion"]
+    assert aliases[registered] == ["challenger"]
+    promote = f"{two_workers}/api/v1/ml/models/{registered}/promote"
+    assert httpx.post(promote, json={}, headers=agent).status_code == 403
+    refused = httpx.post(promote, json={}, headers=admin)
+    assert refused.status_code == 409, refused.text  # no gate evaluation: refused unless forced
+    forced = httpx.post(promote, json={"force": True, "reason": "tests"}, headers=admin)
+    assert forced.status_code == 200, forced.text
+    assert (forced.json()["from_version"], forced.json()["to_version"]) == (champion, registered)
+    _wait_until_served(two_workers, agent, lead, registered)
+    rescored = httpx.post(f"{two_workers}/api/v1/ml/score", json=lead, headers=agent).json()
+    assert rescored["model_version"] == registered
+    back = httpx.post(f"{two_workers}/api/v1/ml/models/rollback", json={}, headers=admin)
+    assert back.status_code == 200, back.text
+    assert back.json()["to_version"] == champion
+    _wait_until_served(two_workers, agent, lead, champion)
+    history = httpx.get(f"{two_workers}/api/v1/ml/models/{champion}", headers=admin).json()
+    assert [c["action"] for c in history["history"]][:2] == ["rollback", "promote"]
+    assert history["history"][1]["forced"] is True
+    again = httpx.post(f"{two_workers}/api/v1/ml/models/rollback", json={}, headers=admin)
+    assert again.status_code == 409  # nothing earlier than the first champion

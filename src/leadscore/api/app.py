@@ -28,6 +28,7 @@ from leadscore.api.deps import SECURITY_SCHEMES, Services
 from leadscore.api.hub import HubSettings, LiveHub
 from leadscore.api.routes import auth, ml, root
 from leadscore.api.routes import live as live_router
+from leadscore.api.routes import models as models_router
 from leadscore.api.schemas import ScoreRequest
 from leadscore.bus import create_bus
 from leadscore.cache import create_cache
@@ -43,7 +44,7 @@ from leadscore.services.events import model_status as model_status_event
 from leadscore.services.metrics import Metrics
 from leadscore.services.models import LiveModel, ModelHolder
 from leadscore.services.outcomes import OutcomeIn, OutcomeService
-from leadscore.services.registry import ModelWatcher, Registry
+from leadscore.services.registry import ModelAdmin, ModelWatcher, Registry
 from leadscore.services.scoring import ScoringService, persist_scores, validation_detail
 from leadscore.services.writer import ScoreWriter
 from leadscore.store.db import create_engine, session_factory
@@ -141,6 +142,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             hub=hub,
             registry=registry,
             watcher=watcher,
+            model_admin=ModelAdmin(registry, watcher, events),
         )  # fmt: skip
         if not await watcher.refresh():  # serve the registry's champions from the start
             events.emit(model_status_event("loaded", live.version, {"worker": hub.worker}))
@@ -283,6 +285,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(auth)
     app.include_router(root)
     app.include_router(live_router)
+    app.include_router(models_router)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -22,7 +22,7 @@ from leadscore.services.events import EventPublisher
 from leadscore.services.metrics import Metrics
 from leadscore.services.models import ModelHolder
 from leadscore.services.outcomes import OutcomeService
-from leadscore.services.registry import ModelWatcher, Registry
+from leadscore.services.registry import ModelAdmin, ModelWatcher, Registry
 from leadscore.services.scoring import Principal, ScoringService
 from leadscore.services.writer import ScoreWriter
 
@@ -50,6 +50,7 @@ class Services:
     started_at: datetime
     registry: Registry
     watcher: ModelWatcher
+    model_admin: ModelAdmin
 
 
 async def get_services(request: Request) -> Services:

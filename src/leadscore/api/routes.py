@@ -26,7 +26,12 @@ from leadscore.api.schemas import (
     ErrorResponse,
     HealthResponse,
     HistoryResponse,
+    ModelChange,
+    ModelDetail,
+    ModelSummary,
     OutcomesResponse,
+    PromoteRequest,
+    RollbackRequest,
     ScoreRequest,
     ScoreResponse,
     TokenRequest,
@@ -50,6 +55,10 @@ ml = APIRouter(prefix="/api/v1/ml", tags=["scoring"], responses=_errors)
 auth = APIRouter(prefix="/api/v1/auth", tags=["auth"], responses=_errors)
 root = APIRouter(tags=["monitoring"])
 live = APIRouter(prefix="/api/v1/ml/ws", tags=["live events"], responses=_errors)
+models = APIRouter(
+    prefix="/api/v1/ml/models", tags=["models"], responses=_errors | {409: {"model": ErrorResponse}}
+)
+VersionPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
 
 
 def json_body(model: type[BaseModel]) -> dict[str, Any]:
@@ -200,3 +209,38 @@ async def live_connections(services: ServicesDep, principal: AdminDep) -> dict[s
         if c["team_id"] == principal.team_id
     ]
     return {"count": len(connections), "connections": connections}
+
+
+@models.get("", response_model=list[ModelSummary], openapi_extra=SECURED)
+async def list_models(services: ServicesDep, principal: AdminDep) -> list[dict[str, Any]]:
+    """Admins: the global versions and their team's, with aliases and card metrics."""
+    return await services.model_admin.list(principal.team_id)
+
+
+@models.post("/rollback", response_model=ModelChange, openapi_extra=SECURED)
+async def rollback_model(
+    request: RollbackRequest, services: ServicesDep, principal: AdminDep
+) -> dict[str, Any]:
+    """Admins: serve the previous champion again, on every worker within seconds."""
+    return await services.model_admin.rollback(
+        principal.team_id, team_scope=request.team, actor=f"key {principal.key_id}"
+    )
+
+
+@models.get("/{version}", response_model=ModelDetail, openapi_extra=SECURED)
+async def show_model(
+    version: VersionPath, services: ServicesDep, principal: AdminDep
+) -> dict[str, Any]:
+    """Admins: one version with its card and its scope's promotion history."""
+    return await services.model_admin.show(principal.team_id, version)
+
+
+@models.post("/{version}/promote", response_model=ModelChange, openapi_extra=SECURED)
+async def promote_model(
+    version: VersionPath, request: PromoteRequest, services: ServicesDep, principal: AdminDep
+) -> dict[str, Any]:
+    """Admins: make a version champion (after its gate passed, or forced and recorded)."""
+    return await services.model_admin.promote(
+        principal.team_id, version, actor=f"key {principal.key_id}", force=request.force,
+        reason=request.reason,
+    )  # fmt: skip

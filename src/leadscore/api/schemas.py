@@ -224,3 +224,51 @@ class OutcomesResponse(BaseModel):
     recorded: int
     unchanged: int
     results: list[OutcomeResult]
+
+
+class PromoteRequest(_Strict):
+    """Promote a version; `force` skips the gate and is recorded with the reason."""
+
+    force: bool = False
+    reason: str | None = Field(default=None, max_length=500)
+
+
+class RollbackRequest(_Strict):
+    """Roll back the global champion, or with `team` this team's own champion."""
+
+    team: bool = False
+
+
+class ModelChange(BaseModel):
+    """One alias change, as the audit trail records it."""
+
+    scope: str
+    action: str
+    from_version: str | None
+    to_version: str
+    forced: bool
+    detail: dict[str, Any]
+    actor: str
+    at: str
+
+
+class ModelSummary(BaseModel):
+    """A registered version."""
+
+    version: str
+    team_id: int | None
+    aliases: list[str]
+    registered_at: str
+    trained_at: str | None
+    parent_version: str | None
+    trained_by: str | None
+    metrics: dict[str, Any] | None
+    data_fingerprint: str | None
+    feature_spec: str | None
+
+
+class ModelDetail(ModelSummary):
+    """A version with its whole card and its scope's alias history."""
+
+    card: dict[str, Any]
+    history: list[ModelChange]

@@ -143,6 +143,14 @@ class Registry:
                 await repo.set_alias(session, scope_of(team_id), CHALLENGER, model.version, now)
         return new
 
+    async def team_id(self, name: str) -> int:
+        """A team's id by name (for the command line)."""
+        async with self.sessions() as session:
+            team = await repo.team_by_name(session, name)
+        if team is None:
+            raise NotFoundError(f"no team named {name!r}")
+        return team.id
+
     async def ensure_champion(self, version: str, actor: str) -> None:
         """The first model a fresh registry sees becomes the global champion."""
         async with self.sessions() as session, session.begin():
@@ -328,3 +336,49 @@ class ModelWatcher:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+class ModelAdmin:
+    """What an admin may do with the models: their team's and the global ones."""
+
+    def __init__(
+        self, registry: Registry, watcher: ModelWatcher, publisher: EventPublisher
+    ) -> None:
+        self.registry = registry
+        self.watcher = watcher
+        self.publisher = publisher
+
+    @staticmethod
+    def _visible(team_id: int, described: dict[str, Any]) -> bool:
+        return described["team_id"] in (None, team_id)
+
+    async def list(self, team_id: int) -> list[dict[str, Any]]:
+        """The global versions and the team's own."""
+        return [d for d in await self.registry.list() if self._visible(team_id, d)]
+
+    async def show(self, team_id: int, version: str) -> dict[str, Any]:
+        """One version, if global or the team's."""
+        described = await self.registry.show(version)
+        if not self._visible(team_id, described):
+            raise NotFoundError(f"no model version {version!r}")
+        return described
+
+    async def promote(
+        self, team_id: int, version: str, *, actor: str, force: bool, reason: str | None
+    ) -> dict[str, Any]:
+        """Promote, announce it, and serve it on this worker at once (others within seconds)."""
+        await self.show(team_id, version)
+        detail = None if not force else {"forced": True, "reason": reason}
+        change = await self.registry.promote(version, actor=actor, force=force, detail=detail)
+        await self._announce("promoted", change)
+        return change
+
+    async def rollback(self, team_id: int, *, team_scope: bool, actor: str) -> dict[str, Any]:
+        """Return the global (or the team's) champion to the previous one."""
+        change = await self.registry.rollback(team_id if team_scope else None, actor=actor)
+        await self._announce("rolled_back", change)
+        return change
+
+    async def _announce(self, status: str, change: dict[str, Any]) -> None:
+        await self.watcher.refresh()
+        self.publisher.emit(events.model_status(status, change["to_version"], change))
