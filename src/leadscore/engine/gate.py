@@ -1,0 +1,86 @@
+"""The promotion gate: a challenger replaces the champion only if it is not worse, measured on
+the newest leads with a paired bootstrap, so a lucky hold-out cannot promote a worse model."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from leadscore.engine.metrics import auc, brier
+from leadscore.engine.model import LeadModel, TrainingInput
+from leadscore.engine.pipeline import evaluate_model
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """How much worse a challenger may look before it is refused, and how sure we must be."""
+
+    margin_auc: float = 0.01  # the challenger's AUC may be at most this much lower ...
+    margin_brier: float = 0.005  # ... and its Brier score at most this much higher
+    resamples: int = 400
+    confidence: float = 0.95
+    holdout_share: float = 0.2  # the newest leads, never seen by either model's training
+    seed: int = 0
+
+
+def time_holdout(data: TrainingInput, share: float) -> TrainingInput:
+    """The newest `share` of the rows (by creation time): the future the models must predict."""
+    order = np.argsort(data.created_us, kind="stable")
+    keep = max(1, round(len(order) * share))
+    return data.take(order[-keep:])
+
+
+def promotion_gate(
+    challenger: LeadModel,
+    champion: LeadModel,
+    holdout: TrainingInput,
+    config: GateConfig = GateConfig(),
+) -> dict[str, Any]:
+    """Compare both models' conversion probabilities on the same leads; the report says why."""
+    new = evaluate_model(challenger, holdout)
+    old = evaluate_model(champion, holdout)
+    labels = new.labels["conversion"]
+    known = ~np.isnan(labels)
+    y = labels[known]
+    p_new, p_old = new.probs["conversion"][known], old.probs["conversion"][known]
+    n = len(y)
+    positives = int(y.sum())
+    if n < 50 or positives < 5 or positives > n - 5:
+        return {
+            "passed": False,
+            "reason": f"too few labelled hold-out leads to compare ({n}, {positives} converted)",
+            "n": n,
+            "config": asdict(config),
+        }
+    rng = np.random.default_rng(config.seed)
+    auc_diff = np.empty(config.resamples)
+    brier_diff = np.empty(config.resamples)
+    sq_new, sq_old = (p_new - y) ** 2, (p_old - y) ** 2
+    for b in range(config.resamples):
+        rows = rng.integers(0, n, n)
+        yb = y[rows]
+        auc_diff[b] = auc(yb, p_new[rows]) - auc(yb, p_old[rows])
+        brier_diff[b] = sq_new[rows].mean() - sq_old[rows].mean()
+    tail = (1 - config.confidence) / 2 * 100
+    auc_low, auc_high = np.nanpercentile(auc_diff, [tail, 100 - tail])
+    brier_low, brier_high = np.nanpercentile(brier_diff, [tail, 100 - tail])
+    auc_ok = auc_low >= -config.margin_auc
+    brier_ok = brier_high <= config.margin_brier
+    reasons = []
+    if not auc_ok:
+        reasons.append(f"AUC may be lower by {-auc_low:.4f} > margin {config.margin_auc}")
+    if not brier_ok:
+        reasons.append(f"Brier may be higher by {brier_high:.4f} > margin {config.margin_brier}")
+    return {
+        "passed": bool(auc_ok and brier_ok),
+        "reason": "; ".join(reasons) or "not worse than the champion within the margins",
+        "n": n,
+        "converted": positives,
+        "challenger": {"auc": auc(y, p_new), "brier": brier(y, p_new)},
+        "champion": {"auc": auc(y, p_old), "brier": brier(y, p_old)},
+        "auc_difference_ci": [float(auc_low), float(auc_high)],
+        "brier_difference_ci": [float(brier_low), float(brier_high)],
+        "config": asdict(config),
+    }
