@@ -57,6 +57,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(db_app, name="db")
     app.add_typer(keys_app, name="keys")
     app.add_typer(models_app, name="models")
+    app.command()(retrain)
 
 
 @db_app.command("upgrade")
@@ -188,6 +189,23 @@ def models_rollback(
         return await registry.rollback(team_id, actor="cli")
 
     _print(_registry(rollback))
+
+
+def retrain(
+    team: Annotated[str, typer.Option(help="The team whose outcomes to learn from.")],
+    promote: Annotated[bool, typer.Option(help="Promote when the gate passes.")] = False,
+) -> None:
+    """Train a team model on its outcomes, gate it against the champion, register it."""
+
+    async def run(registry: Registry) -> dict[str, Any]:
+        from leadscore.services.training import RetrainService
+
+        settings = ServiceSettings()
+        service = RetrainService(registry, settings.home / "models" / "trained",
+                                 num_threads=settings.num_threads)  # fmt: skip
+        return await service.retrain(await registry.team_id(team), actor="cli", promote=promote)
+
+    _print(_registry(run))
 
 
 def _prepare(settings: ServiceSettings, workers: int) -> None:

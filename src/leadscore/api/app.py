@@ -46,6 +46,7 @@ from leadscore.services.models import LiveModel, ModelHolder
 from leadscore.services.outcomes import OutcomeIn, OutcomeService
 from leadscore.services.registry import ModelAdmin, ModelWatcher, Registry
 from leadscore.services.scoring import ScoringService, persist_scores, validation_detail
+from leadscore.services.training import RetrainService
 from leadscore.services.writer import ScoreWriter
 from leadscore.store.db import create_engine, session_factory
 
@@ -121,6 +122,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         )
         await hub.start()
         watcher = ModelWatcher(registry, models, events, hub.worker, settings.model_poll_seconds)
+        training = RetrainService(
+            registry, settings.home / "models" / "trained", events, settings.num_threads
+        )
         app.state.services = Services(
             settings=settings,
             engine=engine,
@@ -143,6 +147,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             registry=registry,
             watcher=watcher,
             model_admin=ModelAdmin(registry, watcher, events),
+            training=training,
         )  # fmt: skip
         if not await watcher.refresh():  # serve the registry's champions from the start
             events.emit(model_status_event("loaded", live.version, {"worker": hub.worker}))
@@ -160,6 +165,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             yield
         finally:
+            await training.close()
             await watcher.close()
             await hub.close()
             await events.close()

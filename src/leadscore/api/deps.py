@@ -24,6 +24,7 @@ from leadscore.services.models import ModelHolder
 from leadscore.services.outcomes import OutcomeService
 from leadscore.services.registry import ModelAdmin, ModelWatcher, Registry
 from leadscore.services.scoring import Principal, ScoringService
+from leadscore.services.training import RetrainService
 from leadscore.services.writer import ScoreWriter
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class Services:
     registry: Registry
     watcher: ModelWatcher
     model_admin: ModelAdmin
+    training: RetrainService
 
 
 async def get_services(request: Request) -> Services:

@@ -36,6 +36,8 @@ from leadscore.api.schemas import (
     ScoreResponse,
     TokenRequest,
     TokenResponse,
+    TrainRequest,
+    TrainStarted,
 )
 from leadscore.engine.schema import Lead
 from leadscore.errors import RateLimitedError
@@ -225,6 +227,17 @@ async def rollback_model(
     return await services.model_admin.rollback(
         principal.team_id, team_scope=request.team, actor=f"key {principal.key_id}"
     )
+
+
+@models.post("/train", status_code=202, response_model=TrainStarted, openapi_extra=SECURED)
+async def train_model(
+    request: TrainRequest, services: ServicesDep, principal: AdminDep
+) -> dict[str, Any]:
+    """Admins: train the team's model on its outcomes in the background (one job at a time)."""
+    job, _ = await services.training.start(
+        principal.team_id, actor=f"key {principal.key_id}", promote=request.promote
+    )
+    return {"job": job, "team_id": principal.team_id, "status": "started"}
 
 
 @models.get("/{version}", response_model=ModelDetail, openapi_extra=SECURED)

@@ -272,3 +272,17 @@ class ModelDetail(ModelSummary):
 
     card: dict[str, Any]
     history: list[ModelChange]
+
+
+class TrainRequest(_Strict):
+    """Train the caller's team model on its outcomes; `promote` when the gate passes it."""
+
+    promote: bool = False
+
+
+class TrainStarted(BaseModel):
+    """A training job began; `model_status` events report its progress and result."""
+
+    job: str
+    team_id: int
+    status: Literal["started"]

@@ -10,7 +10,7 @@ import logging
 import shutil
 import tarfile
 import tempfile
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -166,6 +166,17 @@ class Registry:
                     forced=False, detail={}, actor=actor, at=now,
                 ),
             )  # fmt: skip
+
+    async def lease(self, scope: str, job: str, ttl: timedelta) -> bool:
+        """One training job per scope across all workers; a crashed job's lease expires."""
+        now = datetime.now(UTC)
+        async with self.sessions() as session, session.begin():
+            return await repo.take_lease(session, scope, job, now, now - ttl)
+
+    async def release(self, scope: str, job: str) -> None:
+        """End a training job's lease."""
+        async with self.sessions() as session, session.begin():
+            await repo.release_lease(session, scope, job)
 
     async def champions(self) -> dict[str, str]:
         """scope → the version that serves it."""

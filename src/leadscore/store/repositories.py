@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -258,6 +258,36 @@ async def set_alias(
     )
 
 
+async def take_lease(
+    session: AsyncSession, scope: str, holder: str, now: datetime, stale_before: datetime
+) -> bool:
+    """Hold the scope's `training` alias unless a live holder has it (stale ones are cleared)."""
+    await session.execute(
+        delete(ModelAliasRow).where(
+            ModelAliasRow.scope == scope,
+            ModelAliasRow.alias == "training",
+            ModelAliasRow.updated_at < stale_before,
+        )
+    )
+    upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = upsert(ModelAliasRow).values(
+        scope=scope, alias="training", version=holder, updated_at=now
+    )
+    result = await session.execute(statement.on_conflict_do_nothing())
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def release_lease(session: AsyncSession, scope: str, holder: str) -> None:
+    """Give the `training` alias back."""
+    await session.execute(
+        delete(ModelAliasRow).where(
+            ModelAliasRow.scope == scope,
+            ModelAliasRow.alias == "training",
+            ModelAliasRow.version == holder,
+        )
+    )
+
+
 async def drop_alias(session: AsyncSession, scope: str, alias: str) -> None:
     """Remove an alias (a challenger that was promoted or refused)."""
     await session.execute(
@@ -335,3 +365,44 @@ async def save_outcomes(session: AsyncSession, records: Sequence[OutcomeRecord])
             for r in records
         ],
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TrainingLead:
+    """A lead with outcomes: its data as first scored, when, and what happened."""
+
+    lead_id: str
+    data: dict[str, Any]
+    first_seen_at: datetime
+    outcomes: dict[str, OutcomeRecord]
+
+
+async def training_leads(session: AsyncSession, team_id: int) -> list[TrainingLead]:
+    """Every lead of the team with at least one outcome, oldest first."""
+    result = await session.execute(
+        select(LeadRow, OutcomeRow)
+        .join(OutcomeRow, (OutcomeRow.team_id == LeadRow.team_id)
+              & (OutcomeRow.lead_id == LeadRow.lead_id))
+        .where(LeadRow.team_id == team_id)
+        .order_by(LeadRow.first_seen_at, LeadRow.lead_id)
+    )  # fmt: skip
+    leads: dict[str, TrainingLead] = {}
+    for lead, outcome in result.all():
+        entry = leads.get(lead.lead_id)
+        if entry is None:
+            entry = leads[lead.lead_id] = TrainingLead(
+                lead.lead_id, lead.first_data or lead.data, lead.first_seen_at, {}
+            )
+        entry.outcomes[outcome.outcome] = OutcomeRecord(
+            outcome.team_id, outcome.lead_id, outcome.outcome, outcome.occurred_at,
+            outcome.sale_price, outcome.closed_at, outcome.recorded_at,
+        )  # fmt: skip
+    return list(leads.values())
+
+
+async def leads_with_outcomes(session: AsyncSession, team_id: int) -> int:
+    """How many of the team's leads have at least one outcome."""
+    result = await session.execute(
+        select(func.count(func.distinct(OutcomeRow.lead_id))).where(OutcomeRow.team_id == team_id)
+    )
+    return int(result.scalar_one())

@@ -1,0 +1,85 @@
+"""Retraining a team model from outcomes posted over HTTP: job, lease, gate, challenger."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import polars as pl
+import pytest
+
+from leadscore.engine.io import frame_to_leads
+from leadscore.engine.synthetic import generate
+from leadscore.services.training import MIN_TEAM_LEADS
+
+from .conftest import ServerThread
+from .test_live import open_ws, receive, subscribe, wait_for
+
+Headers = Callable[[str], dict[str, str]]
+
+
+@pytest.fixture(scope="module")
+def history() -> pl.DataFrame:
+    return generate(MIN_TEAM_LEADS + 100, seed=31).drop("as_of")
+
+
+def test_a_team_model_trains_on_its_outcomes_and_waits_as_challenger(
+    server: ServerThread, client: httpx.Client, as_role: Headers, history: pl.DataFrame
+) -> None:
+    agent, admin = as_role("globex-agent"), as_role("globex-admin")
+    too_early = client.post("/api/v1/ml/models/train", json={}, headers=admin)
+    assert too_early.status_code == 422, too_early.text  # no outcomes yet: the global model serves
+    leads = [lead.model_dump(mode="json", exclude_none=True) for lead in frame_to_leads(history)]
+    for start in range(0, len(leads), 100):
+        scored = client.post(
+            "/api/v1/ml/batch-score", json={"leads": leads[start : start + 100]}, headers=agent
+        )
+        assert scored.json()["succeeded"] == len(leads[start : start + 100])
+    now = datetime.now(UTC).isoformat()
+    outcomes: list[dict[str, Any]] = []
+    for row in history.iter_rows(named=True):
+        if row["closed"]:
+            outcomes.append({"lead_id": row["lead_id"], "outcome": "closed", "occurred_at": now,
+                             "sale_price": row["sale_price"] or None})  # fmt: skip
+        elif row["converted"]:
+            outcomes.append({"lead_id": row["lead_id"], "outcome": "converted", "occurred_at": now})
+        else:
+            outcomes.append({"lead_id": row["lead_id"], "outcome": "lost", "occurred_at": now})
+    posted = client.post("/api/v1/ml/outcomes", json=outcomes, headers=agent)
+    assert posted.status_code == 200, posted.text
+    assert client.post("/api/v1/ml/models/train", json={}, headers=agent).status_code == 403
+    with open_ws(server, admin) as ws:
+        receive(ws)
+        subscribe(ws, ["model_status"])
+        started = client.post("/api/v1/ml/models/train", json={}, headers=admin)
+        assert started.status_code == 202, started.text
+        job = started.json()["job"]
+        busy = client.post("/api/v1/ml/models/train", json={}, headers=admin)
+        assert busy.status_code == 409  # one job per team at a time
+        assert busy.json()["error"] == "training_in_progress"
+        progress = []
+        while not progress or progress[-1]["status"] not in ("challenger", "training_failed"):
+            event = wait_for(ws, "model_status", timeout=120,
+                             where=lambda m: m["data"]["detail"].get("job") == job)  # fmt: skip
+            progress.append(event["data"])
+        assert [p["status"] for p in progress] == ["training_started", "challenger"], progress
+    mine = [m for m in client.get("/api/v1/ml/models", headers=admin).json()
+            if m["team_id"] is not None]  # fmt: skip
+    [challenger] = mine
+    assert challenger["aliases"] == [f"challenger@team:{challenger['team_id']}"]
+    assert challenger["trained_by"].startswith("key ")
+    detail = client.get(f"/api/v1/ml/models/{challenger['version']}", headers=admin).json()
+    gate = detail["card"]["gate"]
+    assert gate["n"] >= 50
+    assert len(gate["auc_difference_ci"]) == 2
+    assert "conversion" in detail["card"]["metrics"]
+    # The gate decides: promotion without force succeeds exactly when it passed.
+    promote = client.post(
+        f"/api/v1/ml/models/{challenger['version']}/promote", json={}, headers=admin
+    )
+    assert promote.status_code == (200 if gate["passed"] else 409), (gate, promote.text)
+    # Other teams never see this team's model.
+    others = client.get("/api/v1/ml/models", headers=as_role("acme-admin")).json()
+    assert challenger["version"] not in {m["version"] for m in others}
