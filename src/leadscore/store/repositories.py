@@ -378,25 +378,25 @@ class TrainingLead:
 
 
 async def training_leads(session: AsyncSession, team_id: int) -> list[TrainingLead]:
-    """Every lead of the team with at least one outcome, oldest first."""
+    """Every lead of the team with at least one outcome, oldest first (columns, not ORM rows:
+    tens of thousands of leads are read at once)."""
     result = await session.execute(
-        select(LeadRow, OutcomeRow)
+        select(
+            LeadRow.lead_id, LeadRow.first_data, LeadRow.data, LeadRow.first_seen_at,
+            OutcomeRow.outcome, OutcomeRow.occurred_at, OutcomeRow.sale_price,
+            OutcomeRow.closed_at, OutcomeRow.recorded_at,
+        )
         .join(OutcomeRow, (OutcomeRow.team_id == LeadRow.team_id)
               & (OutcomeRow.lead_id == LeadRow.lead_id))
         .where(LeadRow.team_id == team_id)
         .order_by(LeadRow.first_seen_at, LeadRow.lead_id)
     )  # fmt: skip
     leads: dict[str, TrainingLead] = {}
-    for lead, outcome in result.all():
-        entry = leads.get(lead.lead_id)
+    for lead_id, first_data, data, first_seen_at, *outcome in result.all():
+        entry = leads.get(lead_id)
         if entry is None:
-            entry = leads[lead.lead_id] = TrainingLead(
-                lead.lead_id, lead.first_data or lead.data, lead.first_seen_at, {}
-            )
-        entry.outcomes[outcome.outcome] = OutcomeRecord(
-            outcome.team_id, outcome.lead_id, outcome.outcome, outcome.occurred_at,
-            outcome.sale_price, outcome.closed_at, outcome.recorded_at,
-        )  # fmt: skip
+            entry = leads[lead_id] = TrainingLead(lead_id, first_data or data, first_seen_at, {})
+        entry.outcomes[outcome[0]] = OutcomeRecord(team_id, lead_id, *outcome)
     return list(leads.values())
 
 
