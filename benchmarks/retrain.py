@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import tempfile
 import time
@@ -82,6 +83,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    gc.set_threshold(50_000, 20, 20)  # as a server worker runs (api/app.py)
     print(f"machine: {os.cpu_count()} cores; LightGBM num_threads={args.threads}")
     with tempfile.TemporaryDirectory(prefix="bench-retrain-", dir="/tmp") as home:
         upgrade(f"sqlite+aiosqlite:///{Path(home) / 'bench.db'}")  # outside the event loop

