@@ -53,6 +53,12 @@ class ServiceSettings(Settings):
     model_poll_seconds: float = Field(
         default=1.0, gt=0, le=60, description="How often each worker checks for a new champion."
     )
+    drift_window: int = Field(
+        default=5_000, ge=100, le=100_000, description="Recent leads compared for drift."
+    )
+    drift_threshold: float = Field(
+        default=0.25, gt=0, le=10, description="PSI above which a feature or the score drifted."
+    )
     ws_heartbeat_seconds: float = Field(
         default=20.0, gt=0, description="How often the server pings each WebSocket client."
     )

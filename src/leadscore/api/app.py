@@ -39,6 +39,7 @@ from leadscore.engine.scorer import Scorer
 from leadscore.errors import ConfigurationError, LeadScoreError
 from leadscore.ratelimit import create_rate_limiter
 from leadscore.services.auth import Authenticator
+from leadscore.services.drift import DriftService
 from leadscore.services.events import EventPublisher
 from leadscore.services.events import model_status as model_status_event
 from leadscore.services.metrics import Metrics
@@ -148,6 +149,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             watcher=watcher,
             model_admin=ModelAdmin(registry, watcher, events),
             training=training,
+            drift=DriftService(
+                sessions, writer, models, events, settings.drift_window, settings.drift_threshold
+            ),
         )  # fmt: skip
         if not await watcher.refresh():  # serve the registry's champions from the start
             events.emit(model_status_event("loaded", live.version, {"worker": hub.worker}))

@@ -18,6 +18,7 @@ from leadscore.config import ServiceSettings
 from leadscore.errors import RateLimitedError
 from leadscore.ratelimit import RateLimiter, RateLimitUnavailableError
 from leadscore.services.auth import AuthenticationError, Authenticator, require_role
+from leadscore.services.drift import DriftService
 from leadscore.services.events import EventPublisher
 from leadscore.services.metrics import Metrics
 from leadscore.services.models import ModelHolder
@@ -53,6 +54,7 @@ class Services:
     watcher: ModelWatcher
     model_admin: ModelAdmin
     training: RetrainService
+    drift: DriftService
 
 
 async def get_services(request: Request) -> Services:

@@ -148,6 +148,13 @@ async def get_model_status(services: ServicesDep, principal: PrincipalDep) -> di
     return model_status(live, services.metrics, services.writer)
 
 
+@ml.get("/model/drift", openapi_extra=SECURED)
+async def get_drift(services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
+    """Population stability of the team's recently scored leads against its model's training
+    leads: PSI per feature and for the score, and whether it crossed the threshold."""
+    return await services.drift.report(principal.team_id)
+
+
 @ml.get("/metrics/performance", openapi_extra=SECURED)
 async def performance(services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
     """Latency percentiles, share under target, cache hit and escalation rates, classes."""

@@ -551,4 +551,9 @@ def train(
         "thresholds": asdict(config.policy),
         "metrics": metrics,
     }
+    from leadscore.engine.drift import reference  # drift reads the model: imported late
+
+    train_part = parts["train"][0]
+    train_attrs = attributes.encode(train_part.attribute_values, len(train_part.raw))
+    model.card["reference"] = reference(model, train_part.raw, train_attrs)
     return model

@@ -175,11 +175,16 @@ def batch_processing(team_id: int, batch_id: str, completed: int, total: int, st
     return Event(EventType.BATCH_PROCESSING, team_id, None, None, time.time(), body)
 
 
-def model_status(status: str, version: str, detail: dict[str, Any] | None = None) -> Event:
-    """The live model changed: `loaded`, `promoted`, `rolled_back` or `drift_alert`."""
+def model_status(
+    status: str, version: str, detail: dict[str, Any] | None = None, team_id: int | None = None
+) -> Event:
+    """A model changed: `loaded`, `promoted`, `rolled_back`, `drift_alert`, training progress.
+
+    Events about one team's model (`team_id`) reach that team only; global ones every team.
+    """
     data = {"status": status, "model_version": version, "detail": detail or {}}
     body = envelope(EventType.MODEL_STATUS, data)
-    return Event(EventType.MODEL_STATUS, None, None, None, time.time(), body)
+    return Event(EventType.MODEL_STATUS, team_id, None, None, time.time(), body)
 
 
 Listening = dict[int, frozenset[str]]  # team id → event types some client wants

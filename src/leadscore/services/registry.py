@@ -322,11 +322,8 @@ class ModelWatcher:
         teams = {int(scope): live for scope, live in loaded.items() if scope != GLOBAL}
         self.holder.install(loaded[GLOBAL], teams)
         self.publisher.emit(
-            events.model_status(
-                "loaded", loaded[GLOBAL].version,
-                {"worker": self.worker, "teams": {str(t): m.version for t, m in teams.items()}},
-            )
-        )  # fmt: skip
+            events.model_status("loaded", loaded[GLOBAL].version, {"worker": self.worker})
+        )
         return True
 
     def start(self) -> None:
@@ -392,4 +389,6 @@ class ModelAdmin:
 
     async def _announce(self, status: str, change: dict[str, Any]) -> None:
         await self.watcher.refresh()
-        self.publisher.emit(events.model_status(status, change["to_version"], change))
+        scope = change["scope"]
+        team_id = None if scope == GLOBAL else int(scope)
+        self.publisher.emit(events.model_status(status, change["to_version"], change, team_id))

@@ -119,8 +119,10 @@ class RetrainService:
         self._jobs: set[asyncio.Task[dict[str, Any]]] = set()
 
     def _announce(self, status: str, version: str, detail: dict[str, Any]) -> None:
+        """Progress of a team's job, for that team's clients only."""
         if self.publisher is not None:
-            self.publisher.emit(events.model_status(status, version, detail))
+            team_id = detail["team_id"]
+            self.publisher.emit(events.model_status(status, version, detail, team_id=team_id))
 
     async def start(
         self, team_id: int, *, actor: str, promote: bool

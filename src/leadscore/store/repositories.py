@@ -406,3 +406,16 @@ async def leads_with_outcomes(session: AsyncSession, team_id: int) -> int:
         select(func.count(func.distinct(OutcomeRow.lead_id))).where(OutcomeRow.team_id == team_id)
     )
     return int(result.scalar_one())
+
+
+async def recent_leads(
+    session: AsyncSession, team_id: int, limit: int
+) -> list[tuple[dict[str, Any], datetime]]:
+    """The team's most recently scored leads: their data and when they were last scored."""
+    result = await session.execute(
+        select(LeadRow.data, LeadRow.updated_at)
+        .where(LeadRow.team_id == team_id)
+        .order_by(LeadRow.updated_at.desc())
+        .limit(limit)
+    )
+    return [(data, updated_at) for data, updated_at in result.all()]

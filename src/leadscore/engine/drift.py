@@ -1,0 +1,92 @@
+"""Population stability: how far the leads being scored now have moved from the leads a model
+was trained on, per feature and for the score, as the population stability index (PSI)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Final
+
+import numpy as np
+
+from leadscore.engine.features import FEATURE_NAMES, transform
+from leadscore.engine.model import LeadModel
+from leadscore.engine.raw import FloatArray, RawBatch
+
+QUANTILES: Final = tuple(q / 10 for q in range(1, 10))
+SCORE_EDGES: Final = tuple(float(x) for x in range(10, 100, 10))
+FLOOR: Final = 1e-4  # an empty bin counts as this share, so the index stays finite
+#: Conventional reading: < 0.1 stable, 0.1-0.25 moderate shift, > 0.25 major shift.
+DEFAULT_THRESHOLD: Final = 0.25
+
+
+def _shares(values: FloatArray, edges: FloatArray) -> list[float]:
+    """Share of values per bin between the edges, plus a last bin for missing values."""
+    missing = np.isnan(values)
+    counts = np.bincount(
+        np.searchsorted(edges, values[~missing], side="right"), minlength=len(edges) + 1
+    ).astype(np.float64)
+    counts = np.append(counts, missing.sum())
+    return [round(float(c) / max(len(values), 1), 6) for c in counts]
+
+
+def psi(expected: list[float], actual: list[float]) -> float:
+    """Σ (actual − expected) · ln(actual / expected) over the bins."""
+    total = 0.0
+    for e, a in zip(expected, actual, strict=True):
+        e, a = max(e, FLOOR), max(a, FLOOR)
+        total += (a - e) * math.log(a / e)
+    return round(total, 6)
+
+
+def _scores(model: LeadModel, features: FloatArray, attrs: FloatArray | None) -> FloatArray:
+    x = model.matrix(features, attrs)
+    return np.asarray(model.predict_head("conversion", x).prob * 100.0, dtype=np.float64)
+
+
+def reference(model: LeadModel, raw: RawBatch, attrs: FloatArray | None) -> dict[str, Any]:
+    """What the training leads looked like: per-feature decile bins and the score histogram."""
+    features = transform(raw, model.encoding)
+    result: dict[str, Any] = {"rows": len(raw), "features": {}}
+    for j, name in enumerate(FEATURE_NAMES):
+        column = features[:, j]
+        known = column[~np.isnan(column)]
+        edges = np.unique(np.quantile(known, QUANTILES)) if len(known) else np.array([])
+        result["features"][name] = {
+            "edges": edges.tolist(),  # exact: a rounded edge would move tied values
+            "shares": _shares(column, edges),
+        }
+    edges = np.array(SCORE_EDGES)
+    shares = _shares(_scores(model, features, attrs), edges)
+    result["score"] = {"edges": list(SCORE_EDGES), "shares": shares}
+    return result
+
+
+def drift_report(
+    model: LeadModel,
+    ref: dict[str, Any],
+    raw: RawBatch,
+    attrs: FloatArray | None,
+    threshold: float = DEFAULT_THRESHOLD,
+) -> dict[str, Any]:
+    """PSI of the live leads against the reference, per feature and for the score."""
+    features = transform(raw, model.encoding)
+    per_feature = {}
+    for j, name in enumerate(FEATURE_NAMES):
+        expected = ref["features"].get(name)
+        if expected is None:
+            continue
+        actual = _shares(features[:, j], np.array(expected["edges"], dtype=np.float64))
+        per_feature[name] = psi(expected["shares"], actual)
+    score_actual = _shares(_scores(model, features, attrs), np.array(ref["score"]["edges"]))
+    score_psi = psi(ref["score"]["shares"], score_actual)
+    drifted = sorted((n for n, v in per_feature.items() if v > threshold),
+                     key=lambda n: -per_feature[n])  # fmt: skip
+    return {
+        "rows": len(raw),
+        "reference_rows": ref["rows"],
+        "threshold": threshold,
+        "score_psi": score_psi,
+        "feature_psi": dict(sorted(per_feature.items(), key=lambda kv: -kv[1])),
+        "drifted_features": drifted,
+        "alert": score_psi > threshold or bool(drifted),
+    }
