@@ -50,6 +50,10 @@ class ServiceSettings(Settings):
     )
     write_batch_max: int = Field(default=500, ge=1)
     write_interval_ms: float = Field(default=20.0, ge=0)
+    global_models_team: str | None = Field(
+        default=None,
+        description="The team whose admins may change the global model over HTTP.",
+    )
     model_poll_seconds: float = Field(
         default=1.0, gt=0, le=60, description="How often each worker checks for a new champion."
     )

@@ -58,6 +58,8 @@ class _Connection(asyncio.Protocol):
 
     def send(self, data: bytes, replies: int) -> list[asyncio.Future[Any]]:
         """Write commands at once; one future per expected reply, in order."""
+        if self.failure is not None:
+            raise self.failure
         assert self.transport is not None
         deadline = time.monotonic() + self.timeout
         futures = [self.loop.create_future() for _ in range(replies)]
@@ -124,7 +126,8 @@ class RespClient:
         self.db = int(parts.path.lstrip("/") or 0)
         self.timeout = timeout_seconds
         self._connection: _Connection | None = None
-        self._connecting: asyncio.Task[_Connection] | None = None
+        self._connecting: asyncio.Future[_Connection] | None = None
+        self._closed = False
 
     async def execute(self, *args: Arg) -> Any:
         """One command's reply."""
@@ -134,20 +137,30 @@ class RespClient:
     async def execute_many(self, commands: list[tuple[Arg, ...]]) -> list[Any]:
         """Several commands in one write; every reply, or the first error."""
         futures = (await self._ready()).send(b"".join(pack(*c) for c in commands), len(commands))
-        return [await future for future in futures]
+        replies = await asyncio.gather(*futures, return_exceptions=True)
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise reply
+        return replies
 
     async def _ready(self) -> _Connection:
+        if self._closed:
+            raise RespError("client closed")
         connection = self._connection
         if connection is not None and connection.usable:
             return connection
         attempt = self._connecting
         if attempt is None:  # concurrent callers share one attempt
             attempt = self._connecting = asyncio.ensure_future(self._connect())
-        try:
-            return await asyncio.shield(attempt)
-        finally:
-            if attempt.done() and self._connecting is attempt:
-                self._connecting = None
+            attempt.add_done_callback(self._attempt_done)
+        return await asyncio.shield(attempt)
+
+    def _attempt_done(self, attempt: asyncio.Future[_Connection]) -> None:
+        """Forget a finished attempt, even when every caller that waited was cancelled."""
+        if self._connecting is attempt:
+            self._connecting = None
+        if not attempt.cancelled():
+            attempt.exception()  # retrieved: its callers got it, or nobody was left to
 
     async def _connect(self) -> _Connection:
         loop = asyncio.get_running_loop()
@@ -176,7 +189,8 @@ class RespClient:
         return connection
 
     async def close(self) -> None:
-        """Close the connection; commands in flight fail."""
+        """Close the connection; commands in flight fail, later ones too."""
+        self._closed = True
         if self._connecting is not None:
             self._connecting.cancel()
             with contextlib.suppress(asyncio.CancelledError, RespError):

@@ -52,6 +52,7 @@ def _env(deployment: Deployment, **extra: str) -> dict[str, str]:
         "LEADSCORE_MODEL_DIR": str(settings.model_dir),
         "LEADSCORE_DATABASE_URL": settings.resolved_database_url,
         "LEADSCORE_JWT_SECRET": SECRET,
+        "LEADSCORE_GLOBAL_MODELS_TEAM": "acme",
     }
     env.pop("LEADSCORE_REDIS_URL", None)
     if settings.redis_url:
@@ -310,6 +311,9 @@ def test_promotion_and_rollback_reach_both_workers_and_the_cache(
     assert aliases[registered] == ["challenger"]
     promote = f"{two_workers}/api/v1/ml/models/{registered}/promote"
     assert httpx.post(promote, json={}, headers=agent).status_code == 403
+    other_team = {"X-API-Key": shared.keys["globex-admin"]}
+    forbidden = httpx.post(promote, json={"force": True}, headers=other_team)
+    assert forbidden.status_code == 403  # the global model is the operating team's to change
     refused = httpx.post(promote, json={}, headers=admin)
     assert refused.status_code == 409, refused.text  # no gate evaluation: refused unless forced
     forced = httpx.post(promote, json={"force": True, "reason": "tests"}, headers=admin)

@@ -110,6 +110,7 @@ def test_a_list_with_an_unknown_lead_is_refused_whole(
         ({"sale_price": 500000}, "body"),  # a price belongs to a closed deal
         ({"occurred_at": (datetime.now(UTC) + timedelta(days=2)).isoformat()}, "body"),
         ({"lead_id": "bad id!"}, "lead_id"),
+        ({"occurred_at": "0001-01-01T00:00:00+01:00"}, "body"),  # before any lead of ours
         ({"extra": 1}, "extra"),
     ],
 )

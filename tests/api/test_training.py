@@ -80,6 +80,17 @@ def test_a_team_model_trains_on_its_outcomes_and_waits_as_challenger(
         f"/api/v1/ml/models/{challenger['version']}/promote", json={}, headers=admin
     )
     assert promote.status_code == (200 if gate["passed"] else 409), (gate, promote.text)
+    if not gate["passed"]:
+        forced = client.post(f"/api/v1/ml/models/{challenger['version']}/promote",
+                             json={"force": True, "reason": "tests"}, headers=admin)  # fmt: skip
+        assert forced.status_code == 200, forced.text
+    global_version = client.get("/api/v1/ml/model/status", headers=as_role("acme-viewer")).json()
+    back = client.post("/api/v1/ml/models/rollback", json={"team": True}, headers=admin)
+    assert back.status_code == 200, back.text
+    assert back.json()["detail"] == {"fallback": "global"}  # its first own model: back to global
+    assert back.json()["to_version"] == global_version["version"]
+    again = client.post("/api/v1/ml/models/rollback", json={"team": True}, headers=admin)
+    assert again.status_code == 409
     # Other teams never see this team's model.
     others = client.get("/api/v1/ml/models", headers=as_role("acme-admin")).json()
     assert challenger["version"] not in {m["version"] for m in others}

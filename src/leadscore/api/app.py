@@ -147,7 +147,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             hub=hub,
             registry=registry,
             watcher=watcher,
-            model_admin=ModelAdmin(registry, watcher, events),
+            model_admin=ModelAdmin(registry, watcher, events, settings.global_models_team),
             training=training,
             drift=DriftService(
                 sessions, writer, models, events, settings.drift_window, settings.drift_threshold

@@ -451,7 +451,9 @@ class LiveHub:
                     connection.last_heartbeat_at = datetime.now(UTC)
                     connection.offer(self._reply(EventType.PING, {}))
 
-    async def _announce_if_changed(self) -> None:
+    async def _announce_if_changed(
+        self, prospective: tuple[Connection, set[str]] | None = None
+    ) -> None:
         """Tell every worker what this worker's clients listen to, before replying to them.
 
         A client whose subscription is confirmed therefore receives events scored on any
@@ -462,6 +464,9 @@ class LiveHub:
             for c in self._connections.values():
                 if c.state is ConnectionState.OPEN and c.subscription.events:
                     listening.setdefault(c.principal.team_id, set()).update(c.subscription.events)
+            if prospective is not None:  # a subscription about to apply
+                connection, wanted = prospective
+                listening.setdefault(connection.principal.team_id, set()).update(wanted)
             frozen = {team: frozenset(types) for team, types in listening.items()}
             if frozen != self._listening:
                 self._listening = frozen
@@ -515,8 +520,10 @@ class LiveHub:
                       f"choose from {sorted(SUBSCRIBABLE)}"}],
                 )  # fmt: skip
                 return
+            # Every worker hears of the subscription first; then it applies and the reply is
+            # queued with no await between, so no event can precede `subscription_updated`.
+            await self._announce_if_changed(prospective=(connection, wanted))
             self.subscribe_to_events(connection, wanted, message.filters)
-            await self._announce_if_changed()
             connection.offer(self._reply(EventType.SUBSCRIPTION_UPDATED,
                                          reply | connection.subscription.describe()))  # fmt: skip
         else:

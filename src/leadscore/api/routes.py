@@ -231,9 +231,7 @@ async def rollback_model(
     request: RollbackRequest, services: ServicesDep, principal: AdminDep
 ) -> dict[str, Any]:
     """Admins: serve the previous champion again, on every worker within seconds."""
-    return await services.model_admin.rollback(
-        principal.team_id, team_scope=request.team, actor=f"key {principal.key_id}"
-    )
+    return await services.model_admin.rollback(principal, team_scope=request.team)
 
 
 @models.post("/train", status_code=202, response_model=TrainStarted, openapi_extra=SECURED)
@@ -261,6 +259,5 @@ async def promote_model(
 ) -> dict[str, Any]:
     """Admins: make a version champion (after its gate passed, or forced and recorded)."""
     return await services.model_admin.promote(
-        principal.team_id, version, actor=f"key {principal.key_id}", force=request.force,
-        reason=request.reason,
-    )  # fmt: skip
+        principal, version, force=request.force, reason=request.reason
+    )

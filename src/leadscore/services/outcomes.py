@@ -18,6 +18,7 @@ from leadscore.store import repositories as repo
 
 MAX_OUTCOMES: Final = 1000
 CLOCK_SKEW: Final = timedelta(minutes=5)
+EARLIEST: Final = datetime(2000, 1, 1, tzinfo=UTC)
 #: A deal that closed cannot also be lost, nor the reverse.
 EXCLUSIVE: Final = {"closed": "lost", "lost": "closed"}
 
@@ -48,6 +49,10 @@ class OutcomeIn(BaseModel):
         latest = datetime.now(UTC) + CLOCK_SKEW
         if self.occurred_at > latest or (self.closed_at and self.closed_at > latest):
             raise ValueError("an outcome cannot be in the future")
+        if self.occurred_at < EARLIEST or (self.closed_at and self.closed_at < EARLIEST):
+            raise ValueError(f"an outcome before {EARLIEST:%Y-%m-%d} is not a lead of this system")
+        if self.closed_at and self.closed_at < self.occurred_at - timedelta(days=366):
+            raise ValueError("closed_at is more than a year before occurred_at")
         return self
 
 

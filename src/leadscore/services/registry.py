@@ -21,9 +21,10 @@ from leadscore.engine.model import LeadModel
 from leadscore.engine.scorer import Scorer
 from leadscore.errors import LeadScoreError, ModelArtifactError
 from leadscore.services import events
+from leadscore.services.auth import ForbiddenError
 from leadscore.services.events import EventPublisher
 from leadscore.services.models import LiveModel, ModelHolder
-from leadscore.services.scoring import NotFoundError
+from leadscore.services.scoring import NotFoundError, Principal
 from leadscore.store import repositories as repo
 from leadscore.store.tables import ModelChangeRow, ModelVersionRow
 
@@ -251,13 +252,19 @@ class Registry:
                         continue
                     target = change.from_version
                     break
-            if current is None or target is None:
+            if current is None or (target is None and scope == GLOBAL):
                 raise PromotionRefusedError(f"no earlier champion to return to ({scope})")
             now = datetime.now(UTC)
-            await repo.set_alias(session, scope, CHAMPION, target, now)
+            detail: dict[str, Any] = {}
+            if target is None:  # the team's first own champion: back to the global model
+                await repo.drop_alias(session, scope, CHAMPION)
+                target = aliases[(GLOBAL, CHAMPION)]
+                detail = {"fallback": "global"}
+            else:
+                await repo.set_alias(session, scope, CHAMPION, target, now)
             change = ModelChangeRow(
                 scope=scope, action="rollback", from_version=current, to_version=target,
-                forced=False, detail={}, actor=actor, at=now,
+                forced=False, detail=detail, actor=actor, at=now,
             )  # fmt: skip
             await repo.add_model_change(session, change)
         return _change(change)
@@ -312,13 +319,19 @@ class ModelWatcher:
         loaded: dict[str, LiveModel] = {}
         for scope, version in champions.items():
             current = self.holder.by_scope(scope)
-            loaded[scope] = (
-                current
-                if current is not None and current.version == version
-                else await self.registry.load(version)
-            )
+            if current is not None and current.version == version:
+                loaded[scope] = current
+                continue
+            try:
+                loaded[scope] = await self.registry.load(version)
+            except Exception:  # one broken artifact must not stop the other scopes' swaps
+                log.exception("cannot load champion %s of %s; serving what we have", version, scope)
+                if current is not None:
+                    loaded[scope] = current
         if GLOBAL not in loaded:
             return False  # a registry without a global champion is being set up
+        if {s: m.version for s, m in loaded.items()} == serving:
+            return False
         teams = {int(scope): live for scope, live in loaded.items() if scope != GLOBAL}
         self.holder.install(loaded[GLOBAL], teams)
         self.publisher.emit(
@@ -335,8 +348,10 @@ class ModelWatcher:
             await asyncio.sleep(self.interval)
             try:
                 await self.refresh()
-            except (SQLAlchemyError, OSError, ModelArtifactError) as exc:
+            except SQLAlchemyError as exc:
                 log.warning("model registry check failed (serving what we have): %s", exc)
+            except Exception:  # the watcher must outlive any one bad check
+                log.exception("model registry check failed (serving what we have)")
 
     async def close(self) -> None:
         """Stop watching."""
@@ -347,18 +362,31 @@ class ModelWatcher:
 
 
 class ModelAdmin:
-    """What an admin may do with the models: their team's and the global ones."""
+    """What an admin may do with the models: their team's, and the global ones only when
+    their team runs the deployment (`LEADSCORE_GLOBAL_MODELS_TEAM`; else the command line)."""
 
     def __init__(
-        self, registry: Registry, watcher: ModelWatcher, publisher: EventPublisher
+        self,
+        registry: Registry,
+        watcher: ModelWatcher,
+        publisher: EventPublisher,
+        global_models_team: str | None = None,
     ) -> None:
         self.registry = registry
         self.watcher = watcher
         self.publisher = publisher
+        self.global_models_team = global_models_team
 
     @staticmethod
     def _visible(team_id: int, described: dict[str, Any]) -> bool:
         return described["team_id"] in (None, team_id)
+
+    def _may_change(self, principal: Principal, team_id: int | None) -> None:
+        if team_id is None and principal.team_name != self.global_models_team:
+            raise ForbiddenError(
+                "the global model serves every team: only the admins of the team named in "
+                "LEADSCORE_GLOBAL_MODELS_TEAM (or the `leadscore models` command) change it"
+            )
 
     async def list(self, team_id: int) -> list[dict[str, Any]]:
         """The global versions and the team's own."""
@@ -372,18 +400,26 @@ class ModelAdmin:
         return described
 
     async def promote(
-        self, team_id: int, version: str, *, actor: str, force: bool, reason: str | None
+        self, principal: Principal, version: str, *, force: bool, reason: str | None
     ) -> dict[str, Any]:
         """Promote, announce it, and serve it on this worker at once (others within seconds)."""
-        await self.show(team_id, version)
+        described = await self.show(principal.team_id, version)
+        self._may_change(principal, described["team_id"])
+        try:
+            await self.registry.load(version)  # never make champion what cannot serve
+        except ModelArtifactError as exc:
+            raise PromotionRefusedError(f"{version} cannot be loaded: {exc}") from exc
         detail = None if not force else {"forced": True, "reason": reason}
+        actor = f"key {principal.key_id}"
         change = await self.registry.promote(version, actor=actor, force=force, detail=detail)
         await self._announce("promoted", change)
         return change
 
-    async def rollback(self, team_id: int, *, team_scope: bool, actor: str) -> dict[str, Any]:
+    async def rollback(self, principal: Principal, *, team_scope: bool) -> dict[str, Any]:
         """Return the global (or the team's) champion to the previous one."""
-        change = await self.registry.rollback(team_id if team_scope else None, actor=actor)
+        team_id = principal.team_id if team_scope else None
+        self._may_change(principal, team_id)
+        change = await self.registry.rollback(team_id, actor=f"key {principal.key_id}")
         await self._announce("rolled_back", change)
         return change
 

@@ -149,18 +149,21 @@ async def save_scores(session: AsyncSession, records: Sequence[ScoreRecord]) -> 
         ],
     )
     latest: dict[tuple[int, str], ScoreRecord] = {}
+    first: dict[tuple[int, str], ScoreRecord] = {}
     for record in records:
         latest[(record.team_id, record.lead_id)] = record
+        first.setdefault((record.team_id, record.lead_id), record)
     rows = [
         {
             "team_id": r.team_id,
             "lead_id": r.lead_id,
             "data": r.lead_data,
-            "first_data": r.lead_data,
-            "first_seen_at": r.scored_at,
+            # A new lead's first data is its first score's, even when a batch holds two.
+            "first_data": first[key].lead_data,
+            "first_seen_at": first[key].scored_at,
             "updated_at": r.scored_at,
         }
-        for r in latest.values()
+        for key, r in latest.items()
     ]
     upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     statement = upsert(LeadRow)
