@@ -230,6 +230,7 @@ def test_a_score_on_one_worker_reaches_clients_on_the_other(
     url = two_workers.replace("http://", "ws://") + "/api/v1/ml/ws/live-scores"
     with contextlib.ExitStack() as stack:
         clients = []
+        on_worker: list[str] = []
         workers: set[str] = set()
         while len(workers) < 2 or len(clients) < 4:  # the kernel picks the accepting worker
             assert len(clients) < 60, "every connection landed on one worker"
@@ -240,6 +241,7 @@ def test_a_score_on_one_worker_reaches_clients_on_the_other(
             ws.send(json.dumps({"type": "subscribe", "events": ["lead_scored"]}))
             assert json.loads(ws.recv(timeout=5))["event_type"] == "subscription_updated"
             clients.append(ws)
+            on_worker.append(hello["data"]["worker"])
             time.sleep(0.05)
         admin = {"X-API-Key": shared.keys["acme-admin"]}
         deadline = time.monotonic() + 10
@@ -256,10 +258,14 @@ def test_a_score_on_one_worker_reaches_clients_on_the_other(
                 f"{two_workers}/api/v1/ml/score", json=body, headers=headers
             ).status_code == 200  # fmt: skip
             lead_ids.append(f"cross_{i}")
-        for ws in clients:
+        for ws, worker in zip(clients, on_worker, strict=True):
             seen: list[str] = []
             while len(seen) < len(lead_ids):
-                message = json.loads(ws.recv(timeout=5))
+                try:
+                    message = json.loads(ws.recv(timeout=5))
+                except TimeoutError:
+                    state = httpx.get(f"{two_workers}/api/v1/ml/ws/metrics", headers=admin).json()
+                    pytest.fail(f"client on {worker} saw only {seen}; hub metrics: {state}")
                 if message["event_type"] != "ping":  # a heartbeat may come in between
                     seen.append(message["data"]["lead_id"])
             # Clients sit on both workers, so half of them saw scores made by the other one.
