@@ -309,6 +309,7 @@ class ModelWatcher:
         self.worker = worker
         self.interval = interval_seconds
         self._task: asyncio.Task[None] | None = None
+        self._broken: set[str] = set()
 
     async def refresh(self) -> bool:
         """Load changed champions and swap them in together; True when something changed."""
@@ -322,10 +323,15 @@ class ModelWatcher:
             if current is not None and current.version == version:
                 loaded[scope] = current
                 continue
+            if version in self._broken:
+                if current is not None:
+                    loaded[scope] = current
+                continue
             try:
                 loaded[scope] = await self.registry.load(version)
             except Exception:  # one broken artifact must not stop the other scopes' swaps
                 log.exception("cannot load champion %s of %s; serving what we have", version, scope)
+                self._broken.add(version)  # said once, not every second
                 if current is not None:
                     loaded[scope] = current
         if GLOBAL not in loaded:

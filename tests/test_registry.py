@@ -1,0 +1,73 @@
+"""Registry and watcher on a real SQLite database: a broken champion never stops serving."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from leadscore.bus import MemoryBus
+from leadscore.engine.model import LeadModel
+from leadscore.services.events import EventPublisher
+from leadscore.services.models import ModelHolder
+from leadscore.services.registry import CHAMPION, GLOBAL, ModelWatcher, Registry
+from leadscore.store import repositories as repo
+from leadscore.store.db import create_engine, session_factory
+from leadscore.store.migrate import upgrade
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> str:
+    """A migrated SQLite file (migrations run their own event loop: outside any test's)."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+async def sessions(database: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = create_engine(database)
+    yield session_factory(engine)
+    await engine.dispose()
+
+
+async def test_a_champion_that_cannot_load_leaves_the_serving_model_in_place(
+    sessions: async_sessionmaker[AsyncSession], model_dir: Path, tmp_path: Path
+) -> None:
+    registry = Registry(sessions, tmp_path / "artifacts")
+    model = LeadModel.load(model_dir)
+    await registry.register(model, model_dir, trained_by="tests")
+    await registry.ensure_champion(model.version, actor="tests")
+    holder = ModelHolder(await registry.load(model.version))
+    watcher = ModelWatcher(registry, holder, EventPublisher(MemoryBus()), "w1")
+    assert await watcher.refresh() is False  # already serving the champion
+    now = datetime.now(UTC)
+    async with sessions() as session, session.begin():
+        await repo.register_model(session, "broken0000000000", "/nowhere", {}, now,
+                                  artifact=b"not a tar.gz")  # fmt: skip
+        await repo.set_alias(session, GLOBAL, CHAMPION, "broken0000000000", now)
+    assert await watcher.refresh() is False
+    assert holder.current.version == model.version  # still serving, no exception
+    assert "broken0000000000" in watcher._broken
+
+
+async def test_rollback_walks_back_through_promotions(
+    sessions: async_sessionmaker[AsyncSession], model_dir: Path, other_model_dir: Path,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    registry = Registry(sessions, tmp_path / "artifacts")
+    first, second = LeadModel.load(model_dir), LeadModel.load(other_model_dir)
+    await registry.register(first, model_dir, trained_by="tests")
+    await registry.ensure_champion(first.version, actor="tests")
+    await registry.register(second, other_model_dir, trained_by="tests", as_challenger=True)
+    change = await registry.promote(second.version, actor="tests", force=True)
+    assert (change["from_version"], change["to_version"]) == (first.version, second.version)
+    assert (await registry.champions())[GLOBAL] == second.version
+    back = await registry.rollback(None, actor="tests")
+    assert back["to_version"] == first.version
+    assert (await registry.champions())[GLOBAL] == first.version
+    listed = {m["version"]: m["aliases"] for m in await registry.list()}
+    assert listed[first.version] == ["champion"]
