@@ -49,6 +49,12 @@ def test_a_team_model_trains_on_its_outcomes_and_waits_as_challenger(
             outcomes.append({"lead_id": row["lead_id"], "outcome": "lost", "occurred_at": now})
     posted = client.post("/api/v1/ml/outcomes", json=outcomes, headers=agent)
     assert posted.status_code == 200, posted.text
+    status = client.get("/api/v1/ml/model/status", headers=as_role("globex-viewer")).json()
+    quality = status["live_quality"]["versions"][status["version"]]
+    assert quality["n"] == len(outcomes)  # every scored lead now has its outcome
+    assert 0.6 < quality["auc"] <= 1.0  # the scores did rank the converts first
+    assert 0.0 < quality["brier"] < 0.25
+    assert sum(b["n"] for b in quality["reliability"]) == len(outcomes)
     assert client.post("/api/v1/ml/models/train", json={}, headers=agent).status_code == 403
     with open_ws(server, admin) as ws:
         receive(ws)

@@ -44,7 +44,7 @@ from leadscore.errors import RateLimitedError
 from leadscore.services.auth import AuthenticationError
 from leadscore.services.health import health
 from leadscore.services.outcomes import MAX_OUTCOMES, parse_outcomes
-from leadscore.services.status import model_status
+from leadscore.services.status import team_model_status
 
 JSON = "application/json"
 LeadIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,100}$", max_length=100)]
@@ -145,7 +145,9 @@ async def get_health(services: ServicesDep) -> JSONResponse:
 async def get_model_status(services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
     """Version, card metrics, thresholds and live traffic figures."""
     live = services.models.for_team(principal.team_id)
-    return model_status(live, services.metrics, services.writer)
+    return await team_model_status(
+        live, services.metrics, services.writer, services.sessions, principal.team_id
+    )
 
 
 @ml.get("/model/drift", openapi_extra=SECURED)

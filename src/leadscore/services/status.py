@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, Final
 
+import numpy as np
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from leadscore.engine.metrics import reliability, summary
 from leadscore.services.metrics import Metrics
 from leadscore.services.models import LiveModel
 from leadscore.services.writer import ScoreWriter
+from leadscore.store import repositories as repo
+
+QUALITY_WINDOW: Final = 5_000
+MIN_QUALITY_LEADS: Final = 30
 
 
 def model_status(live: LiveModel, metrics: Metrics, writer: ScoreWriter) -> dict[str, Any]:
@@ -32,3 +40,38 @@ def model_status(live: LiveModel, metrics: Metrics, writer: ScoreWriter) -> dict
             "durable": writer.durable,
         },
     }
+
+
+async def live_quality(
+    sessions: async_sessionmaker[AsyncSession], team_id: int, window: int = QUALITY_WINDOW
+) -> dict[str, Any]:
+    """How each version's scores held up against the outcomes that have arrived since:
+    AUC, Brier and reliability bins over the team's latest scored leads with outcomes."""
+    async with sessions() as session:
+        rows = await repo.scored_outcomes(session, team_id, window)
+    by_version: dict[str, tuple[list[float], list[float]]] = {}
+    for version, score, converted in rows:
+        labels, probs = by_version.setdefault(version, ([], []))
+        labels.append(1.0 if converted else 0.0)
+        probs.append(score / 100.0)
+    report: dict[str, Any] = {}
+    for version, (labels, probs) in by_version.items():
+        y, p = np.array(labels), np.array(probs)
+        if len(y) < MIN_QUALITY_LEADS or y.min() == y.max():
+            report[version] = {"n": len(y), "detail": "too few outcomes of both kinds yet"}
+            continue
+        report[version] = {"n": len(y), **summary(y, p), "reliability": reliability(y, p)}
+    return {"window": window, "versions": report}
+
+
+async def team_model_status(
+    live: LiveModel,
+    metrics: Metrics,
+    writer: ScoreWriter,
+    sessions: async_sessionmaker[AsyncSession],
+    team_id: int,
+) -> dict[str, Any]:
+    """The serving model's status for a team, with its live quality as outcomes arrive."""
+    await writer.barrier()
+    quality = await live_quality(sessions, team_id)
+    return model_status(live, metrics, writer) | {"live_quality": quality}

@@ -422,3 +422,29 @@ async def recent_leads(
         .limit(limit)
     )
     return [(data, updated_at) for data, updated_at in result.all()]
+
+
+async def scored_outcomes(
+    session: AsyncSession, team_id: int, limit: int
+) -> list[tuple[str, float, bool]]:
+    """The team's latest scores of leads with a known conversion: (version, score, converted).
+
+    Converted = a `converted` or `closed` outcome; not converted = only `lost`.
+    """
+    converted = (
+        select(OutcomeRow.lead_id).where(
+            OutcomeRow.team_id == team_id, OutcomeRow.outcome.in_(("converted", "closed"))
+        )
+    ).subquery()
+    labelled = (
+        select(OutcomeRow.lead_id).where(OutcomeRow.team_id == team_id).distinct()
+    ).subquery()
+    result = await session.execute(
+        select(ScoreRow.model_version, ScoreRow.ml_score, converted.c.lead_id.is_not(None))
+        .join(labelled, labelled.c.lead_id == ScoreRow.lead_id)
+        .outerjoin(converted, converted.c.lead_id == ScoreRow.lead_id)
+        .where(ScoreRow.team_id == team_id)
+        .order_by(ScoreRow.scored_at.desc(), ScoreRow.id.desc())
+        .limit(limit)
+    )
+    return [(version, score, bool(hit)) for version, score, hit in result.all()]
