@@ -60,7 +60,7 @@ async def live_quality(
         if len(y) < MIN_QUALITY_LEADS or y.min() == y.max():
             report[version] = {"n": len(y), "detail": "too few outcomes of both kinds yet"}
             continue
-        report[version] = {"n": len(y), **summary(y, p), "reliability": reliability(y, p)}
+        report[version] = {**summary(y, p), "n": len(y), "reliability": reliability(y, p)}
     return {"window": window, "versions": report}
 
 
