@@ -54,6 +54,9 @@ class ServiceSettings(Settings):
         default=None,
         description="The team whose admins may change the global model over HTTP.",
     )
+    retrain_interval_hours: float | None = Field(
+        default=None, gt=0, description="Retrain every team with enough outcomes this often."
+    )
     model_poll_seconds: float = Field(
         default=1.0, gt=0, le=60, description="How often each worker checks for a new champion."
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +15,7 @@ from leadscore.engine.io import frame_to_leads
 from leadscore.engine.synthetic import generate
 from leadscore.services.training import MIN_TEAM_LEADS
 
-from .conftest import ServerThread
+from .conftest import Deployment, ServerThread
 from .test_live import open_ws, receive, subscribe, wait_for
 
 Headers = Callable[[str], dict[str, str]]
@@ -100,3 +101,28 @@ def test_a_team_model_trains_on_its_outcomes_and_waits_as_challenger(
     # Other teams never see this team's model.
     others = client.get("/api/v1/ml/models", headers=as_role("acme-admin")).json()
     assert challenger["version"] not in {m["version"] for m in others}
+
+
+def test_the_schedule_retrains_teams_with_enough_outcomes(
+    deployment: Deployment, as_role: Headers
+) -> None:
+    """Runs after the test above: globex has its outcomes; acme has none."""
+    admin = as_role("globex-admin")
+    scheduled = deployment.start(retrain_interval_hours=0.0005)  # every 1.8 s
+    try:
+        with httpx.Client(base_url=scheduled.url, timeout=30) as http:
+            before = {m["version"] for m in http.get("/api/v1/ml/models", headers=admin).json()}
+            deadline = time.monotonic() + 120
+            while True:
+                models = http.get("/api/v1/ml/models", headers=admin).json()
+                new = [m for m in models if m["version"] not in before]
+                if new:
+                    break
+                assert time.monotonic() < deadline, "the schedule never retrained globex"
+                time.sleep(0.5)
+            assert new[0]["trained_by"] == "schedule"
+            assert new[0]["team_id"] is not None
+            acme = http.get("/api/v1/ml/models", headers=as_role("acme-admin")).json()
+            assert all(m["team_id"] is None for m in acme)  # no outcomes: no team model
+    finally:
+        scheduled.stop()

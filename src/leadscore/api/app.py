@@ -47,7 +47,7 @@ from leadscore.services.models import LiveModel, ModelHolder
 from leadscore.services.outcomes import OutcomeIn, OutcomeService
 from leadscore.services.registry import ModelAdmin, ModelWatcher, Registry
 from leadscore.services.scoring import ScoringService, persist_scores, validation_detail
-from leadscore.services.training import RetrainService
+from leadscore.services.training import RetrainSchedule, RetrainService
 from leadscore.services.writer import ScoreWriter
 from leadscore.store.db import create_engine, session_factory
 
@@ -156,6 +156,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not await watcher.refresh():  # serve the registry's champions from the start
             events.emit(model_status_event("loaded", live.version, {"worker": hub.worker}))
         watcher.start()
+        schedule = (
+            RetrainSchedule(training, settings.retrain_interval_hours * 3600.0)
+            if settings.retrain_interval_hours
+            else None
+        )
+        if schedule is not None:
+            schedule.start()
         # Everything built so far lives as long as the worker: keep it out of the cyclic GC's
         # scans, whose full passes over the model and libraries otherwise cost tens of ms.
         gc.collect()
@@ -169,6 +176,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         try:
             yield
         finally:
+            if schedule is not None:
+                await schedule.close()
             await training.close()
             await watcher.close()
             await hub.close()

@@ -4,6 +4,7 @@ the promotion gate, and registration as the team's challenger."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import Sequence
@@ -210,3 +211,47 @@ class RetrainService:
             result["promoted"] = True
             self._announce("promoted", model.version, detail)
         return result
+
+
+class RetrainSchedule:
+    """Retrains every team with enough outcomes every `interval` (off unless configured).
+
+    Every worker runs the schedule; the training lease lets one of them run each team's job.
+    """
+
+    def __init__(self, service: RetrainService, interval_seconds: float) -> None:
+        self.service = service
+        self.interval = interval_seconds
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Run in the background."""
+        self._task = asyncio.create_task(self._run(), name="retrain-schedule")
+
+    async def run_once(self) -> list[str]:
+        """Start a job for each eligible team not already training; the jobs' ids."""
+        async with self.service.registry.sessions() as session:
+            teams = await repo.teams_with_outcomes(session, MIN_TEAM_LEADS)
+        jobs = []
+        for team_id in teams:
+            try:
+                job, _ = await self.service.start(team_id, actor="schedule", promote=False)
+            except TrainingBusyError:
+                continue  # another worker (or an admin) is training this team now
+            jobs.append(job)
+        return jobs
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.run_once()
+            except Exception:  # the schedule must outlive one failed round
+                log.exception("scheduled retraining round failed")
+
+    async def close(self) -> None:
+        """Stop the schedule (running jobs are stopped by the service)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

@@ -448,3 +448,13 @@ async def scored_outcomes(
         .limit(limit)
     )
     return [(version, score, bool(hit)) for version, score, hit in result.all()]
+
+
+async def teams_with_outcomes(session: AsyncSession, at_least: int) -> list[int]:
+    """Teams with at least this many leads with outcomes (candidates for their own model)."""
+    result = await session.execute(
+        select(OutcomeRow.team_id)
+        .group_by(OutcomeRow.team_id)
+        .having(func.count(func.distinct(OutcomeRow.lead_id)) >= at_least)
+    )
+    return list(result.scalars())
