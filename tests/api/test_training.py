@@ -126,3 +126,27 @@ def test_the_schedule_retrains_teams_with_enough_outcomes(
             assert all(m["team_id"] is None for m in acme)  # no outcomes: no team model
     finally:
         scheduled.stop()
+
+
+def test_recalibration_keeps_the_trees_and_waits_as_challenger(
+    client: httpx.Client, as_role: Headers
+) -> None:
+    """Runs after the tests above: globex has 600 leads with outcomes."""
+    admin = as_role("globex-admin")
+    serving = client.get("/api/v1/ml/model/status", headers=as_role("globex-viewer")).json()
+    response = client.post("/api/v1/ml/models/recalibrate", headers=admin)
+    assert response.status_code == 200, response.text
+    result = response.json()
+    assert result["parent_version"] == serving["version"]
+    assert result["version"] != serving["version"]  # new calibration: a new artifact
+    detail = client.get(f"/api/v1/ml/models/{result['version']}", headers=admin).json()
+    assert detail["card"]["recalibrated"]["from_version"] == serving["version"]
+    assert "conversion" in detail["card"]["recalibrated"]["heads"]
+    assert detail["aliases"] == [f"challenger@team:{result['team_id']}"]
+    assert detail["trained_by"].endswith("(recalibration)")
+    assert result["gate"]["n"] >= 50
+    # Same trees: the challenger ranks the hold-out exactly as the champion does.
+    gate = result["gate"]
+    assert abs(gate["challenger"]["auc"] - gate["champion"]["auc"]) < 0.02
+    nobody = client.post("/api/v1/ml/models/recalibrate", headers=as_role("acme-admin"))
+    assert nobody.status_code == 422  # acme has no outcomes

@@ -37,6 +37,7 @@ from leadscore.api.schemas import (
     TokenRequest,
     TokenResponse,
     TrainRequest,
+    TrainResult,
     TrainStarted,
 )
 from leadscore.engine.schema import Lead
@@ -245,6 +246,13 @@ async def train_model(
         principal.team_id, actor=f"key {principal.key_id}", promote=request.promote
     )
     return {"job": job, "team_id": principal.team_id, "status": "started"}
+
+
+@models.post("/recalibrate", response_model=TrainResult, openapi_extra=SECURED)
+async def recalibrate_model(services: ServicesDep, principal: AdminDep) -> dict[str, Any]:
+    """Admins: the serving model with its calibration refitted on the team's outcomes (same
+    trees), gated and registered as the team's challenger; takes seconds."""
+    return await services.training.recalibrate(principal.team_id, actor=f"key {principal.key_id}")
 
 
 @models.get("/{version}", response_model=ModelDetail, openapi_extra=SECURED)

@@ -286,3 +286,16 @@ class TrainStarted(BaseModel):
     job: str
     team_id: int
     status: Literal["started"]
+
+
+class TrainResult(BaseModel):
+    """A new challenger: its version, what it came from, its metrics and its gate report."""
+
+    job: str
+    team_id: int
+    version: str
+    parent_version: str
+    leads: int
+    metrics: dict[str, Any]
+    gate: dict[str, Any]
+    promoted: bool

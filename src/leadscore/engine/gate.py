@@ -1,14 +1,18 @@
 """The promotion gate: a challenger replaces the champion only if it is not worse, measured on
-the newest leads with a paired bootstrap, so a lucky hold-out cannot promote a worse model."""
+the newest leads with a paired bootstrap, so a lucky hold-out cannot promote a worse model;
+and recalibration, the cheapest challenger when only base rates moved."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
 
-from leadscore.engine.metrics import auc, brier
+from leadscore.engine.features import transform
+from leadscore.engine.metrics import IsotonicCalibrator, auc, brier
 from leadscore.engine.model import LeadModel, TrainingInput
 from leadscore.engine.pipeline import evaluate_model
 
@@ -84,3 +88,36 @@ def promotion_gate(
         "brier_difference_ci": [float(brier_low), float(brier_high)],
         "config": asdict(config),
     }
+
+
+def recalibrate(model: LeadModel, data: TrainingInput) -> LeadModel:
+    """The same trees with each head's calibration refitted on recent outcomes.
+
+    When base rates shift (a slower market, a new lead source) the ranking can stay right while
+    the probabilities drift; refitting only the isotonic maps fixes them in seconds. Heads
+    without both outcomes among the rows keep their calibration.
+    """
+    features = transform(data.raw, model.encoding)
+    attrs = model.attributes.encode(data.attribute_values, len(data.raw))
+    x = model.matrix(features, attrs)
+    calibrators = dict(model.calibrators)
+    refitted = []
+    for head, booster in model.boosters.items():
+        y = data.outcomes.labels(head)
+        known = ~np.isnan(y)
+        if known.sum() < 2 or len(np.unique(y[known])) < 2:
+            continue
+        raw = np.asarray(booster.predict(x[known], raw_score=True), dtype=np.float64)
+        calibrators[head] = IsotonicCalibrator.fit(raw, y[known])
+        refitted.append(head)
+    card = copy.deepcopy(model.card)
+    card["recalibrated"] = {
+        "from_version": model.version,
+        "heads": refitted,
+        "rows": len(data.raw),
+        "at": datetime.now(UTC).isoformat(),
+    }
+    return LeadModel(
+        dict(model.boosters), calibrators, model.encoding, model.attributes,
+        model.model_features, card, model.num_threads,
+    )  # fmt: skip

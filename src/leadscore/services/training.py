@@ -16,7 +16,7 @@ import numpy as np
 import orjson
 import polars as pl
 
-from leadscore.engine.gate import GateConfig, promotion_gate, time_holdout
+from leadscore.engine.gate import GateConfig, promotion_gate, recalibrate, time_holdout
 from leadscore.engine.io import leads_to_frame
 from leadscore.engine.model import AttributeSpec, LeadModel, ModelConfig, TrainingInput, train
 from leadscore.engine.schema import Lead
@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 #: Below this many labelled leads a team keeps the global model (it cannot beat it reliably).
 MIN_TEAM_LEADS: Final = 500
+#: Refitting calibration only needs enough outcomes for a stable isotonic map and a hold-out.
+MIN_RECALIBRATION_LEADS: Final = 200
 DAYS_PER_MONTH: Final = 30.44
 TRAINING_LEASE: Final = timedelta(hours=1)
 
@@ -164,6 +166,41 @@ class RetrainService:
         finally:
             await self.registry.release(scope_of(team_id), job)
 
+    async def recalibrate(self, team_id: int, *, actor: str) -> dict[str, Any]:
+        """The team's serving model with calibration refitted on its outcomes, as challenger."""
+        job = uuid.uuid4().hex[:12]
+        scope = scope_of(team_id)
+        if not await self.registry.lease(scope, job, TRAINING_LEASE):
+            raise TrainingBusyError(f"a training job for team {team_id} is already running")
+        try:
+            champions = await self.registry.champions()
+            champion_version = champions.get(scope) or champions[GLOBAL]
+            async with self.registry.sessions() as session:
+                leads = await repo.training_leads(session, team_id)
+            frame = await asyncio.to_thread(training_frame, leads)
+            if frame.height < MIN_RECALIBRATION_LEADS:
+                raise TrainingDataError(
+                    f"team {team_id} has {frame.height} leads with outcomes; recalibration "
+                    f"needs {MIN_RECALIBRATION_LEADS}"
+                )
+            champion = (await self.registry.load(champion_version)).model
+            model = await asyncio.to_thread(_recalibrated, frame, champion, self.gate)
+            directory = await asyncio.to_thread(model.save, self.staging / job)
+            await self.registry.register(
+                model, directory, team_id=team_id, parent_version=champion_version,
+                trained_by=f"{actor} (recalibration)", as_challenger=True,
+            )  # fmt: skip
+        finally:
+            await self.registry.release(scope, job)
+        passed = model.card["gate"]["passed"]
+        detail = {"team_id": team_id, "job": job, "gate_passed": passed}
+        self._announce("challenger", model.version, detail)
+        return {
+            "job": job, "team_id": team_id, "version": model.version,
+            "parent_version": champion_version, "leads": frame.height,
+            "metrics": model.card["metrics"], "gate": model.card["gate"], "promoted": False,
+        }  # fmt: skip
+
     async def close(self) -> None:
         """Stop running jobs (their leases are released)."""
         for task in list(self._jobs):
@@ -211,6 +248,18 @@ class RetrainService:
             result["promoted"] = True
             self._announce("promoted", model.version, detail)
         return result
+
+
+def _recalibrated(frame: pl.DataFrame, champion: LeadModel, gate: GateConfig) -> LeadModel:
+    """Refit the champion's calibration on all but the newest leads, gate it on those."""
+    data = TrainingInput.from_frame(frame, champion.attributes)
+    holdout = time_holdout(data, gate.holdout_share)
+    order = np.argsort(data.created_us, kind="stable")
+    model = recalibrate(champion, data.take(order[: len(order) - len(holdout.created_us)]))
+    model.card["gate"] = promotion_gate(model, champion, holdout, gate) | {
+        "against": champion.version
+    }
+    return model
 
 
 class RetrainSchedule:
