@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import tarfile
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,9 +13,17 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leadscore.bus import MemoryBus
 from leadscore.engine.model import LeadModel
+from leadscore.errors import ModelArtifactError
 from leadscore.services.events import EventPublisher
 from leadscore.services.models import ModelHolder
-from leadscore.services.registry import CHAMPION, GLOBAL, ModelWatcher, Registry
+from leadscore.services.registry import (
+    CHAMPION,
+    GLOBAL,
+    ModelWatcher,
+    Registry,
+    pack_artifact,
+    unpack_artifact,
+)
 from leadscore.store import repositories as repo
 from leadscore.store.db import create_engine, session_factory
 from leadscore.store.migrate import upgrade
@@ -71,3 +81,24 @@ async def test_rollback_walks_back_through_promotions(
     assert (await registry.champions())[GLOBAL] == first.version
     listed = {m["version"]: m["aliases"] for m in await registry.list()}
     assert listed[first.version] == ["champion"]
+
+
+def test_artifacts_unpack_once_per_host_and_only_as_plain_files(tmp_path: Path) -> None:
+    source = tmp_path / "model"
+    source.mkdir()
+    (source / "card.json").write_text("{}")
+    (source / "conversion.lgb").write_text("trees")
+    data = pack_artifact(source)
+    target = tmp_path / "artifacts" / "v1"
+    assert unpack_artifact(data, target) == target
+    assert unpack_artifact(data, target) == target  # a second worker finds it unpacked
+    assert sorted(p.name for p in (tmp_path / "artifacts").iterdir()) == ["v1"]  # no leftovers
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        entry = tarfile.TarInfo("../escape.txt")
+        entry.size = 1
+        archive.addfile(entry, io.BytesIO(b"x"))
+    with pytest.raises(ModelArtifactError, match="unexpected entry"):
+        unpack_artifact(buffer.getvalue(), tmp_path / "artifacts" / "v2")
+    assert not (tmp_path / "escape.txt").exists()
+    assert sorted(p.name for p in (tmp_path / "artifacts").iterdir()) == ["v1"]

@@ -42,6 +42,9 @@ def uvicorn_options() -> dict[str, Any]:
         "proxy_headers": False,
         "ws": LiveWebSocketProtocol,
         "ws_per_message_deflate": False,
+        # A client that never lets go must not hold a shutdown forever: after this, open
+        # connections are cut and the lifespan still drains the score writer.
+        "timeout_graceful_shutdown": 20,
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -98,6 +99,7 @@ def two_workers(shared: Deployment) -> Iterator[str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # its own process group: the workers can be killed with it
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 90
@@ -113,7 +115,12 @@ def two_workers(shared: Deployment) -> Iterator[str]:
         time.sleep(0.2)
     yield url
     process.terminate()
-    process.communicate(timeout=30)
+    try:
+        _, errors = process.communicate(timeout=40)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)  # never leave workers behind for later tests
+        _, errors = process.communicate()
+        pytest.fail(f"the server did not shut down within 40 s: {errors[-2000:]}")
 
 
 def test_two_workers_share_scores_and_metrics(two_workers: str, shared: Deployment) -> None:

@@ -69,10 +69,12 @@ def unpack_artifact(data: bytes, directory: Path) -> Path:
                 source = archive.extractfile(member)
                 assert source is not None
                 (staging / member.name).write_bytes(source.read())
-        if directory.exists():
-            shutil.rmtree(staging)
-            return directory  # another worker unpacked the same version meanwhile
-        staging.rename(directory)
+        try:
+            staging.rename(directory)
+        except OSError:
+            if not (directory / "card.json").is_file():
+                raise
+            shutil.rmtree(staging)  # another worker unpacked the same version meanwhile
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
