@@ -30,14 +30,20 @@ IDLE_TIMEOUT_SECONDS = 1.5
 WAIT_SECONDS = 10.0  # generous: the machine may be busy with benchmarks
 
 
+def docs_block(section: str, language: str) -> str:
+    """The one code block of a docs section."""
+    text = DOCS.read_text(encoding="utf-8")
+    found = re.search(rf"^## {re.escape(section)}\n(.*?)(?=^## |\Z)", text, re.M | re.S)
+    assert found is not None, f"{DOCS} has no '## {section}' section"
+    blocks = re.findall(rf"^```{language}\n(.*?)^```", found.group(1), re.M | re.S)
+    assert len(blocks) == 1, f"'## {section}' should hold one {language} block"
+    block: str = blocks[0]
+    return block
+
+
 def browser_snippet() -> str:
     """The html block of the docs' Browser section, so a change to the docs is tested too."""
-    text = DOCS.read_text(encoding="utf-8")
-    section = re.search(r"^## Browser\n(.*?)(?=^## |\Z)", text, re.MULTILINE | re.DOTALL)
-    assert section is not None, f"{DOCS} has no '## Browser' section"
-    blocks = re.findall(r"^```html\n(.*?)^```", section.group(1), re.MULTILINE | re.DOTALL)
-    assert len(blocks) == 1, f"the Browser section should hold one html block, found {len(blocks)}"
-    snippet: str = blocks[0]
+    snippet = docs_block("Browser", "html")
     assert snippet.count(DOC_URL) == 1, f"the snippet should connect to {DOC_URL} once"
     assert snippet.count(DOC_TOKEN) == 1, f"the snippet should hold the placeholder {DOC_TOKEN}"
     return snippet
@@ -93,15 +99,11 @@ def browser(server: ServerThread) -> Iterator[Browser]:
 
 
 @pytest.fixture
-def http(server: ServerThread) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server.url, timeout=30) as client:
-        yield client
-
-
-@pytest.fixture
-def token(http: httpx.Client, deployment: Deployment) -> str:
+def token(client: httpx.Client, deployment: Deployment) -> str:
     """A real JWT for an agent, exchanged for the key as the snippet's comment says."""
-    response = http.post("/api/v1/auth/token", headers={"X-API-Key": deployment.keys["acme-agent"]})
+    response = client.post(
+        "/api/v1/auth/token", headers={"X-API-Key": deployment.keys["acme-agent"]}
+    )
     assert response.status_code == 200, response.text
     jwt: str = response.json()["access_token"]
     return jwt
@@ -128,8 +130,8 @@ def open_snippet(browser: Browser, server: ServerThread) -> Iterator[Callable[..
         page.close()
 
 
-def live_connections(http: httpx.Client, deployment: Deployment) -> list[dict[str, Any]]:
-    response = http.get(
+def live_connections(client: httpx.Client, deployment: Deployment) -> list[dict[str, Any]]:
+    response = client.get(
         "/api/v1/ml/ws/connections", headers={"X-API-Key": deployment.keys["acme-admin"]}
     )
     assert response.status_code == 200, response.text
@@ -138,12 +140,12 @@ def live_connections(http: httpx.Client, deployment: Deployment) -> list[dict[st
 
 
 def wait_for_subscription(
-    tab: Tab, http: httpx.Client, deployment: Deployment, known: set[str]
+    tab: Tab, client: httpx.Client, deployment: Deployment, known: set[str]
 ) -> dict[str, Any]:
     """The snippet's new connection once the server shows the documented subscription."""
     deadline = time.monotonic() + WAIT_SECONDS
     while time.monotonic() < deadline:
-        for connection in live_connections(http, deployment):
+        for connection in live_connections(client, deployment):
             if connection["id"] not in known and connection["subscriptions"]["events"]:
                 assert connection["subscriptions"] == {
                     "events": ["escalation", "lead_scored"],
@@ -154,9 +156,9 @@ def wait_for_subscription(
     raise AssertionError(f"the snippet never subscribed; the browser logged {tab.lines}")
 
 
-def score(http: httpx.Client, deployment: Deployment, name: str, changes: dict[str, Any]) -> Any:
+def score(client: httpx.Client, deployment: Deployment, name: str, changes: dict[str, Any]) -> Any:
     lead_id = f"browser_{name}_{uuid.uuid4().hex[:8]}"
-    response = http.post(
+    response = client.post(
         "/api/v1/ml/score",
         json=lead(lead_id, **changes),
         headers={"X-API-Key": deployment.keys["acme-agent"]},
@@ -177,13 +179,13 @@ def logged_score(tab: Tab, scored: dict[str, Any]) -> list[Any]:
 
 
 def test_snippet_logs_hot_leads_and_its_filter_drops_cold_ones(
-    open_snippet: Callable[..., Tab], token: str, http: httpx.Client, deployment: Deployment
+    open_snippet: Callable[..., Tab], token: str, client: httpx.Client, deployment: Deployment
 ) -> None:
-    known = {c["id"] for c in live_connections(http, deployment)}
+    known = {c["id"] for c in live_connections(client, deployment)}
     tab = open_snippet(token)
-    wait_for_subscription(tab, http, deployment, known)
-    cold = score(http, deployment, "cold", COLD)
-    hot = score(http, deployment, "hot", HOT)
+    wait_for_subscription(tab, client, deployment, known)
+    cold = score(client, deployment, "cold", COLD)
+    hot = score(client, deployment, "hot", HOT)
     assert cold["ml_score"] < 70 <= hot["ml_score"]
     logged_score(tab, hot)
     # One connection delivers in order: had the cold lead passed the filter, it would be here.
@@ -192,11 +194,11 @@ def test_snippet_logs_hot_leads_and_its_filter_drops_cold_ones(
 
 
 def test_snippet_answers_pings_so_the_server_keeps_it_open(
-    open_snippet: Callable[..., Tab], token: str, http: httpx.Client, deployment: Deployment
+    open_snippet: Callable[..., Tab], token: str, client: httpx.Client, deployment: Deployment
 ) -> None:
-    known = {c["id"] for c in live_connections(http, deployment)}
+    known = {c["id"] for c in live_connections(client, deployment)}
     tab = open_snippet(token)
-    mine = wait_for_subscription(tab, http, deployment, known)
+    mine = wait_for_subscription(tab, client, deployment, known)
     opened = time.monotonic()
 
     def without_pong(html: str) -> str:
@@ -212,10 +214,10 @@ def test_snippet_answers_pings_so_the_server_keeps_it_open(
     while time.monotonic() < settled or time.monotonic() - opened < 1.5 * IDLE_TIMEOUT_SECONDS:
         tab.page.wait_for_timeout(100)
     assert tab.closed() == [], "the snippet's socket was closed although it answered pings"
-    (now,) = [c for c in live_connections(http, deployment) if c["id"] == mine["id"]]
+    (now,) = [c for c in live_connections(client, deployment) if c["id"] == mine["id"]]
     assert now["state"] == "open"
     assert now["messages_received"] >= 3  # its subscribe, then a pong for every ping since
-    logged_score(tab, score(http, deployment, "hot_later", HOT))
+    logged_score(tab, score(client, deployment, "hot_later", HOT))
 
 
 def test_snippet_logs_close_code_4401_for_a_bad_token(open_snippet: Callable[..., Tab]) -> None:
@@ -225,19 +227,8 @@ def test_snippet_logs_close_code_4401_for_a_bad_token(open_snippet: Callable[...
     assert line[2], "the close reason should say what was wrong"
 
 
-def docs_block(section: str, language: str) -> str:
-    """The one code block of a docs section."""
-    text = DOCS.read_text(encoding="utf-8")
-    found = re.search(rf"^## {re.escape(section)}\n(.*?)(?=^## |\Z)", text, re.M | re.S)
-    assert found is not None, f"{DOCS} has no '## {section}' section"
-    blocks = re.findall(rf"^```{language}\n(.*?)^```", found.group(1), re.M | re.S)
-    assert len(blocks) == 1, f"'## {section}' should hold one {language} block"
-    block: str = blocks[0]
-    return block
-
-
 def test_the_python_example_prints_hot_leads_only(
-    server: ServerThread, http: httpx.Client, deployment: Deployment, tmp_path: Path
+    server: ServerThread, client: httpx.Client, deployment: Deployment, tmp_path: Path
 ) -> None:
     example = docs_block("Python (`websockets`)", "python")
     assert example.count(DOC_URL) == 1
@@ -246,7 +237,7 @@ def test_the_python_example_prints_hot_leads_only(
     example = example.replace('"lsk_..."', json.dumps(deployment.keys["acme-viewer"]))
     script = tmp_path / "watch.py"
     script.write_text(example)
-    known = {c["id"] for c in live_connections(http, deployment)}
+    known = {c["id"] for c in live_connections(client, deployment)}
     with subprocess.Popen(
         [sys.executable, "-u", str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,
@@ -254,14 +245,14 @@ def test_the_python_example_prints_hot_leads_only(
         try:
             deadline = time.monotonic() + WAIT_SECONDS
             while not [
-                c for c in live_connections(http, deployment)
+                c for c in live_connections(client, deployment)
                 if c["id"] not in known and c["subscriptions"]["events"] == ["lead_scored"]
             ]:  # fmt: skip
                 assert watcher.poll() is None, watcher.communicate()
                 assert time.monotonic() < deadline, "the example never subscribed"
                 time.sleep(0.05)
-            cold = score(http, deployment, "py_cold", COLD)
-            hot = score(http, deployment, "py_hot", HOT)
+            cold = score(client, deployment, "py_cold", COLD)
+            hot = score(client, deployment, "py_hot", HOT)
             assert (cold["classification"], hot["classification"]) == ("cold", "hot")
             assert watcher.stdout is not None
             ready, _, _ = select.select([watcher.stdout], [], [], WAIT_SECONDS)

@@ -321,18 +321,22 @@ def test_rate_limit_answers_429_with_retry_after(deployment: Deployment) -> None
 
 
 def test_new_model_version_never_serves_old_cache(
-    server: ServerThread, client: httpx.Client, as_role: Headers, model: LeadModel
+    deployment: Deployment, as_role: Headers, model: LeadModel
 ) -> None:
-    headers = as_role("acme-agent")
-    first = client.post("/api/v1/ml/score", json=lead("swap_1"), headers=headers).json()
-    assert client.post("/api/v1/ml/score", json=lead("swap_1"), headers=headers).json()["cache_hit"]
-    other = dataclasses.replace(model, card=model.card | {"version": "f" * 16}, _fast={})
-    holder = server.services.models
-    previous = holder.swap(LiveModel(other, Scorer(other), holder.current.path))
+    # Installed behind the registry's back: its watcher must not put the champion back meanwhile.
+    server = deployment.start(model_poll_seconds=60)
     try:
-        after = client.post("/api/v1/ml/score", json=lead("swap_1"), headers=headers).json()
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            headers = as_role("acme-agent")
+            first = client.post("/api/v1/ml/score", json=lead("swap_1"), headers=headers).json()
+            again = client.post("/api/v1/ml/score", json=lead("swap_1"), headers=headers).json()
+            assert again["cache_hit"]
+            other = dataclasses.replace(model, card=model.card | {"version": "f" * 16}, _fast={})
+            holder = server.services.models
+            holder.install(LiveModel(other, Scorer(other), holder.current.path), {})
+            after = client.post("/api/v1/ml/score", json=lead("swap_1"), headers=headers).json()
     finally:
-        holder.swap(previous)
+        server.stop()
     assert after["cache_hit"] is False
     assert after["model_version"] == "f" * 16 != first["model_version"]
 

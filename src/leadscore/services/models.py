@@ -54,8 +54,3 @@ class ModelHolder:
     def install(self, live: LiveModel, teams: dict[int, LiveModel]) -> None:
         """Serve these models from the next request on."""
         self._live, self._teams = live, dict(teams)
-
-    def swap(self, live: LiveModel) -> LiveModel:
-        """Serve another global model from the next request on; returns the one replaced."""
-        previous, self._live = self._live, live
-        return previous

@@ -87,20 +87,50 @@ def training_frame(leads: Sequence[repo.TrainingLead]) -> pl.DataFrame:
     )
 
 
+def _older_and_newest(data: TrainingInput, share: float) -> tuple[TrainingInput, TrainingInput]:
+    """The leads a challenger learns from, and the newest ones it is judged on."""
+    newest = time_holdout(data, share)
+    order = np.argsort(data.created_us, kind="stable")
+    return data.take(order[: len(order) - len(newest.created_us)]), newest
+
+
+def _gated(model: LeadModel, champion: LeadModel, holdout: TrainingInput, gate: GateConfig) -> None:
+    model.card["gate"] = promotion_gate(model, champion, holdout, gate) | {
+        "against": champion.version
+    }
+
+
 def _fit(
     frame: pl.DataFrame, config: ModelConfig, gate: GateConfig, champion: LeadModel, about: str
 ) -> LeadModel:
     """Train on all but the newest leads, then judge against the champion on those."""
-    data = TrainingInput.from_frame(frame, AttributeSpec())
-    holdout = time_holdout(data, gate.holdout_share)
-    order = np.argsort(data.created_us, kind="stable")
-    model = train(
-        data.take(order[: len(order) - len(holdout.created_us)]), config,
-        data_description=about,
-    )  # fmt: skip
-    report = promotion_gate(model, champion, holdout, gate)
-    model.card["gate"] = report | {"against": champion.version}
+    older, newest = _older_and_newest(
+        TrainingInput.from_frame(frame, AttributeSpec()), gate.holdout_share
+    )
+    model = train(older, config, data_description=about)
+    _gated(model, champion, newest, gate)
     return model
+
+
+TEAM_MODEL: Final = "a team model"
+
+
+def _too_few(team_id: int, found: int, minimum: int, purpose: str) -> TrainingDataError:
+    until = " (until then the team is scored by the global model)" if purpose == TEAM_MODEL else ""
+    return TrainingDataError(
+        f"team {team_id} has {found} leads with outcomes; {purpose} needs {minimum}{until}"
+    )
+
+
+def _result(
+    job: str, team_id: int, model: LeadModel, parent: str, leads: int, promoted: bool = False
+) -> dict[str, Any]:
+    """What a job reports: the new challenger, where it came from, and its gate."""
+    return {
+        "job": job, "team_id": team_id, "version": model.version, "parent_version": parent,
+        "leads": leads, "metrics": model.card["metrics"], "gate": model.card["gate"],
+        "promoted": promoted,
+    }  # fmt: skip
 
 
 class RetrainService:
@@ -134,10 +164,7 @@ class RetrainService:
         async with self.registry.sessions() as session:
             labelled = await repo.leads_with_outcomes(session, team_id)
         if labelled < MIN_TEAM_LEADS:
-            raise TrainingDataError(
-                f"team {team_id} has {labelled} leads with outcomes; a team model needs "
-                f"{MIN_TEAM_LEADS} (until then the team is scored by the global model)"
-            )
+            raise _too_few(team_id, labelled, MIN_TEAM_LEADS, TEAM_MODEL)
         job = uuid.uuid4().hex[:12]
         if not await self.registry.lease(scope_of(team_id), job, TRAINING_LEASE):
             raise TrainingBusyError(f"a training job for team {team_id} is already running")
@@ -173,33 +200,18 @@ class RetrainService:
         if not await self.registry.lease(scope, job, TRAINING_LEASE):
             raise TrainingBusyError(f"a training job for team {team_id} is already running")
         try:
-            champions = await self.registry.champions()
-            champion_version = champions.get(scope) or champions[GLOBAL]
-            async with self.registry.sessions() as session:
-                leads = await repo.training_leads(session, team_id)
-            frame = await asyncio.to_thread(training_frame, leads)
-            if frame.height < MIN_RECALIBRATION_LEADS:
-                raise TrainingDataError(
-                    f"team {team_id} has {frame.height} leads with outcomes; recalibration "
-                    f"needs {MIN_RECALIBRATION_LEADS}"
-                )
-            champion = (await self.registry.load(champion_version)).model
+            parent = await self._champion_version(team_id)
+            frame = await self._frame(team_id, MIN_RECALIBRATION_LEADS, "recalibration")
+            champion = (await self.registry.load(parent)).model
             model = await asyncio.to_thread(_recalibrated, frame, champion, self.gate)
-            directory = await asyncio.to_thread(model.save, self.staging / job)
-            await self.registry.register(
-                model, directory, team_id=team_id, parent_version=champion_version,
-                trained_by=f"{actor} (recalibration)", as_challenger=True,
-            )  # fmt: skip
+            await self._register(model, job, team_id, parent, f"{actor} (recalibration)")
         finally:
             await self.registry.release(scope, job)
-        passed = model.card["gate"]["passed"]
-        detail = {"team_id": team_id, "job": job, "gate_passed": passed}
-        self._announce("challenger", model.version, detail)
-        return {
-            "job": job, "team_id": team_id, "version": model.version,
-            "parent_version": champion_version, "leads": frame.height,
-            "metrics": model.card["metrics"], "gate": model.card["gate"], "promoted": False,
-        }  # fmt: skip
+        detail = {"team_id": team_id, "job": job}
+        self._announce(
+            "challenger", model.version, detail | {"gate_passed": model.card["gate"]["passed"]}
+        )
+        return _result(job, team_id, model, parent, frame.height)
 
     async def close(self) -> None:
         """Stop running jobs (their leases are released)."""
@@ -210,55 +222,55 @@ class RetrainService:
     async def _retrain(
         self, team_id: int, job: str, *, actor: str, promote: bool
     ) -> dict[str, Any]:
-        champions = await self.registry.champions()
-        champion_version = champions.get(scope_of(team_id)) or champions[GLOBAL]
+        parent = await self._champion_version(team_id)
         detail: dict[str, Any] = {"team_id": team_id, "job": job}
-        self._announce("training_started", champion_version, detail)
-        async with self.registry.sessions() as session:
-            leads = await repo.training_leads(session, team_id)
-        frame = await asyncio.to_thread(training_frame, leads)
-        if frame.height < MIN_TEAM_LEADS:
-            raise TrainingDataError(
-                f"team {team_id} has {frame.height} leads with outcomes; a team model needs "
-                f"{MIN_TEAM_LEADS} (until then the team is scored by the global model)"
-            )
-        champion = (await self.registry.load(champion_version)).model
+        self._announce("training_started", parent, detail)
+        frame = await self._frame(team_id, MIN_TEAM_LEADS, TEAM_MODEL)
+        champion = (await self.registry.load(parent)).model
         config = ModelConfig(num_threads=self.num_threads, seed=int(datetime.now(UTC).timestamp()))
         about = f"team {team_id}: {frame.height} leads with outcomes, trained by {actor}"
         model = await asyncio.to_thread(_fit, frame, config, self.gate, champion, about)
-        directory = await asyncio.to_thread(model.save, self.staging / f"{job}")
-        await self.registry.register(
-            model, directory, team_id=team_id, parent_version=champion_version,
-            trained_by=actor, as_challenger=True,
-        )  # fmt: skip
-        gate = model.card["gate"]
-        result: dict[str, Any] = {
-            "job": job,
-            "team_id": team_id,
-            "version": model.version,
-            "parent_version": champion_version,
-            "leads": frame.height,
-            "metrics": model.card["metrics"],
-            "gate": gate,
-            "promoted": False,
-        }
-        self._announce("challenger", model.version, detail | {"gate_passed": gate["passed"]})
-        if promote and gate["passed"]:
+        await self._register(model, job, team_id, parent, actor)
+        passed = model.card["gate"]["passed"]
+        self._announce("challenger", model.version, detail | {"gate_passed": passed})
+        promoted = promote and passed
+        if promoted:
             await self.registry.promote(model.version, actor=actor, force=False)
-            result["promoted"] = True
             self._announce("promoted", model.version, detail)
-        return result
+        return _result(job, team_id, model, parent, frame.height, promoted=promoted)
+
+    async def _champion_version(self, team_id: int) -> str:
+        """What scores the team now: its own champion, else the global one."""
+        champions = await self.registry.champions()
+        return champions.get(scope_of(team_id)) or champions[GLOBAL]
+
+    async def _frame(self, team_id: int, minimum: int, purpose: str) -> pl.DataFrame:
+        """The team's leakage-safe training rows, refused below `minimum`."""
+        async with self.registry.sessions() as session:
+            leads = await repo.training_leads(session, team_id)
+        frame = await asyncio.to_thread(training_frame, leads)
+        if frame.height < minimum:
+            raise _too_few(team_id, frame.height, minimum, purpose)
+        return frame
+
+    async def _register(
+        self, model: LeadModel, job: str, team_id: int, parent: str, trained_by: str
+    ) -> None:
+        """Save the artifact and make it the team's challenger."""
+        directory = await asyncio.to_thread(model.save, self.staging / job)
+        await self.registry.register(
+            model, directory, team_id=team_id, parent_version=parent, trained_by=trained_by,
+            as_challenger=True,
+        )  # fmt: skip
 
 
 def _recalibrated(frame: pl.DataFrame, champion: LeadModel, gate: GateConfig) -> LeadModel:
     """Refit the champion's calibration on all but the newest leads, gate it on those."""
-    data = TrainingInput.from_frame(frame, champion.attributes)
-    holdout = time_holdout(data, gate.holdout_share)
-    order = np.argsort(data.created_us, kind="stable")
-    model = recalibrate(champion, data.take(order[: len(order) - len(holdout.created_us)]))
-    model.card["gate"] = promotion_gate(model, champion, holdout, gate) | {
-        "against": champion.version
-    }
+    older, newest = _older_and_newest(
+        TrainingInput.from_frame(frame, champion.attributes), gate.holdout_share
+    )
+    model = recalibrate(champion, older)
+    _gated(model, champion, newest, gate)
     return model
 
 
