@@ -24,7 +24,8 @@ def free_port() -> int:
 
 
 def run(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "LEADSCORE_HOME": str(cwd / "home"), "OMP_NUM_THREADS": "2"}
+    env = {**os.environ, "LEADSCORE_HOME": str(cwd / "home"), "OMP_NUM_THREADS": "2",
+           "LEADSCORE_JWT_SECRET": "cli-tests-" + "s" * 40}  # fmt: skip
     result = subprocess.run(
         [sys.executable, "-m", "leadscore", *args],
         cwd=cwd,
@@ -226,3 +227,29 @@ def test_keys_create_prints_a_key_once_and_stores_only_its_hash(workdir: Path) -
     assert key not in str(rows)
     bad = run("keys", "create", "--team", "crm", "--role", "owner", cwd=workdir, check=False)
     assert bad.returncode != 0
+
+
+def test_models_trial_and_compare_from_the_command_line(workdir: Path) -> None:
+    run("keys", "create", "--team", "acme", cwd=workdir)
+    run("train", "--data", "train.parquet", "-o", "second", "--seed", "9", cwd=workdir)
+    first = run("models", "register", "model", cwd=workdir).stdout.strip()
+    no_champion = run("models", "trial", "shadow", cwd=workdir, check=False)
+    assert no_champion.returncode == 2
+    assert no_champion.stderr.startswith("error: no champion yet")
+    run("models", "promote", first, "--force", "--reason", "first model", cwd=workdir)
+    second = run("models", "register", "second", cwd=workdir).stdout.strip()
+    assert second != first
+    started = json.loads(run("models", "trial", "split", "--share", "0.3", cwd=workdir).stdout)
+    assert (started["mode"], started["share"]) == ("split", 0.3)
+    assert (started["champion"], started["challenger"]) == (first, second)
+    report = json.loads(run("models", "compare", "--team", "acme", cwd=workdir).stdout)
+    assert (report["champion"]["version"], report["challenger"]["version"]) == (first, second)
+    assert report["leads"] == 0  # nothing scored yet: no verdict
+    assert report["challenger_not_worse"] is False
+    assert report["reason"].startswith("too few labelled leads")
+    assert json.loads(run("models", "trial", "off", cwd=workdir).stdout)["mode"] == "off"
+    again = run("models", "trial", "off", cwd=workdir, check=False)
+    assert again.returncode == 2
+    assert "no trial is running" in again.stderr
+    wrong = run("models", "trial", "canary", cwd=workdir, check=False)
+    assert wrong.returncode == 2

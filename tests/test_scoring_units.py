@@ -92,6 +92,7 @@ async def test_a_cached_score_is_reused_only_while_fresh(model: object) -> None:
     from leadscore.services.metrics import Metrics
     from leadscore.services.models import LiveModel, ModelHolder
     from leadscore.services.scoring import Principal, ScoringService, _lead_key, _pack, _unpack
+    from leadscore.services.shadow import ShadowScorer
 
     cache = MemoryCache()
     live = LiveModel(model, Scorer(model), Path("."))  # type: ignore[arg-type]
@@ -102,6 +103,7 @@ async def test_a_cached_score_is_reused_only_while_fresh(model: object) -> None:
         None,  # type: ignore[arg-type]
         Metrics.create(),
         EventPublisher(MemoryBus()),
+        ShadowScorer(_NoWriter().submit),
     )
     request = ScoreRequest.model_validate(EXAMPLE_LEAD)
     lead = Lead.model_construct(lead_id=request.lead_id, lead_data=request.lead_data)

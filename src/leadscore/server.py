@@ -194,6 +194,43 @@ def models_rollback(
     _print(_registry(rollback))
 
 
+@models_app.command("trial")
+def models_trial(
+    mode: Annotated[str, typer.Argument(help="shadow, split or off.")],
+    share: Annotated[
+        float, typer.Option(min=0.001, max=0.999, help="split: the challenger's share of leads.")
+    ] = 0.1,
+    team: Annotated[str | None, typer.Option(help="This team's trial (else global).")] = None,
+) -> None:
+    """Try the scope's challenger on live traffic (workers follow within seconds), or stop."""
+    if mode not in ("shadow", "split", "off"):
+        raise typer.BadParameter("mode must be shadow, split or off")
+
+    async def trial(registry: Registry) -> dict[str, Any]:
+        team_id = None if team is None else await registry.team_id(team)
+        return await registry.set_trial(team_id, mode, share, actor="cli")
+
+    _print(_registry(trial))
+
+
+@models_app.command("compare")
+def models_compare(
+    team: Annotated[str, typer.Option(help="The team whose leads and outcomes to compare on.")],
+    champion: Annotated[str | None, typer.Option(help="Default: what serves the team.")] = None,
+    challenger: Annotated[str | None, typer.Option(help="Default: its challenger.")] = None,
+) -> None:
+    """Champion and challenger on the team's same leads with outcomes: AUC, Brier, intervals."""
+
+    async def compare(registry: Registry) -> dict[str, Any]:
+        from leadscore.services.compare import compare_versions
+
+        team_id = await registry.team_id(team)
+        pair = await registry.trial_pair(team_id, champion, challenger)
+        return await compare_versions(registry.sessions, team_id, *pair)
+
+    _print(_registry(compare))
+
+
 def retrain(
     team: Annotated[str, typer.Option(help="The team whose outcomes to learn from.")],
     promote: Annotated[bool, typer.Option(help="Promote when the gate passes.")] = False,

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -184,3 +189,77 @@ HOT = {
 }  # fmt: skip
 COLD = {"pre_approved": False, "timeline": "just browsing", "budget_range": None,
         "web_activity": None, "interaction_history": []}  # fmt: skip
+
+
+def worker_env(deployment: Deployment, **extra: str) -> dict[str, str]:
+    """The environment `leadscore serve` reads for this deployment (acme runs the models)."""
+    settings = deployment.settings
+    env = {
+        **os.environ,
+        "LEADSCORE_HOME": str(settings.home),
+        "LEADSCORE_MODEL_DIR": str(settings.model_dir),
+        "LEADSCORE_DATABASE_URL": settings.resolved_database_url,
+        "LEADSCORE_JWT_SECRET": SECRET,
+        "LEADSCORE_GLOBAL_MODELS_TEAM": "acme",
+    }
+    env.pop("LEADSCORE_REDIS_URL", None)
+    if settings.redis_url:
+        env["LEADSCORE_REDIS_URL"] = settings.redis_url
+    return env | extra
+
+
+@contextlib.contextmanager
+def serve_workers(deployment: Deployment, workers: int, **extra: str) -> Iterator[str]:
+    """`leadscore serve --workers N` as a process; its URL once healthy; stopped on exit."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "leadscore", "serve", "--workers", str(workers), "--port",
+         str(port)],
+        env=worker_env(deployment, **extra),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group: the workers can be killed with it
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            if httpx.get(f"{url}/api/v1/ml/health", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            os.killpg(process.pid, signal.SIGKILL)
+            raise RuntimeError(f"server did not start: {process.communicate()[1][-2000:]}")
+        time.sleep(0.2)
+    try:
+        yield url
+    finally:
+        process.terminate()
+        try:
+            _, errors = process.communicate(timeout=40)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)  # never leave workers behind for later tests
+            _, errors = process.communicate()
+            pytest.fail(f"the server did not shut down within 40 s: {errors[-2000:]}")
+
+
+def versions_served(url: str, headers: dict[str, str], lead: dict[str, Any], n: int) -> set[str]:
+    """The model versions of n scores, each over a new connection (so both workers answer)."""
+    seen = set()
+    for _ in range(n):
+        response = httpx.post(f"{url}/api/v1/ml/score", json=lead, headers=headers)
+        assert response.status_code == 200, response.text
+        seen.add(response.json()["model_version"])
+    return seen
+
+
+def wait_until_served(
+    url: str, headers: dict[str, str], lead: dict[str, Any], version: str
+) -> None:
+    """Until 30 scores in a row, on both workers, come from `version` (15 s at most)."""
+    deadline = time.monotonic() + 15
+    while versions_served(url, headers, lead, 30) != {version}:
+        assert time.monotonic() < deadline, f"{version} never served by every worker"
+        time.sleep(0.5)

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -20,7 +18,7 @@ from sqlalchemy import select
 from leadscore.api.schemas import EXAMPLE_LEAD
 from leadscore.config import DEMO_JWT_SECRET, ServiceSettings
 
-from .conftest import SECRET, Deployment, deploy, free_port
+from .conftest import Deployment, deploy, free_port, serve_workers, wait_until_served, worker_env
 
 
 @pytest.mark.parametrize("secret", [None, "short", DEMO_JWT_SECRET])
@@ -45,27 +43,11 @@ def shared(tmp_path_factory: pytest.TempPathFactory, model_dir: Path) -> Deploym
     return deploy("postgres-redis", tmp_path_factory.mktemp("shared"), model_dir)
 
 
-def _env(deployment: Deployment, **extra: str) -> dict[str, str]:
-    settings = deployment.settings
-    env = {
-        **os.environ,
-        "LEADSCORE_HOME": str(settings.home),
-        "LEADSCORE_MODEL_DIR": str(settings.model_dir),
-        "LEADSCORE_DATABASE_URL": settings.resolved_database_url,
-        "LEADSCORE_JWT_SECRET": SECRET,
-        "LEADSCORE_GLOBAL_MODELS_TEAM": "acme",
-    }
-    env.pop("LEADSCORE_REDIS_URL", None)
-    if settings.redis_url:
-        env["LEADSCORE_REDIS_URL"] = settings.redis_url
-    return env | extra
-
-
 def test_workers_without_redis_are_refused(embedded: Deployment) -> None:
     deployment = embedded
     result = subprocess.run(
         [sys.executable, "-m", "leadscore", "serve", "--workers", "2", "--port", str(free_port())],
-        env=_env(deployment),
+        env=worker_env(deployment),
         capture_output=True,
         text=True,
         timeout=120,
@@ -79,7 +61,7 @@ def test_unsafe_secret_stops_serve_with_one_line(embedded: Deployment) -> None:
     deployment = embedded
     result = subprocess.run(
         [sys.executable, "-m", "leadscore", "serve", "--port", str(free_port())],
-        env=_env(deployment, LEADSCORE_JWT_SECRET="short"),
+        env=worker_env(deployment, LEADSCORE_JWT_SECRET="short"),
         capture_output=True,
         text=True,
         timeout=120,
@@ -91,36 +73,8 @@ def test_unsafe_secret_stops_serve_with_one_line(embedded: Deployment) -> None:
 
 @pytest.fixture
 def two_workers(shared: Deployment) -> Iterator[str]:
-    deployment = shared
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "leadscore", "serve", "--workers", "2", "--port", str(port)],
-        env=_env(deployment),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,  # its own process group: the workers can be killed with it
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            if httpx.get(f"{url}/api/v1/ml/health", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError(f"server did not start: {process.communicate()[1][-2000:]}")
-        time.sleep(0.2)
-    yield url
-    process.terminate()
-    try:
-        _, errors = process.communicate(timeout=40)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)  # never leave workers behind for later tests
-        _, errors = process.communicate()
-        pytest.fail(f"the server did not shut down within 40 s: {errors[-2000:]}")
+    with serve_workers(shared, 2) as url:
+        yield url
 
 
 def test_two_workers_share_scores_and_metrics(two_workers: str, shared: Deployment) -> None:
@@ -285,27 +239,6 @@ def test_a_score_on_one_worker_reaches_clients_on_the_other(
         assert metrics["connections"] == len(clients)
 
 
-def _versions_served(
-    url: str, headers: dict[str, str], lead: dict[str, object], n: int
-) -> set[str]:
-    """The model versions of n scores, each over a new connection (so both workers answer)."""
-    seen = set()
-    for _ in range(n):
-        response = httpx.post(f"{url}/api/v1/ml/score", json=lead, headers=headers)
-        assert response.status_code == 200, response.text
-        seen.add(response.json()["model_version"])
-    return seen
-
-
-def _wait_until_served(
-    url: str, headers: dict[str, str], lead: dict[str, object], version: str
-) -> None:
-    deadline = time.monotonic() + 15
-    while _versions_served(url, headers, lead, 30) != {version}:
-        assert time.monotonic() < deadline, f"{version} never served by every worker"
-        time.sleep(0.5)
-
-
 def test_promotion_and_rollback_reach_both_workers_and_the_cache(
     two_workers: str, shared: Deployment, other_model_dir: Path
 ) -> None:
@@ -318,7 +251,7 @@ def test_promotion_and_rollback_reach_both_workers_and_the_cache(
     assert again["cache_hit"] is True
     registered = subprocess.run(
         [sys.executable, "-m", "leadscore", "models", "register", str(other_model_dir)],
-        env=_env(shared), capture_output=True, text=True, check=True,
+        env=worker_env(shared), capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
     assert registered != champion
     models = httpx.get(f"{two_workers}/api/v1/ml/models", headers=admin).json()
@@ -335,13 +268,13 @@ def test_promotion_and_rollback_reach_both_workers_and_the_cache(
     forced = httpx.post(promote, json={"force": True, "reason": "tests"}, headers=admin)
     assert forced.status_code == 200, forced.text
     assert (forced.json()["from_version"], forced.json()["to_version"]) == (champion, registered)
-    _wait_until_served(two_workers, agent, lead, registered)
+    wait_until_served(two_workers, agent, lead, registered)
     rescored = httpx.post(f"{two_workers}/api/v1/ml/score", json=lead, headers=agent).json()
     assert rescored["model_version"] == registered
     back = httpx.post(f"{two_workers}/api/v1/ml/models/rollback", json={}, headers=admin)
     assert back.status_code == 200, back.text
     assert back.json()["to_version"] == champion
-    _wait_until_served(two_workers, agent, lead, champion)
+    wait_until_served(two_workers, agent, lead, champion)
     history = httpx.get(f"{two_workers}/api/v1/ml/models/{champion}", headers=admin).json()
     assert [c["action"] for c in history["history"]][:2] == ["rollback", "promote"]
     assert history["history"][1]["forced"] is True

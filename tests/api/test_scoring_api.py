@@ -15,7 +15,7 @@ import pytest
 from leadscore.api.schemas import EXAMPLE_LEAD, ScoreResponse
 from leadscore.engine.model import LeadModel
 from leadscore.engine.scorer import Scorer
-from leadscore.services.models import LiveModel
+from leadscore.services.models import Lineup, LiveModel
 
 from .conftest import SECRET, Deployment, ServerThread
 
@@ -333,7 +333,7 @@ def test_new_model_version_never_serves_old_cache(
             assert again["cache_hit"]
             other = dataclasses.replace(model, card=model.card | {"version": "f" * 16}, _fast={})
             holder = server.services.models
-            holder.install(LiveModel(other, Scorer(other), holder.current.path), {})
+            holder.install(Lineup(LiveModel(other, Scorer(other), holder.current.path)), {})
             after = client.post("/api/v1/ml/score", json=lead("swap_1"), headers=headers).json()
     finally:
         server.stop()

@@ -47,6 +47,7 @@ from leadscore.services.models import LiveModel, ModelHolder
 from leadscore.services.outcomes import OutcomeIn, OutcomeService
 from leadscore.services.registry import ModelAdmin, ModelWatcher, Registry
 from leadscore.services.scoring import ScoringService, persist_scores, validation_detail
+from leadscore.services.shadow import ShadowScorer, persist_shadow_scores
 from leadscore.services.training import RetrainSchedule, RetrainService
 from leadscore.services.writer import ScoreWriter
 from leadscore.store.db import create_engine, session_factory
@@ -105,6 +106,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             durable=settings.durable_scores,
         )
         writer.start()
+        shadow = ShadowScorer(partial(persist_shadow_scores, sessions))
+        shadow.start()
+
+        async def flush_scores() -> None:
+            await writer.barrier()
+            await shadow.flush()
+
         models = ModelHolder(live)
         bus = create_bus(settings.redis_url)
         events = EventPublisher(bus)
@@ -136,9 +144,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             writer=writer,
             metrics=metrics,
             scoring=ScoringService(
-                models, cache, writer, sessions, metrics, events,
+                models, cache, writer, sessions, metrics, events, shadow,
                 batch_chunk=settings.batch_progress_chunk,
             ),
+            shadow=shadow,
             outcomes=OutcomeService(sessions, writer),
             auth=Authenticator(settings, sessions),
             started_at=datetime.now(UTC),
@@ -147,7 +156,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             hub=hub,
             registry=registry,
             watcher=watcher,
-            model_admin=ModelAdmin(registry, watcher, events, settings.global_models_team),
+            model_admin=ModelAdmin(
+                registry, watcher, events, settings.global_models_team, flush_scores
+            ),
             training=training,
             drift=DriftService(
                 sessions, writer, models, events, settings.drift_window, settings.drift_threshold
@@ -184,6 +195,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             await events.close()
             await bus.close()
             await writer.close()
+            await shadow.close()
             await cache.close()
             await limiter.close()
     finally:

@@ -25,6 +25,7 @@ from leadscore.services.models import ModelHolder
 from leadscore.services.outcomes import OutcomeService
 from leadscore.services.registry import ModelAdmin, ModelWatcher, Registry
 from leadscore.services.scoring import Principal, ScoringService
+from leadscore.services.shadow import ShadowScorer
 from leadscore.services.training import RetrainService
 from leadscore.services.writer import ScoreWriter
 
@@ -42,6 +43,7 @@ class Services:
     limiter: RateLimiter
     models: ModelHolder
     writer: ScoreWriter
+    shadow: ShadowScorer
     metrics: Metrics
     scoring: ScoringService
     outcomes: OutcomeService

@@ -23,6 +23,7 @@ from leadscore.api.hub import merge_metrics
 from leadscore.api.schemas import (
     BatchRequest,
     BatchResponse,
+    Comparison,
     ErrorResponse,
     HealthResponse,
     HistoryResponse,
@@ -39,6 +40,8 @@ from leadscore.api.schemas import (
     TrainRequest,
     TrainResult,
     TrainStarted,
+    TrialRequest,
+    TrialState,
 )
 from leadscore.engine.schema import Lead
 from leadscore.errors import RateLimitedError
@@ -145,10 +148,10 @@ async def get_health(services: ServicesDep) -> JSONResponse:
 @ml.get("/model/status", openapi_extra=SECURED)
 async def get_model_status(services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
     """Version, card metrics, thresholds and live traffic figures."""
-    live = services.models.for_team(principal.team_id)
     return await team_model_status(
-        live, services.metrics, services.writer, services.sessions, principal.team_id
-    )
+        services.models.lineup(principal.team_id), services.metrics, services.writer,
+        services.shadow, services.sessions, principal.team_id,
+    )  # fmt: skip
 
 
 @ml.get("/model/drift", openapi_extra=SECURED)
@@ -253,6 +256,37 @@ async def recalibrate_model(services: ServicesDep, principal: AdminDep) -> dict[
     """Admins: the serving model with its calibration refitted on the team's outcomes (same
     trees), gated and registered as the team's challenger; takes seconds."""
     return await services.training.recalibrate(principal.team_id, actor=f"key {principal.key_id}")
+
+
+@models.get("/trial", response_model=TrialState, openapi_extra=SECURED)
+async def get_trial(
+    services: ServicesDep, principal: AdminDep, team: Annotated[bool, Query()] = False
+) -> dict[str, Any]:
+    """Admins: the global (or with `team` the team's) champion/challenger trial."""
+    return await services.model_admin.trial(principal, team_scope=team)
+
+
+@models.put("/trial", response_model=TrialState, openapi_extra=SECURED)
+async def set_trial(
+    request: TrialRequest, services: ServicesDep, principal: AdminDep
+) -> dict[str, Any]:
+    """Admins: try the challenger on live traffic — `shadow` (it scores every lead unseen),
+    `split` (it answers a stable share of leads) — or end the trial with `off`."""
+    return await services.model_admin.set_trial(
+        principal, request.mode, request.share, team_scope=request.team
+    )
+
+
+@models.get("/compare", response_model=Comparison, openapi_extra=SECURED)
+async def compare_models(
+    services: ServicesDep,
+    principal: AdminDep,
+    champion: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = None,
+    challenger: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = None,
+) -> dict[str, Any]:
+    """Admins: two versions on the same leads with outcomes (default: the team's trial),
+    AUC, Brier and calibration each, and bootstrap intervals of the differences."""
+    return await services.model_admin.compare(principal, champion, challenger)
 
 
 @models.get("/{version}", response_model=ModelDetail, openapi_extra=SECURED)

@@ -239,6 +239,58 @@ class RollbackRequest(_Strict):
     team: bool = False
 
 
+class TrialRequest(_Strict):
+    """Start, change or end a champion/challenger trial on live traffic."""
+
+    mode: Literal["shadow", "split", "off"]
+    share: float = Field(
+        default=0.1, gt=0.0, lt=1.0,
+        description="split: the challenger's share of leads, chosen by lead_id hash",
+    )  # fmt: skip
+    team: bool = Field(default=False, description="the team's own trial (else the global one)")
+
+
+class TrialState(BaseModel):
+    """A scope's trial: which versions, which mode, since when and by whom."""
+
+    scope: str
+    mode: str
+    share: float
+    champion: str | None
+    challenger: str | None
+    started_at: str | None
+    actor: str | None
+
+
+class VersionQuality(BaseModel):
+    """One version's quality on the compared leads."""
+
+    version: str
+    n: int
+    auc: float | None = None
+    brier: float | None = None
+    log_loss: float | None = None
+    ece: float | None = None
+    positive_rate: float | None = None
+    reliability: list[dict[str, float]] | None = None
+
+
+class Comparison(BaseModel):
+    """Champion and challenger on the same leads with outcomes."""
+
+    team_id: int
+    leads: int
+    converted: int
+    champion: VersionQuality
+    challenger: VersionQuality
+    scored_by_one_only: dict[str, int]
+    auc_difference_ci: list[float] | None
+    brier_difference_ci: list[float] | None
+    challenger_not_worse: bool
+    reason: str
+    margins: dict[str, float]
+
+
 class ModelChange(BaseModel):
     """One alias change, as the audit trail records it."""
 

@@ -15,6 +15,7 @@ from leadscore.engine.features import transform
 from leadscore.engine.metrics import IsotonicCalibrator, auc, brier
 from leadscore.engine.model import LeadModel, TrainingInput
 from leadscore.engine.pipeline import evaluate_model
+from leadscore.engine.raw import FloatArray
 
 
 @dataclass(frozen=True)
@@ -36,25 +37,17 @@ def time_holdout(data: TrainingInput, share: float) -> TrainingInput:
     return data.take(order[-keep:])
 
 
-def promotion_gate(
-    challenger: LeadModel,
-    champion: LeadModel,
-    holdout: TrainingInput,
-    config: GateConfig = GateConfig(),
+def paired_comparison(
+    y: FloatArray, p_new: FloatArray, p_old: FloatArray, config: GateConfig = GateConfig()
 ) -> dict[str, Any]:
-    """Compare both models' conversion probabilities on the same leads; the report says why."""
-    new = evaluate_model(challenger, holdout)
-    old = evaluate_model(champion, holdout)
-    labels = new.labels["conversion"]
-    known = ~np.isnan(labels)
-    y = labels[known]
-    p_new, p_old = new.probs["conversion"][known], old.probs["conversion"][known]
+    """Two versions' probabilities on the same labelled leads: bootstrap confidence intervals
+    of the differences (new − old), and whether the new one is not worse within the margins."""
     n = len(y)
     positives = int(y.sum())
     if n < 50 or positives < 5 or positives > n - 5:
         return {
             "passed": False,
-            "reason": f"too few labelled hold-out leads to compare ({n}, {positives} converted)",
+            "reason": f"too few labelled leads to compare ({n}, {positives} converted)",
             "n": n,
             "config": asdict(config),
         }
@@ -88,6 +81,22 @@ def promotion_gate(
         "brier_difference_ci": [float(brier_low), float(brier_high)],
         "config": asdict(config),
     }
+
+
+def promotion_gate(
+    challenger: LeadModel,
+    champion: LeadModel,
+    holdout: TrainingInput,
+    config: GateConfig = GateConfig(),
+) -> dict[str, Any]:
+    """Compare both models' conversion probabilities on the same leads; the report says why."""
+    new = evaluate_model(challenger, holdout)
+    old = evaluate_model(champion, holdout)
+    labels = new.labels["conversion"]
+    known = ~np.isnan(labels)
+    return paired_comparison(
+        labels[known], new.probs["conversion"][known], old.probs["conversion"][known], config
+    )
 
 
 def recalibrate(model: LeadModel, data: TrainingInput) -> LeadModel:

@@ -178,7 +178,8 @@ def batch_processing(team_id: int, batch_id: str, completed: int, total: int, st
 def model_status(
     status: str, version: str, detail: dict[str, Any] | None = None, team_id: int | None = None
 ) -> Event:
-    """A model changed: `loaded`, `promoted`, `rolled_back`, `drift_alert`, training progress.
+    """A model changed: `loaded`, `promoted`, `rolled_back`, `trial`, `drift_alert`, training
+    progress.
 
     Events about one team's model (`team_id`) reach that team only; global ones every team.
     """

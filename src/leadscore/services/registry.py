@@ -10,9 +10,11 @@ import logging
 import shutil
 import tarfile
 import tempfile
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -22,8 +24,9 @@ from leadscore.engine.scorer import Scorer
 from leadscore.errors import LeadScoreError, ModelArtifactError
 from leadscore.services import events
 from leadscore.services.auth import ForbiddenError
+from leadscore.services.compare import compare_versions
 from leadscore.services.events import EventPublisher
-from leadscore.services.models import LiveModel, ModelHolder
+from leadscore.services.models import Lineup, LiveModel, ModelHolder, Trial, TrialMode
 from leadscore.services.scoring import NotFoundError, Principal
 from leadscore.store import repositories as repo
 from leadscore.store.tables import ModelChangeRow, ModelVersionRow
@@ -33,6 +36,17 @@ log = logging.getLogger(__name__)
 GLOBAL: Final = "global"
 CHAMPION: Final = "champion"
 CHALLENGER: Final = "challenger"
+TRIAL_MODES: Final = ("shadow", "split")
+
+
+@dataclass(frozen=True)
+class ScopePlan:
+    """What the registry says a scope serves: its champion, and a challenger under trial."""
+
+    champion: str | None
+    challenger: str | None = None  # only while a trial runs and a challenger exists
+    mode: TrialMode | None = None
+    share: float = 0.0
 
 
 class PromotionRefusedError(LeadScoreError):
@@ -40,6 +54,13 @@ class PromotionRefusedError(LeadScoreError):
 
     status_code = 409
     code = "promotion_refused"
+
+
+class TrialRefusedError(LeadScoreError):
+    """A trial needs a challenger that differs from the champion; nothing was changed."""
+
+    status_code = 409
+    code = "trial_refused"
 
 
 def scope_of(team_id: int | None) -> str:
@@ -187,6 +208,96 @@ class Registry:
             aliases = await repo.model_aliases(session)
         return {scope: version for (scope, alias), version in aliases.items() if alias == CHAMPION}
 
+    async def plan(self) -> dict[str, ScopePlan]:
+        """scope → what it serves: one read of the aliases and the running trials."""
+        async with self.sessions() as session:
+            aliases = await repo.model_aliases(session)
+            trials = await repo.model_experiments(session)
+        scopes = {scope for scope, alias in aliases if alias == CHAMPION} | set(trials)
+        plan = {}
+        for scope in scopes:
+            champion = aliases.get((scope, CHAMPION))
+            trial = trials.get(scope)
+            challenger = aliases.get((scope, CHALLENGER))
+            if trial is None or challenger is None:
+                plan[scope] = ScopePlan(champion)
+            else:
+                mode = cast(TrialMode, trial.mode)
+                plan[scope] = ScopePlan(champion, challenger, mode, trial.share)
+        return plan
+
+    async def trial(self, team_id: int | None) -> dict[str, Any]:
+        """A scope's trial: mode, share, the two versions, since when and by whom."""
+        scope = scope_of(team_id)
+        async with self.sessions() as session:
+            aliases = await repo.model_aliases(session)
+            running = (await repo.model_experiments(session)).get(scope)
+        champion = aliases.get((scope, CHAMPION)) or aliases.get((GLOBAL, CHAMPION))
+        challenger = aliases.get((scope, CHALLENGER))
+        return {
+            "scope": scope,
+            "mode": running.mode if running is not None and challenger else "off",
+            "share": running.share if running is not None and challenger else 0.0,
+            "champion": champion,
+            "challenger": challenger,
+            "started_at": running.started_at.isoformat().replace("+00:00", "Z")
+            if running is not None
+            else None,
+            "actor": running.actor if running is not None else None,
+        }
+
+    async def trial_pair(
+        self, team_id: int, champion: str | None = None, challenger: str | None = None
+    ) -> tuple[str, str]:
+        """The versions a team's comparison is about; unnamed ones are what serves the team
+        and its challenger (the team's own, else the global one if the global champion
+        serves the team)."""
+        if champion is not None and challenger is not None:
+            return champion, challenger
+        team, everyone = await self.trial(team_id), await self.trial(None)
+        default = team["challenger"]
+        if default is None and team["champion"] == everyone["champion"]:
+            default = everyone["challenger"]
+        challenger = challenger or default
+        champion = champion or team["champion"]
+        if champion is None or challenger is None:
+            raise TrialRefusedError(
+                f"team {team_id} has no {'challenger' if champion else 'champion'} to compare: "
+                "name both versions"
+            )
+        return champion, challenger
+
+    async def set_trial(
+        self, team_id: int | None, mode: str, share: float, *, actor: str
+    ) -> dict[str, Any]:
+        """Start, change or end (`off`) a scope's champion/challenger trial, recorded."""
+        scope = scope_of(team_id)
+        now = datetime.now(UTC)
+        async with self.sessions() as session, session.begin():
+            aliases = await repo.model_aliases(session)
+            champion = aliases.get((scope, CHAMPION)) or aliases.get((GLOBAL, CHAMPION))
+            challenger = aliases.get((scope, CHALLENGER))
+            if champion is None:
+                raise TrialRefusedError("no champion yet: promote one or start the server once")
+            if mode == "off":
+                if not await repo.end_experiment(session, scope):
+                    raise TrialRefusedError(f"no trial is running ({scope})")
+            elif challenger is None:
+                raise TrialRefusedError(
+                    f"no challenger to try ({scope}): train or register one first"
+                )
+            elif challenger == champion:
+                raise TrialRefusedError(f"{challenger} is already the champion ({scope})")
+            else:
+                await repo.set_experiment(session, scope, mode, share, now, actor)
+            change = ModelChangeRow(
+                scope=scope, action="trial", from_version=champion,
+                to_version=challenger or champion, forced=False,
+                detail={"mode": mode, "share": share}, actor=actor, at=now,
+            )  # fmt: skip
+            await repo.add_model_change(session, change)
+        return await self.trial(team_id)
+
     async def list(self) -> list[dict[str, Any]]:
         """Every version with its aliases and card summary, newest first."""
         async with self.sessions() as session:
@@ -228,11 +339,16 @@ class Registry:
                 raise PromotionRefusedError(f"{version} is already the champion")
             now = datetime.now(UTC)
             await repo.set_alias(session, scope, CHAMPION, version, now)
+            trial_over: dict[str, Any] = {}
             if aliases.get((scope, CHALLENGER)) == version:
                 await repo.drop_alias(session, scope, CHALLENGER)
+                # The trial tried this version: it has its answer, and must not go on with
+                # whatever becomes challenger next.
+                if await repo.end_experiment(session, scope):
+                    trial_over = {"trial": "ended"}
             change = ModelChangeRow(
                 scope=scope, action="promote", from_version=current, to_version=version,
-                forced=force, detail={"gate": gate}, actor=actor, at=now,
+                forced=force, detail={"gate": gate} | trial_over, actor=actor, at=now,
             )  # fmt: skip
             await repo.add_model_change(session, change)
         return _change(change)
@@ -312,38 +428,53 @@ class ModelWatcher:
         self.interval = interval_seconds
         self._task: asyncio.Task[None] | None = None
         self._broken: set[str] = set()
+        self._installed: dict[str, ScopePlan] | None = None
 
     async def refresh(self) -> bool:
-        """Load changed champions and swap them in together; True when something changed."""
-        champions = await self.registry.champions()
-        serving = self.holder.versions()
-        if champions == serving:
+        """Load changed models and swap every lineup in together; True when something changed."""
+        plan = await self.registry.plan()
+        if plan == self._installed:
             return False
-        loaded: dict[str, LiveModel] = {}
-        for scope, version in champions.items():
-            current = self.holder.by_scope(scope)
-            if current is not None and current.version == version:
-                loaded[scope] = current
-                continue
-            if version in self._broken:
-                if current is not None:
-                    loaded[scope] = current
-                continue
-            try:
-                loaded[scope] = await self.registry.load(version)
-            except Exception:  # one broken artifact must not stop the other scopes' swaps
-                log.exception("cannot load champion %s of %s; serving what we have", version, scope)
-                self._broken.add(version)  # said once, not every second
-                if current is not None:
-                    loaded[scope] = current
-        if GLOBAL not in loaded:
+        known = self.holder.loaded()
+
+        async def get(version: str | None) -> LiveModel | None:
+            if version is None or version in self._broken:
+                return None
+            if version not in known:
+                try:
+                    known[version] = await self.registry.load(version)
+                except Exception:  # one broken artifact must not stop the other scopes' swaps
+                    log.exception("cannot load model %s; serving what we have", version)
+                    self._broken.add(version)  # said once, not every second
+                    return None
+            return known[version]
+
+        wanted = plan.get(GLOBAL)
+        if wanted is None or wanted.champion is None:
             return False  # a registry without a global champion is being set up
-        if {s: m.version for s, m in loaded.items()} == serving:
+        champion = await get(wanted.champion) or self.holder.current
+        lineups: dict[str, Lineup] = {}
+        for scope, want in plan.items():
+            serving = (
+                champion if scope == GLOBAL else self.holder.lineup(int(scope)).champion
+            )  # what serves now stays if the wanted version cannot load
+            own = (await get(want.champion) or serving) if want.champion else champion
+            challenger = await get(want.challenger)
+            trial = (
+                Trial(challenger, want.mode, want.share)
+                if challenger is not None and want.mode is not None
+                else None
+            )
+            if scope == GLOBAL or want.champion or trial:
+                lineups[scope] = Lineup(own, trial)
+        self._installed = plan
+        teams = {int(scope): lineup for scope, lineup in lineups.items() if scope != GLOBAL}
+        before = self.holder.state()
+        self.holder.install(lineups[GLOBAL], teams)
+        if self.holder.state() == before:
             return False
-        teams = {int(scope): live for scope, live in loaded.items() if scope != GLOBAL}
-        self.holder.install(loaded[GLOBAL], teams)
         self.publisher.emit(
-            events.model_status("loaded", loaded[GLOBAL].version, {"worker": self.worker})
+            events.model_status("loaded", champion.version, {"worker": self.worker})
         )
         return True
 
@@ -379,11 +510,13 @@ class ModelAdmin:
         watcher: ModelWatcher,
         publisher: EventPublisher,
         global_models_team: str | None = None,
+        flush: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.registry = registry
         self.watcher = watcher
         self.publisher = publisher
         self.global_models_team = global_models_team
+        self.flush = flush  # stores the scores still queued, so a comparison sees them
 
     @staticmethod
     def _visible(team_id: int, described: dict[str, Any]) -> bool:
@@ -430,6 +563,38 @@ class ModelAdmin:
         change = await self.registry.rollback(team_id, actor=f"key {principal.key_id}")
         await self._announce("rolled_back", change)
         return change
+
+    async def trial(self, principal: Principal, *, team_scope: bool) -> dict[str, Any]:
+        """The global (or the team's) champion/challenger trial."""
+        return await self.registry.trial(principal.team_id if team_scope else None)
+
+    async def compare(
+        self, principal: Principal, champion: str | None, challenger: str | None
+    ) -> dict[str, Any]:
+        """Both versions on the team's same leads with outcomes (default: its trial's pair)."""
+        if champion is None or challenger is None:
+            default_champion, default_challenger = await self.registry.trial_pair(principal.team_id)
+            champion = champion or default_champion
+            challenger = challenger or default_challenger
+        for version in (champion, challenger):
+            await self.show(principal.team_id, version)  # 404 unless global or the team's
+        if self.flush is not None:
+            await self.flush()
+        return await compare_versions(
+            self.registry.sessions, principal.team_id, champion, challenger
+        )
+
+    async def set_trial(
+        self, principal: Principal, mode: str, share: float, *, team_scope: bool
+    ) -> dict[str, Any]:
+        """Start, change or end a trial; every worker follows within seconds, announced."""
+        team_id = principal.team_id if team_scope else None
+        self._may_change(principal, team_id)
+        trial = await self.registry.set_trial(team_id, mode, share, actor=f"key {principal.key_id}")
+        await self.watcher.refresh()
+        version = trial["challenger"] or trial["champion"]
+        self.publisher.emit(events.model_status("trial", version, trial, team_id))
+        return trial
 
     async def _announce(self, status: str, change: dict[str, Any]) -> None:
         await self.watcher.refresh()

@@ -21,7 +21,8 @@ from leadscore.errors import LeadScoreError
 from leadscore.services import events
 from leadscore.services.events import EventPublisher
 from leadscore.services.metrics import Metrics
-from leadscore.services.models import LiveModel, ModelHolder
+from leadscore.services.models import Lineup, LiveModel, ModelHolder
+from leadscore.services.shadow import ShadowJob, ShadowScorer
 from leadscore.services.writer import ScoreWriter
 from leadscore.store import repositories as repo
 
@@ -147,6 +148,8 @@ def validation_detail(
 class _Scored:
     lead: Lead
     data: dict[str, Any]
+    live: LiveModel  # the version that answers
+    shadow: LiveModel | None  # the version that scores it unseen, during a trial
     signature: bytes
     body: dict[str, Any] | None = None
 
@@ -162,6 +165,7 @@ class ScoringService:
         sessions: async_sessionmaker[AsyncSession],
         metrics: Metrics,
         events: EventPublisher,
+        shadow: ShadowScorer,
         batch_chunk: int = 25,
     ) -> None:
         self.models = models
@@ -170,6 +174,7 @@ class ScoringService:
         self.sessions = sessions
         self.metrics = metrics
         self.events = events
+        self.shadow = shadow
         self.batch_chunk = batch_chunk
 
     async def _cache_get_many(self, keys: list[str]) -> list[bytes | None]:
@@ -186,28 +191,21 @@ class ScoringService:
         except CacheUnavailableError:
             return
 
-    def _prepare(
-        self, principal: Principal, lead: Lead, live: LiveModel, options: ScoreOptions
-    ) -> _Scored:
+    def _prepare(self, lead: Lead, lineup: Lineup, options: ScoreOptions) -> _Scored:
         data = lead.lead_data.model_dump(mode="json")
         canonical = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
-        return _Scored(lead, data, _signature(canonical, live.version, options))
+        live, shadow = lineup.route(lead.lead_id)
+        return _Scored(lead, data, live, shadow, _signature(canonical, live.version, options))
 
     async def score(self, principal: Principal, lead: Lead, options: ScoreOptions) -> bytes:
         """Score one lead: cached when the same data was scored by the same model."""
         started = time.perf_counter()
-        live = self.models.for_team(principal.team_id)
-        item = self._prepare(principal, lead, live, options)
-        [body] = await self._score_items(principal, [item], options, live, started)
+        item = self._prepare(lead, self.models.lineup(principal.team_id), options)
+        [body] = await self._score_items(principal, [item], options, started)
         return orjson.dumps(body)
 
     async def _score_items(
-        self,
-        principal: Principal,
-        items: Sequence[_Scored],
-        options: ScoreOptions,
-        live: LiveModel,
-        started: float,
+        self, principal: Principal, items: Sequence[_Scored], options: ScoreOptions, started: float
     ) -> list[dict[str, Any]]:
         now = datetime.now(UTC)
         now_ms = int(now.timestamp() * 1000)
@@ -215,7 +213,7 @@ class ScoringService:
         cached: list[bytes | None] = (
             [None] * len(items) if options.force_refresh else await self._cache_get_many(keys)
         )
-        misses: list[_Scored] = []
+        misses: dict[str, list[_Scored]] = {}  # by the version that answers
         fresh_until: dict[int, int] = {}
         for item, entry in zip(items, cached, strict=True):
             if entry is not None:
@@ -223,15 +221,15 @@ class ScoringService:
                 if signature == item.signature and valid_until > now_ms:
                     item.body = orjson.loads(stored) | {"cache_hit": True}
                     continue
-            misses.append(item)
-        if misses:
-            results = live.scorer.score_many(
-                [m.lead for m in misses],
+            misses.setdefault(item.live.version, []).append(item)
+        for group in misses.values():
+            results = group[0].live.scorer.score_many(
+                [m.lead for m in group],
                 explain=options.return_feature_importance,
                 commission=options.calculate_commission,
                 commission_rate=principal.commission_rate,
             )
-            for item, result in zip(misses, results, strict=True):
+            for item, result in zip(group, results, strict=True):
                 item.body = payload(result, options, now, cache_hit=False)
                 fresh_until[id(item)] = now_ms + int(cache_ttl(result.ml_confidence) * 1000)
         elapsed = time.perf_counter() - started
@@ -239,6 +237,7 @@ class ScoringService:
         records = []
         bodies = []
         writes: list[tuple[str, bytes, float]] = []
+        shadows: list[ShadowJob] = []
         team = principal.team_id
         publish_scored = self.events.wants(team, events.EventType.LEAD_SCORED)
         publish_escalation = self.events.wants(team, events.EventType.ESCALATION)
@@ -274,12 +273,16 @@ class ScoringService:
             if publish_scored:
                 self.events.emit(events.lead_scored(team, name, body))
             if publish_escalation and body["escalation_recommended"]:
-                threshold = live.scorer.policy.escalation_confidence
+                threshold = item.live.scorer.policy.escalation_confidence
                 self.events.emit(events.escalation(team, name, body, threshold))
+            if item.shadow is not None:
+                shadows.append(ShadowJob(team, item.lead, item.shadow, item.live.version, now))
         # One round trip stores every new score as its lead's latest answer, before replying:
         # any worker reads it at once, and it answers repeats while fresh (TTL by confidence).
         await self._cache_set_many(writes)
         await self.writer.submit(records)
+        if shadows:
+            self.shadow.submit(shadows)
         return bodies
 
     async def batch(
@@ -287,7 +290,7 @@ class ScoringService:
     ) -> bytes:
         """Score up to 100 leads in one vectorised pass; an invalid lead fails alone."""
         started = time.perf_counter()
-        live = self.models.for_team(principal.team_id)
+        lineup = self.models.lineup(principal.team_id)
         valid: list[tuple[int, _Scored]] = []
         errors: list[dict[str, Any]] = []
         for index, raw in enumerate(leads):
@@ -304,7 +307,7 @@ class ScoringService:
                     }
                 )
                 continue
-            valid.append((index, self._prepare(principal, lead, live, options)))
+            valid.append((index, self._prepare(lead, lineup, options)))
         batch_id = uuid.uuid4().hex
         team = principal.team_id
         total = len(leads)
@@ -313,7 +316,7 @@ class ScoringService:
         done = len(errors)  # invalid leads are finished as soon as they are read
         for first in range(0, len(valid), self.batch_chunk):
             chunk = [v for _, v in valid[first : first + self.batch_chunk]]
-            bodies += await self._score_items(principal, chunk, options, live, started)
+            bodies += await self._score_items(principal, chunk, options, started)
             done += len(chunk)
             if done < total:
                 self._progress(team, batch_id, done, total, "in_progress")

@@ -10,7 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leadscore.engine.metrics import reliability, summary
 from leadscore.services.metrics import Metrics
-from leadscore.services.models import LiveModel
+from leadscore.services.models import Lineup
+from leadscore.services.shadow import ShadowScorer
 from leadscore.services.writer import ScoreWriter
 from leadscore.store import repositories as repo
 
@@ -18,8 +19,27 @@ QUALITY_WINDOW: Final = 5_000
 MIN_QUALITY_LEADS: Final = 30
 
 
-def model_status(live: LiveModel, metrics: Metrics, writer: ScoreWriter) -> dict[str, Any]:
+def trial_status(lineup: Lineup, shadow: ShadowScorer) -> dict[str, Any]:
+    """The champion/challenger trial serving the team, with this worker's shadow counts."""
+    trial = lineup.trial
+    if trial is None:
+        return {"mode": "off"}
+    return {
+        "mode": trial.mode,
+        "share": trial.share,
+        "champion": lineup.champion.version,
+        "challenger": trial.challenger.version,
+        "shadow_scores": {
+            "stored_by_this_worker": shadow.scored,
+            "pending": shadow.pending,
+            "dropped": shadow.dropped,
+        },
+    }
+
+
+def model_status(lineup: Lineup, metrics: Metrics, writer: ScoreWriter) -> dict[str, Any]:
     """The model card's essentials plus live traffic since the server started."""
+    live = lineup.champion
     card = live.model.card
     traffic = metrics.summary()
     return {
@@ -65,13 +85,17 @@ async def live_quality(
 
 
 async def team_model_status(
-    live: LiveModel,
+    lineup: Lineup,
     metrics: Metrics,
     writer: ScoreWriter,
+    shadow: ShadowScorer,
     sessions: async_sessionmaker[AsyncSession],
     team_id: int,
 ) -> dict[str, Any]:
     """The serving model's status for a team, with its live quality as outcomes arrive."""
     await writer.barrier()
     quality = await live_quality(sessions, team_id)
-    return model_status(live, metrics, writer) | {"live_quality": quality}
+    return model_status(lineup, metrics, writer) | {
+        "live_quality": quality,
+        "trial": trial_status(lineup, shadow),
+    }

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import delete, func, insert, select, text
+from sqlalchemy import case, delete, func, insert, select, text, union_all
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -21,9 +21,11 @@ from leadscore.store.tables import (
     LeadRow,
     ModelAliasRow,
     ModelChangeRow,
+    ModelExperimentRow,
     ModelVersionRow,
     OutcomeRow,
     ScoreRow,
+    ShadowScoreRow,
     Team,
 )
 
@@ -458,3 +460,96 @@ async def teams_with_outcomes(session: AsyncSession, at_least: int) -> list[int]
         .having(func.count(func.distinct(OutcomeRow.lead_id)) >= at_least)
     )
     return list(result.scalars())
+
+
+async def model_experiments(session: AsyncSession) -> dict[str, ModelExperimentRow]:
+    """scope → the experiment running there."""
+    result = await session.execute(select(ModelExperimentRow))
+    return {row.scope: row for row in result.scalars()}
+
+
+async def set_experiment(
+    session: AsyncSession, scope: str, mode: str, share: float, now: datetime, actor: str
+) -> None:
+    """Start (or change) a scope's experiment."""
+    upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    statement = upsert(ModelExperimentRow).values(
+        scope=scope, mode=mode, share=share, started_at=now, actor=actor
+    )
+    await session.execute(
+        statement.on_conflict_do_update(
+            index_elements=["scope"],
+            set_={"mode": mode, "share": share, "started_at": now, "actor": actor},
+        )
+    )
+
+
+async def end_experiment(session: AsyncSession, scope: str) -> bool:
+    """Stop a scope's experiment; whether one was running."""
+    result = await session.execute(
+        delete(ModelExperimentRow).where(ModelExperimentRow.scope == scope)
+    )
+    return bool(getattr(result, "rowcount", 0))
+
+
+@dataclass(frozen=True)
+class ShadowRecord:
+    """A score one version gave a lead while another version's score was returned."""
+
+    team_id: int
+    lead_id: str
+    model_version: str
+    served_version: str
+    ml_score: float
+    scored_at: datetime
+
+
+async def save_shadow_scores(session: AsyncSession, records: Sequence[ShadowRecord]) -> None:
+    """Append shadow scores in one statement."""
+    if not records:
+        return
+    await session.execute(
+        insert(ShadowScoreRow.metadata.tables[ShadowScoreRow.__tablename__]),
+        [
+            {
+                "team_id": r.team_id, "lead_id": r.lead_id, "model_version": r.model_version,
+                "served_version": r.served_version, "ml_score": r.ml_score,
+                "scored_at": r.scored_at,
+            }
+            for r in records
+        ],
+    )  # fmt: skip
+
+
+async def scores_before_outcomes(
+    session: AsyncSession, team_id: int, versions: Sequence[str], limit: int
+) -> list[tuple[str, str, float, bool]]:
+    """(lead, version, score, converted) for these versions' scores, returned or shadow, made
+    before the lead's first outcome (a later score may have seen it); newest first."""
+    labels = (
+        select(
+            OutcomeRow.lead_id,
+            func.min(OutcomeRow.occurred_at).label("first_outcome"),
+            func.max(case((OutcomeRow.outcome.in_(("converted", "closed")), 1), else_=0)).label(
+                "converted"
+            ),
+        )
+        .where(OutcomeRow.team_id == team_id)
+        .group_by(OutcomeRow.lead_id)
+        .subquery()
+    )
+    parts = [
+        select(table.lead_id, table.model_version, table.ml_score, table.scored_at,
+               labels.c.converted)
+        .join(labels, labels.c.lead_id == table.lead_id)
+        .where(table.team_id == team_id, table.model_version.in_(versions),
+               table.scored_at <= labels.c.first_outcome)
+        for table in (ScoreRow, ShadowScoreRow)
+    ]  # fmt: skip
+    both = union_all(*parts).subquery()
+    result = await session.execute(
+        select(both.c.lead_id, both.c.model_version, both.c.ml_score, both.c.converted)
+        .order_by(both.c.scored_at.desc())
+        .limit(limit)
+    )
+    return [(lead, version, score, bool(hit)) for lead, version, score, hit in result.all()]

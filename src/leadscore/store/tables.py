@@ -192,3 +192,30 @@ class ModelChangeRow(Base):
     detail: Mapped[dict[str, Any]]
     actor: Mapped[str] = mapped_column(String(200))
     at: Mapped[datetime]
+
+
+class ModelExperimentRow(Base):
+    """A champion/challenger trial on live traffic for one scope; no row means none runs."""
+
+    __tablename__ = "model_experiments"
+
+    scope: Mapped[str] = mapped_column(String(32), primary_key=True)  # "global" or a team id
+    mode: Mapped[str] = mapped_column(String(8))  # "shadow" or "split"
+    share: Mapped[float] = mapped_column(Float)  # split: the challenger's share of leads
+    started_at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(200))
+
+
+class ShadowScoreRow(Base):
+    """A score computed during an experiment but not returned: the other version's opinion."""
+
+    __tablename__ = "shadow_scores"
+    __table_args__ = (Index("ix_shadow_scores_team_lead", "team_id", "lead_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
+    lead_id: Mapped[str] = mapped_column(String(100))
+    model_version: Mapped[str] = mapped_column(String(64))
+    served_version: Mapped[str] = mapped_column(String(64))  # what the client got instead
+    ml_score: Mapped[float] = mapped_column(Float)
+    scored_at: Mapped[datetime]
