@@ -142,7 +142,11 @@ def test_a_team_model_goes_from_outcomes_to_champion_and_back(
     }  # another team runs no trial
 
     # Promotion: the gate passed, so no force; every worker, and the cache, follow.
-    probe = lead("probe_1")
+    # A lead the split leaves with the champion, so its cached score is the old version's.
+    probe_id = next(
+        f"probe_{i}" for i in range(100) if lead_share(team_version, f"probe_{i}") >= 0.5
+    )
+    probe = lead(probe_id)
     before = [httpx.post(f"{url}/api/v1/ml/score", json=probe, headers=agent).json()
               for _ in range(2)]  # fmt: skip
     assert before[1]["cache_hit"] is True

@@ -36,7 +36,6 @@ log = logging.getLogger(__name__)
 GLOBAL: Final = "global"
 CHAMPION: Final = "champion"
 CHALLENGER: Final = "challenger"
-TRIAL_MODES: Final = ("shadow", "split")
 
 
 @dataclass(frozen=True)
