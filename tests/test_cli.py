@@ -253,3 +253,28 @@ def test_models_trial_and_compare_from_the_command_line(workdir: Path) -> None:
     assert "no trial is running" in again.stderr
     wrong = run("models", "trial", "canary", cwd=workdir, check=False)
     assert wrong.returncode == 2
+
+
+def test_retrain_learns_from_a_mapped_crm_export(workdir: Path, tmp_path: Path) -> None:
+    from .engine.test_mapping import GOOD, export, write
+
+    data, mapping = export(tmp_path, n=800, positives=200), write(tmp_path, GOOD)
+    run("keys", "create", "--team", "globex", cwd=tmp_path)
+    base = run("models", "register", str(workdir / "model"), cwd=tmp_path).stdout.strip()
+    run("models", "promote", base, "--force", cwd=tmp_path)
+    too_few = run("retrain", "--team", "globex", cwd=tmp_path, check=False)
+    assert too_few.returncode == 2
+    assert "has 0 leads with outcomes; a team model needs 500" in too_few.stderr
+    unmapped = run("retrain", "--team", "globex", "--mapping", str(mapping), cwd=tmp_path,
+                   check=False)  # fmt: skip
+    assert unmapped.returncode == 2
+    result = json.loads(
+        run("retrain", "--team", "globex", "--data", str(data), "--mapping", str(mapping),
+            cwd=tmp_path).stdout
+    )  # fmt: skip
+    assert result["leads"] == 800
+    assert result["parent_version"] == base
+    assert result["gate"]["n"] == 160  # the newest 20 % of the export, by its Created column
+    shown = json.loads(run("models", "show", result["version"], cwd=tmp_path).stdout)
+    assert shown["aliases"] == [f"challenger@team:{shown['team_id']}"]
+    assert "800 of them from a CRM export" in json.dumps(shown["card"])

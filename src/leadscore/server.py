@@ -234,8 +234,23 @@ def models_compare(
 def retrain(
     team: Annotated[str, typer.Option(help="The team whose outcomes to learn from.")],
     promote: Annotated[bool, typer.Option(help="Promote when the gate passes.")] = False,
+    data: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="The team's CRM export, with outcomes."),
+    ] = None,
+    mapping: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="YAML column mapping for that export."),
+    ] = None,
 ) -> None:
-    """Train a team model on its outcomes, gate it against the champion, register it."""
+    """Train a team model on its outcomes (and its CRM history), gate it, register it."""
+    from leadscore.engine.mapping import load_mapping, load_training_frame
+
+    if mapping is not None and data is None:
+        raise typer.BadParameter("--mapping maps the columns of --data: give both")
+    export = None if data is None else load_training_frame(
+        data, load_mapping(mapping) if mapping else None
+    )  # fmt: skip
 
     async def run(registry: Registry) -> dict[str, Any]:
         from leadscore.services.training import RetrainService
@@ -243,7 +258,8 @@ def retrain(
         settings = ServiceSettings()
         service = RetrainService(registry, settings.home / "models" / "trained",
                                  num_threads=settings.num_threads)  # fmt: skip
-        return await service.retrain(await registry.team_id(team), actor="cli", promote=promote)
+        team_id = await registry.team_id(team)
+        return await service.retrain(team_id, actor="cli", promote=promote, export=export)
 
     _print(_registry(run))
 

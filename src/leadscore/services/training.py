@@ -87,6 +87,16 @@ def training_frame(leads: Sequence[repo.TrainingLead]) -> pl.DataFrame:
     )
 
 
+def with_export(frame: pl.DataFrame, export: pl.DataFrame) -> pl.DataFrame:
+    """The team's rows plus its CRM history; a lead in both is taken from its live outcome."""
+    missing = {"lead_id", "converted"} - set(export.columns)
+    if missing:
+        raise TrainingDataError(f"the CRM export has no {', '.join(sorted(missing))} column")
+    history = export.filter(~pl.col("lead_id").is_in(frame["lead_id"].implode()))
+    shared = [c for c in frame.columns if c in history.columns]
+    return pl.concat([frame, history.select(shared)], how="diagonal_relaxed")
+
+
 def _older_and_newest(data: TrainingInput, share: float) -> tuple[TrainingInput, TrainingInput]:
     """The leads a challenger learns from, and the newest ones it is judged on."""
     newest = time_holdout(data, share)
@@ -158,24 +168,38 @@ class RetrainService:
             self.publisher.emit(events.model_status(status, version, detail, team_id=team_id))
 
     async def start(
-        self, team_id: int, *, actor: str, promote: bool
+        self,
+        team_id: int,
+        *,
+        actor: str,
+        promote: bool,
+        export: pl.DataFrame | None = None,
     ) -> tuple[str, asyncio.Task[dict[str, Any]]]:
-        """Begin a job in the background; refused while another runs for the team anywhere."""
+        """Begin a job in the background; refused while another runs for the team anywhere.
+
+        `export`: the team's history from its CRM (a canonical training frame, e.g. from
+        `load_training_frame` with a mapping), learned from together with its outcomes.
+        """
         async with self.registry.sessions() as session:
             labelled = await repo.leads_with_outcomes(session, team_id)
-        if labelled < MIN_TEAM_LEADS:
-            raise _too_few(team_id, labelled, MIN_TEAM_LEADS, TEAM_MODEL)
+        available = labelled + (export.height if export is not None else 0)
+        if available < MIN_TEAM_LEADS:
+            raise _too_few(team_id, available, MIN_TEAM_LEADS, TEAM_MODEL)
         job = uuid.uuid4().hex[:12]
         if not await self.registry.lease(scope_of(team_id), job, TRAINING_LEASE):
             raise TrainingBusyError(f"a training job for team {team_id} is already running")
-        task = asyncio.create_task(self._job(team_id, job, actor, promote), name=f"train-{job}")
+        task = asyncio.create_task(
+            self._job(team_id, job, actor, promote, export), name=f"train-{job}"
+        )
         self._jobs.add(task)
         task.add_done_callback(self._finished)
         return job, task
 
-    async def retrain(self, team_id: int, *, actor: str, promote: bool) -> dict[str, Any]:
+    async def retrain(
+        self, team_id: int, *, actor: str, promote: bool, export: pl.DataFrame | None = None
+    ) -> dict[str, Any]:
         """Run a job to its end (the command line)."""
-        _, task = await self.start(team_id, actor=actor, promote=promote)
+        _, task = await self.start(team_id, actor=actor, promote=promote, export=export)
         return await task
 
     def _finished(self, task: asyncio.Task[dict[str, Any]]) -> None:
@@ -183,9 +207,11 @@ class RetrainService:
         if not task.cancelled() and task.exception() is not None:
             log.warning("training job %s failed: %s", task.get_name(), task.exception())
 
-    async def _job(self, team_id: int, job: str, actor: str, promote: bool) -> dict[str, Any]:
+    async def _job(
+        self, team_id: int, job: str, actor: str, promote: bool, export: pl.DataFrame | None
+    ) -> dict[str, Any]:
         try:
-            return await self._retrain(team_id, job, actor=actor, promote=promote)
+            return await self._retrain(team_id, job, actor=actor, promote=promote, export=export)
         except Exception as exc:
             self._announce("training_failed", "", {"team_id": team_id, "job": job,
                                                    "error": str(exc)})  # fmt: skip
@@ -220,15 +246,17 @@ class RetrainService:
         await asyncio.gather(*self._jobs, return_exceptions=True)
 
     async def _retrain(
-        self, team_id: int, job: str, *, actor: str, promote: bool
+        self, team_id: int, job: str, *, actor: str, promote: bool, export: pl.DataFrame | None
     ) -> dict[str, Any]:
         parent = await self._champion_version(team_id)
         detail: dict[str, Any] = {"team_id": team_id, "job": job}
         self._announce("training_started", parent, detail)
-        frame = await self._frame(team_id, MIN_TEAM_LEADS, TEAM_MODEL)
+        frame = await self._frame(team_id, MIN_TEAM_LEADS, TEAM_MODEL, export)
         champion = (await self.registry.load(parent)).model
         config = ModelConfig(num_threads=self.num_threads, seed=int(datetime.now(UTC).timestamp()))
         about = f"team {team_id}: {frame.height} leads with outcomes, trained by {actor}"
+        if export is not None:
+            about += f" ({export.height} of them from a CRM export)"
         model = await asyncio.to_thread(_fit, frame, config, self.gate, champion, about)
         await self._register(model, job, team_id, parent, actor)
         passed = model.card["gate"]["passed"]
@@ -244,11 +272,16 @@ class RetrainService:
         champions = await self.registry.champions()
         return champions.get(scope_of(team_id)) or champions[GLOBAL]
 
-    async def _frame(self, team_id: int, minimum: int, purpose: str) -> pl.DataFrame:
-        """The team's leakage-safe training rows, refused below `minimum`."""
+    async def _frame(
+        self, team_id: int, minimum: int, purpose: str, export: pl.DataFrame | None = None
+    ) -> pl.DataFrame:
+        """The team's leakage-safe training rows (and its CRM history), refused below
+        `minimum`."""
         async with self.registry.sessions() as session:
             leads = await repo.training_leads(session, team_id)
         frame = await asyncio.to_thread(training_frame, leads)
+        if export is not None:
+            frame = with_export(frame, export)
         if frame.height < minimum:
             raise _too_few(team_id, frame.height, minimum, purpose)
         return frame
