@@ -43,6 +43,9 @@ class ServiceSettings(Settings):
     rate_limit_per_minute: int = Field(default=1200, ge=1)
     cors_origins: list[str] = Field(default_factory=list)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    max_upload_bytes: int = Field(
+        default=200 * 1_048_576, ge=1024, description="A CRM export uploaded for training."
+    )
     cache_max_entries: int = Field(default=100_000, ge=100)
     health_timeout_seconds: float = Field(default=0.5, gt=0, le=10)
     durable_scores: bool = Field(

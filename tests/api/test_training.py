@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -150,3 +151,54 @@ def test_recalibration_keeps_the_trees_and_waits_as_challenger(
     assert abs(gate["challenger"]["auc"] - gate["champion"]["auc"]) < 0.02
     nobody = client.post("/api/v1/ml/models/recalibrate", headers=as_role("acme-admin"))
     assert nobody.status_code == 422  # acme has no outcomes
+
+
+def test_an_uploaded_crm_export_trains_a_team_model(
+    deployment: Deployment, client: httpx.Client, as_role: Headers, tmp_path: Path
+) -> None:
+    """Runs after the tests above: acme has no outcomes of its own, only its CRM history."""
+    from ..engine.test_mapping import GOOD, export
+
+    admin = as_role("acme-admin")
+    url = "/api/v1/ml/models/train/export"
+    crm = export(tmp_path, n=800, positives=200).read_bytes()
+    mapping = ("crm.yaml", GOOD.encode(), "application/yaml")
+
+    def upload(files: dict[str, tuple[str, bytes, str]], who: dict[str, str]) -> httpx.Response:
+        return client.post(url, files=files, data={"promote": "false"}, headers=who)
+
+    good = {"export": ("crm.csv", crm, "text/csv"), "mapping": mapping}
+    assert upload(good, as_role("acme-agent")).status_code == 403
+    refusals = [
+        ({"export": ("crm.xls", crm, "application/octet-stream")}, "unsupported file type"),
+        ({"export": ("crm.parquet", b"not parquet", "application/octet-stream")}, "cannot be read"),
+        ({"export": ("crm.csv", crm, "text/csv"),
+          "mapping": ("m.yaml", b"outcomes: {}", "application/yaml")}, "outcomes.conversion"),
+        ({"export": ("crm.csv", export(tmp_path, n=400).read_bytes(), "text/csv"),
+          "mapping": mapping}, "has 400 leads with outcomes; a team model needs 500"),
+    ]  # fmt: skip
+    for files, message in refusals:
+        refused = upload(files, admin)
+        assert refused.status_code == 422, refused.text
+        assert message in refused.json()["detail"]
+    assert upload({}, admin).status_code == 422  # no file at all
+    started = upload(good, admin)
+    assert started.status_code == 202, started.text
+    deadline = time.monotonic() + 120
+    while True:
+        mine = [m for m in client.get("/api/v1/ml/models", headers=admin).json()
+                if m["team_id"] is not None]  # fmt: skip
+        if mine:
+            break
+        assert time.monotonic() < deadline, "the upload never became a challenger"
+        time.sleep(0.5)
+    detail = client.get(f"/api/v1/ml/models/{mine[0]['version']}", headers=admin).json()
+    assert "800 of them from a CRM export" in detail["card"]["training_data"]["description"]
+    assert detail["trained_by"].startswith("key ")
+    small = deployment.start(max_upload_bytes=4096)
+    try:
+        with httpx.Client(base_url=small.url, timeout=30) as http:
+            too_big = http.post(url, files=good, headers=admin)
+    finally:
+        small.stop()
+    assert too_big.status_code == 413

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query, Request, Response, Security, WebSocket
+from fastapi import (
+    APIRouter,
+    Body,
+    File,
+    Form,
+    Path,
+    Query,
+    Request,
+    Response,
+    Security,
+    UploadFile,
+    WebSocket,
+)
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
@@ -248,6 +260,26 @@ async def train_model(
     job, _ = await services.training.start(
         principal.team_id, actor=f"key {principal.key_id}", promote=request.promote
     )
+    return {"job": job, "team_id": principal.team_id, "status": "started"}
+
+
+@models.post("/train/export", status_code=202, response_model=TrainStarted, openapi_extra=SECURED)
+async def train_model_with_export(
+    services: ServicesDep,
+    principal: AdminDep,
+    export: Annotated[
+        UploadFile, File(description="CRM export with outcomes: .csv/.parquet/.jsonl")
+    ],
+    mapping: Annotated[UploadFile | None, File(description="YAML column mapping")] = None,
+    promote: Annotated[bool, Form()] = False,
+) -> dict[str, Any]:
+    """Admins: train the team's model on its outcomes plus its CRM history (multipart upload,
+    up to LEADSCORE_MAX_UPLOAD_BYTES); same job, events and gate as `/train`."""
+    job, _ = await services.training.start_with_export(
+        principal.team_id, actor=f"key {principal.key_id}", promote=promote,
+        name=export.filename or "export.csv", content=export.file,
+        mapping=await mapping.read() if mapping is not None else None,
+    )  # fmt: skip
     return {"job": job, "team_id": principal.team_id, "status": "started"}
 
 

@@ -6,22 +6,25 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
+import tempfile
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 import numpy as np
 import orjson
 import polars as pl
 
 from leadscore.engine.gate import GateConfig, promotion_gate, recalibrate, time_holdout
-from leadscore.engine.io import leads_to_frame
+from leadscore.engine.io import file_format, leads_to_frame
+from leadscore.engine.mapping import load_mapping, load_training_frame
 from leadscore.engine.model import AttributeSpec, LeadModel, ModelConfig, TrainingInput, train
 from leadscore.engine.schema import Lead
 from leadscore.engine.textparse import parse_timeline_months
-from leadscore.errors import LeadScoreError, TrainingDataError
+from leadscore.errors import InvalidInputError, LeadScoreError, TrainingDataError
 from leadscore.services import events
 from leadscore.services.events import EventPublisher
 from leadscore.services.registry import GLOBAL, Registry, scope_of
@@ -95,6 +98,25 @@ def with_export(frame: pl.DataFrame, export: pl.DataFrame) -> pl.DataFrame:
     history = export.filter(~pl.col("lead_id").is_in(frame["lead_id"].implode()))
     shared = [c for c in frame.columns if c in history.columns]
     return pl.concat([frame, history.select(shared)], how="diagonal_relaxed")
+
+
+def read_export(name: str, content: BinaryIO, mapping: bytes | None) -> pl.DataFrame:
+    """An uploaded CRM export (CSV, Parquet or JSONL, by its name) as canonical training rows,
+    mapped when a YAML mapping came with it; a file that cannot be read is the caller's error."""
+    suffix = Path(name).suffix.lower()
+    with tempfile.TemporaryDirectory(prefix="leadscore-export-") as tmp:
+        data = Path(tmp) / f"export{suffix}"
+        file_format(data)  # refuse an unknown type before copying anything
+        with data.open("wb") as out:
+            shutil.copyfileobj(content, out)
+        spec = None
+        if mapping is not None:
+            (Path(tmp) / "mapping.yaml").write_bytes(mapping)
+            spec = load_mapping(Path(tmp) / "mapping.yaml")
+        try:
+            return load_training_frame(data, spec)
+        except (pl.exceptions.PolarsError, UnicodeDecodeError, OSError) as exc:
+            raise InvalidInputError(f"{name}: cannot be read as {suffix[1:]} ({exc})") from exc
 
 
 def _older_and_newest(data: TrainingInput, share: float) -> tuple[TrainingInput, TrainingInput]:
@@ -194,6 +216,21 @@ class RetrainService:
         self._jobs.add(task)
         task.add_done_callback(self._finished)
         return job, task
+
+    async def start_with_export(
+        self,
+        team_id: int,
+        *,
+        actor: str,
+        promote: bool,
+        name: str,
+        content: BinaryIO,
+        mapping: bytes | None,
+    ) -> tuple[str, asyncio.Task[dict[str, Any]]]:
+        """Begin a job on the team's outcomes plus an uploaded CRM export (read first: a bad
+        file or mapping is refused before any job starts)."""
+        export = await asyncio.to_thread(read_export, name, content, mapping)
+        return await self.start(team_id, actor=actor, promote=promote, export=export)
 
     async def retrain(
         self, team_id: int, *, actor: str, promote: bool, export: pl.DataFrame | None = None
