@@ -3,7 +3,9 @@
 Run: `uv run python benchmarks/retrain.py [--leads 50000]`. A fresh SQLite database (in a
 temporary directory) gets one team, its leads as scored and their outcomes; then the real
 `RetrainService` reads them back, builds the leakage-safe rows, trains, runs the promotion
-gate against the built-in model and registers the challenger. Prints the time of each part.
+gate against the built-in model and registers the challenger. Prints the time of each part,
+and how late the event loop answers while the job runs (in its training process, and as it
+ran before, in a thread of the serving process).
 """
 
 from __future__ import annotations
@@ -18,13 +20,25 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from leadscore.engine.defaults import default_model_dir, load_or_build_default
+from leadscore.engine.gate import GateConfig
 from leadscore.engine.io import frame_to_leads
+from leadscore.engine.model import ModelConfig
 from leadscore.engine.synthetic import generate
 from leadscore.services.registry import Registry
-from leadscore.services.training import RetrainService, training_frame
+from leadscore.services.training import RetrainService, _fit, training_frame
 from leadscore.store import repositories as repo
 from leadscore.store.db import create_engine, session_factory
 from leadscore.store.migrate import upgrade
+
+
+async def loop_lag(stop: asyncio.Event) -> list[float]:
+    """How late a 1 ms timer fires, again and again: what a request would wait for the loop."""
+    lags = []
+    while not stop.is_set():
+        started = time.perf_counter()
+        await asyncio.sleep(0.001)
+        lags.append((time.perf_counter() - started - 0.001) * 1000)
+    return lags
 
 
 async def run(home: Path, n: int, threads: int) -> None:
@@ -63,13 +77,31 @@ async def run(home: Path, n: int, threads: int) -> None:
         t1 = time.perf_counter()
         built = training_frame(rows)
         t2 = time.perf_counter()
-        service = RetrainService(registry, home / "models" / "trained", num_threads=threads)
+        service = RetrainService(registry, url, home / "models" / "trained", num_threads=threads)
+        stop = asyncio.Event()
+        probe = asyncio.create_task(loop_lag(stop))
         result = await service.retrain(team.id, actor="benchmark", promote=False)
         t3 = time.perf_counter()
+        stop.set()
+        in_child = await probe
+        await service.close()
+        # What the job did before it had its own process: rows and fit in a thread of the
+        # serving process, sharing its GIL with the event loop.
+        stop = asyncio.Event()
+        probe = asyncio.create_task(loop_lag(stop))
+        config = ModelConfig(num_threads=threads, seed=1)
+        await asyncio.to_thread(lambda: _fit(training_frame(rows), config, GateConfig(), model, ""))
+        stop.set()
+        in_thread = await probe
         gate = result["gate"]
         print(f"read {len(rows):,} leads with outcomes: {t1 - t0:.2f} s")
         print(f"leakage-safe training frame ({built.height:,} rows): {t2 - t1:.2f} s")
         print(f"whole retrain job (read + frame + train + gate + register): {t3 - t2:.2f} s")
+        for name, lags in (("training process", in_child), ("thread (before)", in_thread)):
+            lags.sort()
+            print(f"event-loop lag while the job runs in a {name}: p50 "
+                  f"{lags[len(lags) // 2]:.2f} ms, p99 {lags[int(len(lags) * 0.99)]:.2f} ms, "
+                  f"max {lags[-1]:.1f} ms ({len(lags):,} probes)")  # fmt: skip
         print(f"gate on {gate['n']:,} newest leads: passed={gate['passed']}; challenger AUC "
               f"{gate['challenger']['auc']:.4f} vs champion {gate['champion']['auc']:.4f}; "
               f"AUC diff CI {gate['auc_difference_ci']}")  # fmt: skip

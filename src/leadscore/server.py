@@ -256,7 +256,8 @@ def retrain(
         from leadscore.services.training import RetrainService
 
         settings = ServiceSettings()
-        service = RetrainService(registry, settings.home / "models" / "trained",
+        service = RetrainService(registry, settings.resolved_database_url,
+                                 settings.home / "models" / "trained",
                                  num_threads=settings.num_threads)  # fmt: skip
         team_id = await registry.team_id(team)
         return await service.retrain(team_id, actor="cli", promote=promote, export=export)

@@ -132,7 +132,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await hub.start()
         watcher = ModelWatcher(registry, models, events, hub.worker, settings.model_poll_seconds)
         training = RetrainService(
-            registry, settings.home / "models" / "trained", events, settings.num_threads
+            registry,
+            settings.resolved_database_url,
+            settings.home / "models" / "trained",
+            events,
+            settings.num_threads,
         )
         app.state.services = Services(
             settings=settings,

@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
 import shutil
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO, Final
@@ -29,6 +31,7 @@ from leadscore.services import events
 from leadscore.services.events import EventPublisher
 from leadscore.services.registry import GLOBAL, Registry, scope_of
 from leadscore.store import repositories as repo
+from leadscore.store.db import create_engine, session_factory
 
 log = logging.getLogger(__name__)
 
@@ -171,17 +174,28 @@ class RetrainService:
     def __init__(
         self,
         registry: Registry,
+        database_url: str,
         staging: Path,
         publisher: EventPublisher | None = None,
         num_threads: int = 2,
         gate: GateConfig | None = None,
     ) -> None:
         self.registry = registry
+        self.database_url = database_url  # the training process reads the outcomes itself
         self.staging = staging
         self.publisher = publisher
         self.num_threads = num_threads
         self.gate = gate or GateConfig()
         self._jobs: set[asyncio.Task[dict[str, Any]]] = set()
+        self._pool: ProcessPoolExecutor | None = None
+
+    async def _in_child(self, fn: Callable[..., int], *args: object) -> int:
+        """Run a training step in the training process: reading tens of thousands of rows,
+        building features and fitting trees hold the GIL for seconds, which in this process
+        would hold every request up."""
+        if self._pool is None:  # started on first use, so a worker that never trains has none
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     def _announce(self, status: str, version: str, detail: dict[str, Any]) -> None:
         """Progress of a team's job, for that team's clients only."""
@@ -264,23 +278,30 @@ class RetrainService:
             raise TrainingBusyError(f"a training job for team {team_id} is already running")
         try:
             parent = await self._champion_version(team_id)
-            frame = await self._frame(team_id, MIN_RECALIBRATION_LEADS, "recalibration")
-            champion = (await self.registry.load(parent)).model
-            model = await asyncio.to_thread(_recalibrated, frame, champion, self.gate)
-            await self._register(model, job, team_id, parent, f"{actor} (recalibration)")
+            champion = await self.registry.load(parent)
+            rows = await self._in_child(
+                _recalibrate_job, self.database_url, team_id, self.gate, champion.path,
+                self.staging / job,
+            )  # fmt: skip
+            model = await self._register(job, team_id, parent, f"{actor} (recalibration)")
         finally:
             await self.registry.release(scope, job)
         detail = {"team_id": team_id, "job": job}
         self._announce(
             "challenger", model.version, detail | {"gate_passed": model.card["gate"]["passed"]}
         )
-        return _result(job, team_id, model, parent, frame.height)
+        return _result(job, team_id, model, parent, rows)
 
     async def close(self) -> None:
-        """Stop running jobs (their leases are released)."""
+        """Stop running jobs (their leases are released) and the training process."""
         for task in list(self._jobs):
             task.cancel()
         await asyncio.gather(*self._jobs, return_exceptions=True)
+        if self._pool is not None:
+            # A fit in progress would hold the shutdown for its whole length: end it.
+            for process in list(getattr(self._pool, "_processes", {}).values()):
+                process.terminate()
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _retrain(
         self, team_id: int, job: str, *, actor: str, promote: bool, export: pl.DataFrame | None
@@ -288,50 +309,85 @@ class RetrainService:
         parent = await self._champion_version(team_id)
         detail: dict[str, Any] = {"team_id": team_id, "job": job}
         self._announce("training_started", parent, detail)
-        frame = await self._frame(team_id, MIN_TEAM_LEADS, TEAM_MODEL, export)
-        champion = (await self.registry.load(parent)).model
+        champion = await self.registry.load(parent)
         config = ModelConfig(num_threads=self.num_threads, seed=int(datetime.now(UTC).timestamp()))
-        about = f"team {team_id}: {frame.height} leads with outcomes, trained by {actor}"
-        if export is not None:
-            about += f" ({export.height} of them from a CRM export)"
-        model = await asyncio.to_thread(_fit, frame, config, self.gate, champion, about)
-        await self._register(model, job, team_id, parent, actor)
+        rows = await self._in_child(
+            _train_job, self.database_url, team_id, export, config, self.gate, champion.path,
+            actor, self.staging / job,
+        )  # fmt: skip
+        model = await self._register(job, team_id, parent, actor)
         passed = model.card["gate"]["passed"]
         self._announce("challenger", model.version, detail | {"gate_passed": passed})
         promoted = promote and passed
         if promoted:
             await self.registry.promote(model.version, actor=actor, force=False)
             self._announce("promoted", model.version, detail)
-        return _result(job, team_id, model, parent, frame.height, promoted=promoted)
+        return _result(job, team_id, model, parent, rows, promoted=promoted)
 
     async def _champion_version(self, team_id: int) -> str:
         """What scores the team now: its own champion, else the global one."""
         champions = await self.registry.champions()
         return champions.get(scope_of(team_id)) or champions[GLOBAL]
 
-    async def _frame(
-        self, team_id: int, minimum: int, purpose: str, export: pl.DataFrame | None = None
-    ) -> pl.DataFrame:
-        """The team's leakage-safe training rows (and its CRM history), refused below
-        `minimum`."""
-        async with self.registry.sessions() as session:
-            leads = await repo.training_leads(session, team_id)
-        frame = await asyncio.to_thread(training_frame, leads)
-        if export is not None:
-            frame = with_export(frame, export)
-        if frame.height < minimum:
-            raise _too_few(team_id, frame.height, minimum, purpose)
-        return frame
-
-    async def _register(
-        self, model: LeadModel, job: str, team_id: int, parent: str, trained_by: str
-    ) -> None:
-        """Save the artifact and make it the team's challenger."""
-        directory = await asyncio.to_thread(model.save, self.staging / job)
+    async def _register(self, job: str, team_id: int, parent: str, trained_by: str) -> LeadModel:
+        """Load the job's saved artifact and make it the team's challenger."""
+        directory = self.staging / job
+        model = await asyncio.to_thread(LeadModel.load, directory)
         await self.registry.register(
             model, directory, team_id=team_id, parent_version=parent, trained_by=trained_by,
             as_challenger=True,
         )  # fmt: skip
+        return model
+
+
+def _rows(
+    database_url: str, team_id: int, export: pl.DataFrame | None, minimum: int, purpose: str
+) -> pl.DataFrame:
+    """The team's leakage-safe training rows (and its CRM history), refused below `minimum`;
+    read with the training process's own connection."""
+
+    async def read() -> list[repo.TrainingLead]:
+        engine = create_engine(database_url)
+        try:
+            async with session_factory(engine)() as session:
+                return await repo.training_leads(session, team_id)
+        finally:
+            await engine.dispose()
+
+    frame = training_frame(asyncio.run(read()))
+    if export is not None:
+        frame = with_export(frame, export)
+    if frame.height < minimum:
+        raise _too_few(team_id, frame.height, minimum, purpose)
+    return frame
+
+
+def _train_job(
+    database_url: str,
+    team_id: int,
+    export: pl.DataFrame | None,
+    config: ModelConfig,
+    gate: GateConfig,
+    champion: Path,
+    actor: str,
+    out: Path,
+) -> int:
+    """In the training process: rows, training, gate, artifact saved to `out`; the row count."""
+    frame = _rows(database_url, team_id, export, MIN_TEAM_LEADS, TEAM_MODEL)
+    about = f"team {team_id}: {frame.height} leads with outcomes, trained by {actor}"
+    if export is not None:
+        about += f" ({export.height} of them from a CRM export)"
+    _fit(frame, config, gate, LeadModel.load(champion), about).save(out)
+    return frame.height
+
+
+def _recalibrate_job(
+    database_url: str, team_id: int, gate: GateConfig, champion: Path, out: Path
+) -> int:
+    """In the training process: the champion's calibration refitted and gated, saved to `out`."""
+    frame = _rows(database_url, team_id, None, MIN_RECALIBRATION_LEADS, "recalibration")
+    _recalibrated(frame, LeadModel.load(champion), gate).save(out)
+    return frame.height
 
 
 def _recalibrated(frame: pl.DataFrame, champion: LeadModel, gate: GateConfig) -> LeadModel:
