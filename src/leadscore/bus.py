@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Protocol, cast
+from typing import Final, Protocol, cast
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
@@ -17,6 +17,8 @@ from leadscore.cache import redis_client
 from leadscore.errors import LeadScoreError
 
 log = logging.getLogger(__name__)
+#: A member this long expired is gone for good (a dead worker), and is deleted from the hash.
+FORGET_AFTER_SECONDS: Final = 60.0
 
 Deliver = Callable[[bytes], None]
 
@@ -168,7 +170,7 @@ class RedisBus:
             raise BusUnavailableError(f"redis HSET failed: {exc}") from exc
 
     async def shared(self) -> dict[str, bytes]:
-        """Every unexpired member's state; expired ones are removed on the way."""
+        """Every unexpired member's state; long-expired ones are removed on the way."""
         try:
             raw = cast("dict[bytes, bytes]", await self._redis.hgetall(self._state_key))
         except (RedisError, OSError) as exc:
@@ -180,7 +182,9 @@ class RedisBus:
             until, _, value = entry.partition(b"|")
             if float(until) > now:
                 live[member.decode()] = value
-            else:
+            elif float(until) < now - FORGET_AFTER_SECONDS:
+                # Only long-gone members: a worker that was merely late may re-share between
+                # this read and the delete, and its fresh state must not be deleted.
                 expired.append(member)
         if expired:
             with contextlib.suppress(RedisError, OSError):
