@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import tarfile
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,35 @@ def test_artifacts_unpack_once_per_host_and_only_as_plain_files(tmp_path: Path) 
         unpack_artifact(buffer.getvalue(), tmp_path / "artifacts" / "v2")
     assert not (tmp_path / "escape.txt").exists()
     assert sorted(p.name for p in (tmp_path / "artifacts").iterdir()) == ["v1"]
+
+
+async def test_a_renewed_lease_holds_and_a_stale_one_is_taken(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    registry = Registry(sessions, tmp_path / "artifacts")
+    ttl = timedelta(seconds=0.5)
+    assert await registry.lease("7", "job1", ttl)
+    assert not await registry.lease("7", "job2", ttl)  # one job per scope
+    await asyncio.sleep(0.3)
+    assert await registry.renew("7", "job1")
+    await asyncio.sleep(0.3)  # 0.6 s after it was taken, 0.3 s after its renewal
+    assert not await registry.lease("7", "job2", ttl)
+    await asyncio.sleep(0.6)  # job1 stopped renewing (it crashed): its lease is stale
+    assert await registry.lease("7", "job2", ttl)
+    assert not await registry.renew("7", "job1")  # and it would know it lost it
+
+
+async def test_a_running_job_keeps_renewing_its_lease(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    from leadscore.services.training import RetrainService
+
+    registry = Registry(sessions, tmp_path / "artifacts")
+    ttl = timedelta(seconds=0.4)
+    service = RetrainService(registry, "sqlite+aiosqlite://", tmp_path / "staging", lease=ttl)
+    assert await registry.lease("7", "long", ttl)
+    async with service._leased("7", "long"):
+        for _ in range(5):  # 1.25 s: three times the lease, renewed every 0.1 s
+            await asyncio.sleep(0.25)
+            assert not await registry.lease("7", "other", ttl)
+    assert await registry.lease("7", "other", ttl)  # released at the end

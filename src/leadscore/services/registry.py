@@ -196,6 +196,11 @@ class Registry:
         async with self.sessions() as session, session.begin():
             return await repo.take_lease(session, scope, job, now, now - ttl)
 
+    async def renew(self, scope: str, job: str) -> bool:
+        """Extend a running job's lease; False if it was lost (it expired and was taken)."""
+        async with self.sessions() as session, session.begin():
+            return await repo.renew_lease(session, scope, job, datetime.now(UTC))
+
     async def release(self, scope: str, job: str) -> None:
         """End a training job's lease."""
         async with self.sessions() as session, session.begin():

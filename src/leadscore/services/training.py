@@ -10,7 +10,7 @@ import multiprocessing
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Any, BinaryIO, Final
 import numpy as np
 import orjson
 import polars as pl
+from sqlalchemy.exc import SQLAlchemyError
 
 from leadscore.engine.gate import GateConfig, promotion_gate, recalibrate, time_holdout
 from leadscore.engine.io import file_format, leads_to_frame
@@ -179,8 +180,10 @@ class RetrainService:
         publisher: EventPublisher | None = None,
         num_threads: int = 2,
         gate: GateConfig | None = None,
+        lease: timedelta = TRAINING_LEASE,
     ) -> None:
         self.registry = registry
+        self.lease = lease
         self.database_url = database_url  # the training process reads the outcomes itself
         self.staging = staging
         self.publisher = publisher
@@ -222,7 +225,7 @@ class RetrainService:
         if available < MIN_TEAM_LEADS:
             raise _too_few(team_id, available, MIN_TEAM_LEADS, TEAM_MODEL)
         job = uuid.uuid4().hex[:12]
-        if not await self.registry.lease(scope_of(team_id), job, TRAINING_LEASE):
+        if not await self.registry.lease(scope_of(team_id), job, self.lease):
             raise TrainingBusyError(f"a training job for team {team_id} is already running")
         task = asyncio.create_task(
             self._job(team_id, job, actor, promote, export), name=f"train-{job}"
@@ -262,21 +265,45 @@ class RetrainService:
         self, team_id: int, job: str, actor: str, promote: bool, export: pl.DataFrame | None
     ) -> dict[str, Any]:
         try:
-            return await self._retrain(team_id, job, actor=actor, promote=promote, export=export)
+            async with self._leased(scope_of(team_id), job):
+                return await self._retrain(
+                    team_id, job, actor=actor, promote=promote, export=export
+                )
         except Exception as exc:
             self._announce("training_failed", "", {"team_id": team_id, "job": job,
                                                    "error": str(exc)})  # fmt: skip
             raise
+
+    @contextlib.asynccontextmanager
+    async def _leased(self, scope: str, job: str) -> AsyncIterator[None]:
+        """While a job runs, renew its lease (taken before) every quarter of its length, so a
+        long job keeps it and a crashed one frees it; release it at the end."""
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self.lease.total_seconds() / 4)
+                try:
+                    if not await self.registry.renew(scope, job):
+                        log.warning("training job %s lost its lease", job)
+                except SQLAlchemyError as exc:  # the next round tries again
+                    log.warning("training lease of %s not renewed: %s", job, exc)
+
+        keeper = asyncio.create_task(renew(), name=f"lease-{job}")
+        try:
+            yield
         finally:
-            await self.registry.release(scope_of(team_id), job)
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+            await self.registry.release(scope, job)
 
     async def recalibrate(self, team_id: int, *, actor: str) -> dict[str, Any]:
         """The team's serving model with calibration refitted on its outcomes, as challenger."""
         job = uuid.uuid4().hex[:12]
         scope = scope_of(team_id)
-        if not await self.registry.lease(scope, job, TRAINING_LEASE):
+        if not await self.registry.lease(scope, job, self.lease):
             raise TrainingBusyError(f"a training job for team {team_id} is already running")
-        try:
+        async with self._leased(scope, job):
             parent = await self._champion_version(team_id)
             champion = await self.registry.load(parent)
             rows = await self._in_child(
@@ -284,8 +311,6 @@ class RetrainService:
                 self.staging / job,
             )  # fmt: skip
             model = await self._register(job, team_id, parent, f"{actor} (recalibration)")
-        finally:
-            await self.registry.release(scope, job)
         detail = {"team_id": team_id, "job": job}
         self._announce(
             "challenger", model.version, detail | {"gate_passed": model.card["gate"]["passed"]}

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import case, delete, func, insert, select, text, union_all
+from sqlalchemy import case, delete, func, insert, select, text, union_all, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -279,6 +279,20 @@ async def take_lease(
         scope=scope, alias="training", version=holder, updated_at=now
     )
     result = await session.execute(statement.on_conflict_do_nothing())
+    return bool(getattr(result, "rowcount", 0))
+
+
+async def renew_lease(session: AsyncSession, scope: str, holder: str, now: datetime) -> bool:
+    """Keep the `training` alias while its holder works; False if the holder lost it."""
+    result = await session.execute(
+        update(ModelAliasRow)
+        .where(
+            ModelAliasRow.scope == scope,
+            ModelAliasRow.alias == "training",
+            ModelAliasRow.version == holder,
+        )
+        .values(updated_at=now)
+    )
     return bool(getattr(result, "rowcount", 0))
 
 
