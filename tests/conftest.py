@@ -6,10 +6,12 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import polars as pl
 import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leadscore.engine.model import (
     AttributeSpec,
@@ -19,6 +21,8 @@ from leadscore.engine.model import (
     train,
 )
 from leadscore.engine.synthetic import generate
+from leadscore.store.db import create_engine, session_factory
+from leadscore.store.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -54,3 +58,19 @@ def other_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     frame = generate(8_000, seed=21)
     other = train(TrainingInput.from_frame(frame, AttributeSpec()), ModelConfig(seed=21))
     return other.save(tmp_path_factory.mktemp("models") / "other")
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> str:
+    """A migrated SQLite file (migrations run their own event loop: outside any test's)."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'leadscore.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture
+async def sessions(database: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Sessions on that database, for tests of services and repositories."""
+    engine = create_engine(database)
+    yield session_factory(engine)
+    await engine.dispose()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import tarfile
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,23 +25,6 @@ from leadscore.services.registry import (
     unpack_artifact,
 )
 from leadscore.store import repositories as repo
-from leadscore.store.db import create_engine, session_factory
-from leadscore.store.migrate import upgrade
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> str:
-    """A migrated SQLite file (migrations run their own event loop: outside any test's)."""
-    url = f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}"
-    upgrade(url)
-    return url
-
-
-@pytest.fixture
-async def sessions(database: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(database)
-    yield session_factory(engine)
-    await engine.dispose()
 
 
 async def test_a_champion_that_cannot_load_leaves_the_serving_model_in_place(

@@ -3,7 +3,7 @@ both versions on the same leads (a real SQLite database)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,18 +24,9 @@ from leadscore.services.models import Lineup, LiveModel, ModelHolder, Trial
 from leadscore.services.scoring import Principal, ScoreOptions, ScoringService
 from leadscore.services.shadow import ShadowJob, ShadowScorer
 from leadscore.store import repositories as repo
-from leadscore.store.db import create_engine, session_factory
-from leadscore.store.migrate import upgrade
 from leadscore.store.repositories import ScoreRecord, ShadowRecord
 
-from .api.conftest import lead as score_request
-
-
-def lead_body(lead_id: str) -> dict[str, object]:
-    """A lead as the batch route takes it (no per-request options)."""
-    body = score_request(lead_id)
-    body.pop("options", None)
-    return body
+from .api.conftest import batch_lead
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +89,7 @@ async def test_a_split_trial_answers_each_lead_with_its_version_and_logs_the_oth
         holder, MemoryCache(), recorder, None, Metrics.create(),  # type: ignore[arg-type]
         EventPublisher(MemoryBus()), shadow,
     )  # fmt: skip
-    leads = [lead_body(f"trial_{i}") for i in range(60)]
+    leads = [batch_lead(f"trial_{i}") for i in range(60)]
     trial_team = Principal(1, 7, "globex", "agent")
     batch = orjson.loads(await service.batch(trial_team, leads, ScoreOptions()))
     assert batch["succeeded"] == len(leads)
@@ -137,27 +128,14 @@ async def test_shadow_jobs_beyond_the_limit_are_dropped_and_counted(champion: Li
     shadow = ShadowScorer(recorder.persist, max_pending=5)
     now = datetime.now(UTC)
     jobs = [
-        ShadowJob(1, Lead.model_validate(lead_body(f"s_{i}")), champion, "v", now) for i in range(8)
+        ShadowJob(1, Lead.model_validate(batch_lead(f"s_{i}")), champion, "v", now)
+        for i in range(8)
     ]
     shadow.submit(jobs)
     assert (shadow.pending, shadow.dropped) == (5, 3)
     await shadow.close()
     assert [r.lead_id for r in recorder.records] == [f"s_{i}" for i in range(5)]
     assert shadow.scored == 5
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> str:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'trials.db'}"
-    upgrade(url)  # outside the test's event loop: migrations run their own
-    return url
-
-
-@pytest.fixture
-async def sessions(database: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = create_engine(database)
-    yield session_factory(engine)
-    await engine.dispose()
 
 
 async def test_the_comparison_judges_both_versions_on_the_same_leads(

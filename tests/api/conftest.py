@@ -178,6 +178,11 @@ def lead(lead_id: str, **changes: Any) -> dict[str, Any]:
     return body
 
 
+def batch_lead(lead_id: str) -> dict[str, Any]:
+    """A lead as a batch item: options belong to the batch, not to each lead."""
+    return {k: v for k, v in lead(lead_id).items() if k != "options"}
+
+
 # Lead data that scores hot (well above 70) and cold with the default model.
 HOT = {
     "timeline": "1-3 months",

@@ -17,15 +17,10 @@ from websockets.sync.client import ClientConnection, connect
 from leadscore.api.app import create_app
 from leadscore.services.events import model_status
 
-from .conftest import COLD, HOT, Deployment, ServerThread, lead
+from .conftest import COLD, HOT, Deployment, ServerThread, batch_lead, lead
 
 Headers = Callable[[str], dict[str, str]]
 PATH = "/api/v1/ml/ws/live-scores"
-
-
-def batch_lead(lead_id: str) -> dict[str, Any]:
-    """A lead as a batch item: options belong to the batch, not to each lead."""
-    return {k: v for k, v in lead(lead_id).items() if k != "options"}
 
 
 def open_ws(

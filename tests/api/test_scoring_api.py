@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -12,21 +11,14 @@ import httpx
 import jwt
 import pytest
 
-from leadscore.api.schemas import EXAMPLE_LEAD, ScoreResponse
+from leadscore.api.schemas import ScoreResponse
 from leadscore.engine.model import LeadModel
 from leadscore.engine.scorer import Scorer
 from leadscore.services.models import Lineup, LiveModel
 
-from .conftest import SECRET, Deployment, ServerThread
+from .conftest import SECRET, Deployment, ServerThread, batch_lead, lead
 
 Headers = Callable[[str], dict[str, str]]
-
-
-def lead(lead_id: str, **changes: Any) -> dict[str, Any]:
-    body = copy.deepcopy(EXAMPLE_LEAD)
-    body["lead_id"] = lead_id
-    body["lead_data"].update(changes)
-    return body
 
 
 def test_score_follows_the_contract(client: httpx.Client, as_role: Headers) -> None:
@@ -112,7 +104,7 @@ def test_unknown_lead_is_404(client: httpx.Client, as_role: Headers) -> None:
 
 
 def test_batch_keeps_order_and_fails_leads_alone(client: httpx.Client, as_role: Headers) -> None:
-    leads = [{k: v for k, v in lead(f"batch_{i}").items() if k != "options"} for i in range(5)]
+    leads = [batch_lead(f"batch_{i}") for i in range(5)]
     leads[2] = {"lead_id": "bad lead!", "lead_data": {}}
     leads[3]["lead_data"] = leads[3]["lead_data"] | {"budget_min": -5}
     response = client.post(
