@@ -35,6 +35,7 @@ from leadscore.services.events import (
     parse_audience,
 )
 from leadscore.services.scoring import Principal, validation_detail
+from leadscore.timestamps import iso_z
 
 log = logging.getLogger(__name__)
 
@@ -179,9 +180,9 @@ class Connection:
             "team": self.principal.team_name,
             "role": self.principal.role,
             "state": self.state.value,
-            "connected_at": _iso(self.connected_at),
-            "last_heartbeat": _iso(self.last_heartbeat_at) if self.last_heartbeat_at else None,
-            "last_client_message": _iso(self.last_heard_at),
+            "connected_at": iso_z(self.connected_at),
+            "last_heartbeat": iso_z(self.last_heartbeat_at) if self.last_heartbeat_at else None,
+            "last_client_message": iso_z(self.last_heard_at),
             "subscriptions": self.subscription.describe(),
             "queue_depth": len(self.queue),
             "messages_sent": self.sent,
@@ -195,10 +196,6 @@ def _report_crash(task: asyncio.Task[None]) -> None:
     """A background task that dies would silently stop heartbeats: say so loudly."""
     if not task.cancelled() and task.exception() is not None:
         log.error("%s stopped", task.get_name(), exc_info=task.exception())
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
 
 
 class LiveHub:

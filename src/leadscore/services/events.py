@@ -16,6 +16,7 @@ from typing import Any, Final
 import orjson
 
 from leadscore.bus import BusUnavailableError, EventBus
+from leadscore.timestamps import iso_z
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,7 @@ def envelope(
         {
             "event_type": event_type,
             "event_id": event_id or uuid.uuid4().hex,
-            "timestamp": timestamp or datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            "timestamp": timestamp or iso_z(datetime.now(UTC)),
             "data": data,
         }
     )
@@ -150,7 +151,7 @@ def _about_lead(
 ) -> Event:
     """One event about a lead in two copies with the same id and time; viewers' has no name."""
     event_id = uuid.uuid4().hex
-    timestamp = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    timestamp = iso_z(datetime.now(UTC))
     full = envelope(event_type, data, event_id=event_id, timestamp=timestamp)
     redacted = (
         envelope(event_type, data | {"name": None}, event_id=event_id, timestamp=timestamp)

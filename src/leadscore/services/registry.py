@@ -30,6 +30,7 @@ from leadscore.services.models import Lineup, LiveModel, ModelHolder, Trial, Tri
 from leadscore.services.scoring import NotFoundError, Principal
 from leadscore.store import repositories as repo
 from leadscore.store.tables import ModelChangeRow, ModelVersionRow
+from leadscore.timestamps import iso_z
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,11 @@ def unpack_artifact(data: bytes, directory: Path) -> Path:
     return directory
 
 
+def _serving(aliases: dict[tuple[str, str], str], scope: str) -> str | None:
+    """The version that scores a scope's leads: its own champion, else the global one."""
+    return aliases.get((scope, CHAMPION)) or aliases.get((GLOBAL, CHAMPION))
+
+
 def _describe(row: ModelVersionRow, aliases: dict[tuple[str, str], str]) -> dict[str, Any]:
     card = row.card
     return {
@@ -111,7 +117,7 @@ def _describe(row: ModelVersionRow, aliases: dict[tuple[str, str], str]) -> dict
             for (scope, alias), version in aliases.items()
             if version == row.version
         ),
-        "registered_at": row.registered_at.isoformat().replace("+00:00", "Z"),
+        "registered_at": iso_z(row.registered_at),
         "trained_at": card.get("trained_at"),
         "parent_version": row.parent_version,
         "trained_by": row.trained_by,
@@ -130,7 +136,7 @@ def _change(row: ModelChangeRow) -> dict[str, Any]:
         "forced": row.forced,
         "detail": row.detail,
         "actor": row.actor,
-        "at": row.at.isoformat().replace("+00:00", "Z"),
+        "at": iso_z(row.at),
     }
 
 
@@ -236,7 +242,7 @@ class Registry:
         async with self.sessions() as session:
             aliases = await repo.model_aliases(session)
             running = (await repo.model_experiments(session)).get(scope)
-        champion = aliases.get((scope, CHAMPION)) or aliases.get((GLOBAL, CHAMPION))
+        champion = _serving(aliases, scope)
         challenger = aliases.get((scope, CHALLENGER))
         return {
             "scope": scope,
@@ -244,9 +250,7 @@ class Registry:
             "share": running.share if running is not None and challenger else 0.0,
             "champion": champion,
             "challenger": challenger,
-            "started_at": running.started_at.isoformat().replace("+00:00", "Z")
-            if running is not None
-            else None,
+            "started_at": iso_z(running.started_at) if running is not None else None,
             "actor": running.actor if running is not None else None,
         }
 
@@ -258,12 +262,15 @@ class Registry:
         serves the team)."""
         if champion is not None and challenger is not None:
             return champion, challenger
-        team, everyone = await self.trial(team_id), await self.trial(None)
-        default = team["challenger"]
-        if default is None and team["champion"] == everyone["champion"]:
-            default = everyone["challenger"]
+        async with self.sessions() as session:
+            aliases = await repo.model_aliases(session)
+        scope = scope_of(team_id)
+        serving = _serving(aliases, scope)
+        default = aliases.get((scope, CHALLENGER))
+        if default is None and serving == aliases.get((GLOBAL, CHAMPION)):
+            default = aliases.get((GLOBAL, CHALLENGER))
         challenger = challenger or default
-        champion = champion or team["champion"]
+        champion = champion or serving
         if champion is None or challenger is None:
             raise TrialRefusedError(
                 f"team {team_id} has no {'challenger' if champion else 'champion'} to compare: "
@@ -279,7 +286,7 @@ class Registry:
         now = datetime.now(UTC)
         async with self.sessions() as session, session.begin():
             aliases = await repo.model_aliases(session)
-            champion = aliases.get((scope, CHAMPION)) or aliases.get((GLOBAL, CHAMPION))
+            champion = _serving(aliases, scope)
             challenger = aliases.get((scope, CHALLENGER))
             if champion is None:
                 raise TrialRefusedError("no champion yet: promote one or start the server once")

@@ -25,6 +25,7 @@ from leadscore.services.models import Lineup, LiveModel, ModelHolder
 from leadscore.services.shadow import ShadowJob, ShadowScorer
 from leadscore.services.writer import ScoreWriter
 from leadscore.store import repositories as repo
+from leadscore.timestamps import iso_z
 
 LATEST_TTL_SECONDS: Final = 3600.0
 
@@ -124,7 +125,7 @@ def payload(
         "escalation_recommended": result.escalation_recommended,
         "cache_hit": cache_hit,
         "model_version": result.model_version,
-        "scored_at": scored_at.isoformat().replace("+00:00", "Z"),
+        "scored_at": iso_z(scored_at),
         "processing_time_ms": result.processing_time_ms,
     }  # fmt: skip
 
@@ -370,7 +371,7 @@ class ScoringService:
                 "lead_id": lead_id,
                 "scores": [
                     {
-                        "scored_at": row.scored_at.isoformat().replace("+00:00", "Z"),
+                        "scored_at": iso_z(row.scored_at),
                         "model_version": row.model_version,
                         "ml_score": row.ml_score,
                         "classification": row.classification,
