@@ -25,7 +25,8 @@ from leadscore.store.db import create_engine, session_factory
 from leadscore.store.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+# The UCI Bank Marketing file ships with the example mapping (examples/data/, CC BY 4.0).
+BANK_MARKETING = ROOT / "examples" / "data" / "bank-marketing" / "bank-additional-full.csv"
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ import httpx
 import polars as pl
 import pytest
 
-from .conftest import ROOT, SHARED
+from .conftest import BANK_MARKETING, ROOT
 
 
 def free_port() -> int:
@@ -95,7 +95,7 @@ def test_evaluate_model_prints_json(workdir: Path) -> None:
 
 def test_cross_validation_on_bank_marketing_with_plot(workdir: Path) -> None:
     sample = workdir / "bank.csv"
-    bank = SHARED / "data/bank-marketing/bank-additional-full.csv"
+    bank = BANK_MARKETING
     full = pl.read_csv(bank, separator=";", infer_schema_length=None)
     full.sample(6000, seed=2).write_csv(sample, separator=";")
     result = run(

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from leadscore.api.schemas import EXAMPLE_LEAD
 from leadscore.config import ServiceSettings
 from leadscore.server import create_key, uvicorn_options
 from leadscore.store.migrate import upgrade
+from leadscore.timestamps import iso_z
 
 from ..services import postgres_url, redis_url
 
@@ -183,15 +185,23 @@ def batch_lead(lead_id: str) -> dict[str, Any]:
     return {k: v for k, v in lead(lead_id).items() if k != "options"}
 
 
-# Lead data that scores hot (well above 70) and cold with the default model.
-HOT = {
-    "timeline": "1-3 months",
-    "web_activity": {"properties_viewed": 60, "repeat_listing_views": 20, "favorites": 15,
-                     "saved_searches": 5},
-    "interaction_history": [{"timestamp": "2026-11-20T10:30:00Z", "type": "email_response",
-                             "response_time_hours": 0.2, "message_length": 400,
-                             "questions_asked": 6}] * 6,
-}  # fmt: skip
+def hot_data() -> dict[str, Any]:
+    """Lead data that scores hot (well above 70) with the default model: six quick, long email
+    replies in the last hours, timed from now so the lead stays hot on any day the suite runs."""
+    now = datetime.now(UTC)
+    return {
+        "timeline": "1-3 months",
+        "web_activity": {"properties_viewed": 60, "repeat_listing_views": 20, "favorites": 15,
+                         "saved_searches": 5},
+        "interaction_history": [
+            {"timestamp": iso_z(now - timedelta(hours=2 + i)), "type": "email_response",
+             "response_time_hours": 0.2, "message_length": 400, "questions_asked": 6}
+            for i in range(6)
+        ],
+    }  # fmt: skip
+
+
+# Lead data that scores cold with the default model.
 COLD = {"pre_approved": False, "timeline": "just browsing", "budget_range": None,
         "web_activity": None, "interaction_history": []}  # fmt: skip
 

@@ -17,7 +17,7 @@ from websockets.sync.client import ClientConnection, connect
 from leadscore.api.app import create_app
 from leadscore.services.events import model_status
 
-from .conftest import COLD, HOT, Deployment, ServerThread, batch_lead, lead
+from .conftest import COLD, Deployment, ServerThread, batch_lead, hot_data, lead
 
 Headers = Callable[[str], dict[str, str]]
 PATH = "/api/v1/ml/ws/live-scores"
@@ -175,7 +175,9 @@ def test_subscribe_filters_and_unsubscribe(
     assert updated["data"]["filters"] == {"min_score": 50.0, "classification": ["hot", "warm"]}
     headers = as_role("acme-agent")
     cold = client.post("/api/v1/ml/score", json=lead("live_cold", **COLD), headers=headers).json()
-    hot = client.post("/api/v1/ml/score", json=lead("live_hot", **HOT), headers=headers).json()
+    hot = client.post(
+        "/api/v1/ml/score", json=lead("live_hot", **hot_data()), headers=headers
+    ).json()
     assert cold["ml_score"] < 50 <= hot["ml_score"]
     event = wait_for(ws, "lead_scored")
     assert event["data"]["lead_id"] == "live_hot"  # the cold lead was filtered out
@@ -189,7 +191,7 @@ def test_subscribe_filters_and_unsubscribe(
     assert [r["feature"] for r in data["reasons"]] == [r["feature"] for r in hot["reasons"][:3]]
     ws.send(json.dumps({"type": "unsubscribe", "events": ["lead_scored"]}))
     assert wait_for(ws, "subscription_updated")["data"]["events"] == []
-    client.post("/api/v1/ml/score", json=lead("live_hot_2", **HOT), headers=headers)
+    client.post("/api/v1/ml/score", json=lead("live_hot_2", **hot_data()), headers=headers)
     assert nothing_more(ws, "lead_scored")
 
 
@@ -201,8 +203,10 @@ def test_escalation_event_says_why(
     headers = as_role("acme-agent")
     unsure = None
     for views in (15, 30, 5, 60):  # moderately engaged leads are the ones the model is unsure of
-        body = lead(f"live_esc_{views}", **(HOT | {"web_activity": {"properties_viewed": views}}))
-        body["lead_data"]["interaction_history"] = HOT["interaction_history"][:1]
+        body = lead(
+            f"live_esc_{views}", **(hot_data() | {"web_activity": {"properties_viewed": views}})
+        )
+        body["lead_data"]["interaction_history"] = hot_data()["interaction_history"][:1]
         scored = client.post("/api/v1/ml/score", json=body, headers=headers).json()
         if scored["escalation_recommended"]:
             unsure = scored
@@ -291,7 +295,7 @@ def test_events_are_built_only_while_someone_listens(
         time.sleep(0.05)
     agent = as_role("acme-agent")
     before = published(server)
-    client.post("/api/v1/ml/score", json=lead("quiet_1", **HOT), headers=agent)
+    client.post("/api/v1/ml/score", json=lead("quiet_1", **hot_data()), headers=agent)
     client.post("/api/v1/ml/batch-score", json={"leads": [batch_lead("quiet_2")]}, headers=agent)
     assert published(server) == before  # nobody listens: nothing built, nothing sent
     with open_ws(server, as_role("globex-admin")) as other_team:
@@ -436,7 +440,9 @@ def test_admin_endpoints_show_connections_and_metrics(
     server: ServerThread, client: httpx.Client, as_role: Headers, agent_ws: ClientConnection
 ) -> None:
     subscribe(agent_ws, ["lead_scored", "escalation"], min_score=10)
-    client.post("/api/v1/ml/score", json=lead("live_admin", **HOT), headers=as_role("acme-agent"))
+    client.post(
+        "/api/v1/ml/score", json=lead("live_admin", **hot_data()), headers=as_role("acme-agent")
+    )
     wait_for(agent_ws, "lead_scored")
     for who, status in [("acme-agent", 403), ("acme-viewer", 403)]:
         assert client.get("/api/v1/ml/ws/metrics", headers=as_role(who)).status_code == status

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 
-from .conftest import COLD, HOT, Deployment, ServerThread, lead
+from .conftest import COLD, Deployment, ServerThread, hot_data, lead
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "websocket.md"
 DOC_URL = "ws://127.0.0.1:8000"  # what the snippet connects to; swapped for the test server
@@ -185,7 +185,7 @@ def test_snippet_logs_hot_leads_and_its_filter_drops_cold_ones(
     tab = open_snippet(token)
     wait_for_subscription(tab, client, deployment, known)
     cold = score(client, deployment, "cold", COLD)
-    hot = score(client, deployment, "hot", HOT)
+    hot = score(client, deployment, "hot", hot_data())
     assert cold["ml_score"] < 70 <= hot["ml_score"]
     logged_score(tab, hot)
     # One connection delivers in order: had the cold lead passed the filter, it would be here.
@@ -217,7 +217,7 @@ def test_snippet_answers_pings_so_the_server_keeps_it_open(
     (now,) = [c for c in live_connections(client, deployment) if c["id"] == mine["id"]]
     assert now["state"] == "open"
     assert now["messages_received"] >= 3  # its subscribe, then a pong for every ping since
-    logged_score(tab, score(client, deployment, "hot_later", HOT))
+    logged_score(tab, score(client, deployment, "hot_later", hot_data()))
 
 
 def test_snippet_logs_close_code_4401_for_a_bad_token(open_snippet: Callable[..., Tab]) -> None:
@@ -252,7 +252,7 @@ def test_the_python_example_prints_hot_leads_only(
                 assert time.monotonic() < deadline, "the example never subscribed"
                 time.sleep(0.05)
             cold = score(client, deployment, "py_cold", COLD)
-            hot = score(client, deployment, "py_hot", HOT)
+            hot = score(client, deployment, "py_hot", hot_data())
             assert (cold["classification"], hot["classification"]) == ("cold", "hot")
             assert watcher.stdout is not None
             ready, _, _ = select.select([watcher.stdout], [], [], WAIT_SECONDS)

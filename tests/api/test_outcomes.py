@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from leadscore.store.db import create_engine, session_factory
 from leadscore.store.tables import OutcomeRow
+from leadscore.timestamps import iso_z
 
 from .conftest import Deployment, lead
 
@@ -44,8 +45,12 @@ def stored(deployment: Deployment, lead_id: str) -> list[tuple[str, datetime, fl
     return asyncio.run(read())
 
 
+# A fixed hour a week before the suite runs: an outcome is never in the future, on any day.
+OCCURRED = (datetime.now(UTC) - timedelta(days=7)).replace(minute=0, second=0, microsecond=0)
+
+
 def outcome(lead_id: str, kind: str = "converted", **extra: Any) -> dict[str, Any]:
-    return {"lead_id": lead_id, "outcome": kind, "occurred_at": "2026-11-01T10:00:00Z"} | extra
+    return {"lead_id": lead_id, "outcome": kind, "occurred_at": iso_z(OCCURRED)} | extra
 
 
 def test_an_outcome_right_after_its_score_is_stored_once(
@@ -60,7 +65,7 @@ def test_an_outcome_right_after_its_score_is_stored_once(
         "unchanged": 0,
         "results": [{"lead_id": lead_id, "outcome": "converted", "status": "recorded"}],
     }
-    when = datetime(2026, 11, 1, 10, tzinfo=UTC)
+    when = OCCURRED
     assert stored(deployment, lead_id) == [("converted", when, None)]  # durable on reply
     again = client.post(URL, json=[outcome(lead_id)], headers=agent)
     assert again.json()["results"][0]["status"] == "unchanged"
@@ -75,16 +80,14 @@ def test_a_different_repeat_or_a_contradiction_is_a_conflict_that_changes_nothin
     lead_id = scored(client, agent)
     closed = outcome(lead_id, "closed", sale_price=612000.0)
     assert client.post(URL, json=closed, headers=agent).status_code == 200
-    moved = closed | {"occurred_at": "2026-11-03T10:00:00Z"}
+    moved = closed | {"occurred_at": iso_z(OCCURRED + timedelta(days=2))}
     response = client.post(URL, json=moved, headers=agent)
     assert response.status_code == 409
     assert response.json()["error"] == "conflict"
     lost = client.post(URL, json=outcome(lead_id, "lost"), headers=agent)
     assert lost.status_code == 409
     assert "cannot also be 'lost'" in lost.json()["detail"]
-    assert stored(deployment, lead_id) == [
-        ("closed", datetime(2026, 11, 1, 10, tzinfo=UTC), 612000.0)
-    ]
+    assert stored(deployment, lead_id) == [("closed", OCCURRED, 612000.0)]
 
 
 def test_a_list_with_an_unknown_lead_is_refused_whole(
@@ -105,7 +108,7 @@ def test_a_list_with_an_unknown_lead_is_refused_whole(
 @pytest.mark.parametrize(
     ("change", "field"),
     [
-        ({"occurred_at": "2026-11-01T10:00:00"}, "occurred_at"),  # no time zone
+        ({"occurred_at": OCCURRED.replace(tzinfo=None).isoformat()}, "occurred_at"),  # no time zone
         ({"outcome": "won"}, "outcome"),
         ({"sale_price": 500000}, "body"),  # a price belongs to a closed deal
         ({"occurred_at": (datetime.now(UTC) + timedelta(days=2)).isoformat()}, "body"),

@@ -11,9 +11,9 @@ from leadscore.engine.mapping import apply_mapping, load_mapping, load_training_
 from leadscore.engine.model import ModelConfig, TrainingInput, train
 from leadscore.errors import MappingError, TrainingDataError
 
-from ..conftest import ROOT, SHARED
+from ..conftest import BANK_MARKETING, ROOT
 
-BANK = SHARED / "data" / "bank-marketing" / "bank-additional-full.csv"
+BANK = BANK_MARKETING
 BANK_MAPPING = ROOT / "examples" / "bank-marketing.yaml"
 
 
