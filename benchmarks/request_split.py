@@ -22,19 +22,21 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import orjson
 
-from leadscore.api.schemas import EXAMPLE_LEAD, ScoreRequest
-from leadscore.cache import MemoryCache
+from leadscore.auth import repository as auth_repo
+from leadscore.auth.principal import Principal
+from leadscore.core.cache import MemoryCache
+from leadscore.core.db import create_engine, session_factory
+from leadscore.core.metrics import Metrics
+from leadscore.core.migrate import upgrade
 from leadscore.engine.defaults import load_or_build_default
 from leadscore.engine.features import transform
 from leadscore.engine.raw import raw_from_leads
 from leadscore.engine.schema import Lead
 from leadscore.engine.scorer import Scorer
-from leadscore.services.metrics import Metrics
-from leadscore.services.models import LiveModel, ModelHolder
-from leadscore.services.scoring import Principal, ScoringService, persist_scores
-from leadscore.store import repositories as repo
-from leadscore.store.db import create_engine, session_factory
-from leadscore.store.migrate import upgrade
+from leadscore.models.holder import LiveModel, ModelHolder
+from leadscore.scoring.repository import ScoreRecord
+from leadscore.scoring.schemas import EXAMPLE_LEAD, ScoreRequest
+from leadscore.scoring.service import ScoringService, persist_scores
 
 
 def median_us(fn: Callable[[], object], n: int = 2000, rounds: int = 5) -> float:
@@ -106,9 +108,9 @@ async def main() -> None:
         engine = create_engine(url)
         sessions = session_factory(engine)
         async with sessions() as session, session.begin():
-            team = await repo.create_team(session, "bench", datetime.now(UTC))
+            team = await auth_repo.create_team(session, "bench", datetime.now(UTC))
         result = orjson.loads(await service.score(principal, lead, request.options))
-        record = repo.ScoreRecord(
+        record = ScoreRecord(
             team.id, "lead", lead.lead_data.model_dump(mode="json"), model.version, 50.0, "warm",
             True, False, datetime.now(UTC), result,
         )  # fmt: skip

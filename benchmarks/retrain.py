@@ -19,16 +19,21 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from leadscore.auth import repository as auth_repo
+from leadscore.core.db import create_engine, session_factory
+from leadscore.core.migrate import upgrade
 from leadscore.engine.defaults import default_model_dir, load_or_build_default
 from leadscore.engine.gate import GateConfig
 from leadscore.engine.io import frame_to_leads
 from leadscore.engine.model import ModelConfig
 from leadscore.engine.synthetic import generate
-from leadscore.services.registry import Registry
-from leadscore.services.training import RetrainService, _fit, training_frame
-from leadscore.store import repositories as repo
-from leadscore.store.db import create_engine, session_factory
-from leadscore.store.migrate import upgrade
+from leadscore.models import repository as models_repo
+from leadscore.models.registry import Registry
+from leadscore.models.training import RetrainService, _fit, training_frame
+from leadscore.outcomes import repository as outcomes_repo
+from leadscore.outcomes.repository import OutcomeRecord
+from leadscore.scoring import repository as scoring_repo
+from leadscore.scoring.repository import ScoreRecord
 
 
 async def loop_lag(stop: asyncio.Event) -> list[float]:
@@ -51,18 +56,18 @@ async def run(home: Path, n: int, threads: int) -> None:
         leads = frame_to_leads(frame.drop("as_of"))
         scored_at = datetime.now(UTC) - timedelta(days=1)
         async with sessions() as session, session.begin():
-            team = await repo.create_team(session, "bench", scored_at)
+            team = await auth_repo.create_team(session, "bench", scored_at)
             records, outcomes = [], []
             for lead, row in zip(leads, frame.iter_rows(named=True), strict=True):
                 data = lead.lead_data.model_dump(mode="json")
-                records.append(repo.ScoreRecord(team.id, lead.lead_id, data, "v", 50.0, "warm",
+                records.append(ScoreRecord(team.id, lead.lead_id, data, "v", 50.0, "warm",
                                                 False, False, scored_at, {}))  # fmt: skip
                 kind = "closed" if row["closed"] else "converted" if row["converted"] else "lost"
-                outcomes.append(repo.OutcomeRecord(team.id, lead.lead_id, kind, scored_at,
+                outcomes.append(OutcomeRecord(team.id, lead.lead_id, kind, scored_at,
                                                    None, scored_at if kind == "closed" else None,
                                                    scored_at))  # fmt: skip
-            await repo.save_scores(session, records)
-            await repo.save_outcomes(session, outcomes)
+            await scoring_repo.save_scores(session, records)
+            await outcomes_repo.save_outcomes(session, outcomes)
         print(f"setup: {n:,} leads scored and {len(outcomes):,} outcomes stored in "
               f"{time.perf_counter() - started:.1f} s")  # fmt: skip
 
@@ -73,7 +78,7 @@ async def run(home: Path, n: int, threads: int) -> None:
 
         t0 = time.perf_counter()
         async with sessions() as session:
-            rows = await repo.training_leads(session, team.id)
+            rows = await models_repo.training_leads(session, team.id)
         t1 = time.perf_counter()
         built = training_frame(rows)
         t2 = time.perf_counter()

@@ -13,6 +13,8 @@ import polars as pl
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from leadscore.core.db import create_engine, session_factory
+from leadscore.core.migrate import upgrade
 from leadscore.engine.model import (
     AttributeSpec,
     LeadModel,
@@ -21,8 +23,6 @@ from leadscore.engine.model import (
     train,
 )
 from leadscore.engine.synthetic import generate
-from leadscore.store.db import create_engine, session_factory
-from leadscore.store.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parents[1]
 # The UCI Bank Marketing file ships with the example mapping (examples/data/, CC BY 4.0).

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator, Callable
 import orjson
 import pytest
 
-from leadscore.bus import BusUnavailableError, EventBus, MemoryBus, RedisBus
-from leadscore.services import events
-from leadscore.services.events import EventPublisher, decode, encode
+from leadscore.core.bus import BusUnavailableError, EventBus, MemoryBus, RedisBus
+from leadscore.live import events
+from leadscore.live.events import EventPublisher, decode, encode
 from tests.services import dead_port, delete_prefixed, redis_url
 
 Workers = Callable[[], EventBus]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from leadscore.cache import Cache, CacheUnavailableError, MemoryCache, RedisCache, create_cache
+from leadscore.core.cache import Cache, CacheUnavailableError, MemoryCache, RedisCache, create_cache
 from tests.services import dead_port, delete_prefixed, redis_url
 
 

@@ -11,8 +11,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from leadscore.store.migrate import upgrade
-from leadscore.store.tables import Base
+from leadscore.core.migrate import upgrade
+from leadscore.core.tables import Base
 from tests.services import postgres_url
 
 

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from redis.asyncio import Redis
 
-from leadscore.ratelimit import (
+from leadscore.core.ratelimit import (
     LeasingRateLimiter,
     MemoryRateLimiter,
     RateDecision,

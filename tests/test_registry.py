@@ -11,12 +11,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from leadscore.bus import MemoryBus
+from leadscore.core.bus import MemoryBus
+from leadscore.core.errors import ModelArtifactError
 from leadscore.engine.model import LeadModel
-from leadscore.errors import ModelArtifactError
-from leadscore.services.events import EventPublisher
-from leadscore.services.models import ModelHolder
-from leadscore.services.registry import (
+from leadscore.live.events import EventPublisher
+from leadscore.models import repository as repo
+from leadscore.models.holder import ModelHolder
+from leadscore.models.registry import (
     CHAMPION,
     GLOBAL,
     ModelWatcher,
@@ -24,7 +25,6 @@ from leadscore.services.registry import (
     pack_artifact,
     unpack_artifact,
 )
-from leadscore.store import repositories as repo
 
 
 async def test_a_champion_that_cannot_load_leaves_the_serving_model_in_place(
@@ -106,7 +106,7 @@ async def test_a_renewed_lease_holds_and_a_stale_one_is_taken(
 async def test_a_running_job_keeps_renewing_its_lease(
     sessions: async_sessionmaker[AsyncSession], tmp_path: Path
 ) -> None:
-    from leadscore.services.training import RetrainService
+    from leadscore.models.training import RetrainService
 
     registry = Registry(sessions, tmp_path / "artifacts")
     ttl = timedelta(seconds=0.4)

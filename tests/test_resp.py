@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from leadscore.errors import ConfigurationError
-from leadscore.resp import RespClient, RespError, pack
+from leadscore.core.errors import ConfigurationError
+from leadscore.core.resp import RespClient, RespError, pack
 from tests.services import delete_prefixed, redis_url
 
 

@@ -6,9 +6,10 @@ import asyncio
 
 import pytest
 
-from leadscore.services.scoring import cache_ttl
-from leadscore.services.writer import ScoreWriter, WriterOverloadedError
-from leadscore.store.repositories import ScoreRecord, key_prefix
+from leadscore.auth.repository import key_prefix
+from leadscore.core.writer import ScoreWriter, WriterOverloadedError
+from leadscore.scoring.repository import ScoreRecord
+from leadscore.scoring.service import cache_ttl
 
 
 @pytest.mark.parametrize(
@@ -83,16 +84,17 @@ async def test_a_cached_score_is_reused_only_while_fresh(model: object) -> None:
 
     import orjson
 
-    from leadscore.api.schemas import EXAMPLE_LEAD, ScoreRequest
-    from leadscore.bus import MemoryBus
-    from leadscore.cache import MemoryCache
+    from leadscore.auth.principal import Principal
+    from leadscore.core.bus import MemoryBus
+    from leadscore.core.cache import MemoryCache
+    from leadscore.core.metrics import Metrics
     from leadscore.engine.schema import Lead
     from leadscore.engine.scorer import Scorer
-    from leadscore.services.events import EventPublisher
-    from leadscore.services.metrics import Metrics
-    from leadscore.services.models import LiveModel, ModelHolder
-    from leadscore.services.scoring import Principal, ScoringService, _lead_key, _pack, _unpack
-    from leadscore.services.shadow import ShadowScorer
+    from leadscore.live.events import EventPublisher
+    from leadscore.models.holder import LiveModel, ModelHolder
+    from leadscore.models.shadow import ShadowScorer
+    from leadscore.scoring.schemas import EXAMPLE_LEAD, ScoreRequest
+    from leadscore.scoring.service import ScoringService, _lead_key, _pack, _unpack
 
     cache = MemoryCache()
     live = LiveModel(model, Scorer(model), Path("."))  # type: ignore[arg-type]

@@ -12,19 +12,25 @@ import orjson
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from leadscore.bus import MemoryBus
-from leadscore.cache import MemoryCache
+from leadscore.auth import repository as auth_repo
+from leadscore.auth.principal import Principal
+from leadscore.core.bus import MemoryBus
+from leadscore.core.cache import MemoryCache
+from leadscore.core.metrics import Metrics
 from leadscore.engine.model import LeadModel
 from leadscore.engine.schema import Lead
 from leadscore.engine.scorer import Scorer
-from leadscore.services.compare import compare_versions
-from leadscore.services.events import EventPublisher
-from leadscore.services.metrics import Metrics
-from leadscore.services.models import Lineup, LiveModel, ModelHolder, Trial
-from leadscore.services.scoring import Principal, ScoreOptions, ScoringService
-from leadscore.services.shadow import ShadowJob, ShadowScorer
-from leadscore.store import repositories as repo
-from leadscore.store.repositories import ScoreRecord, ShadowRecord
+from leadscore.live.events import EventPublisher
+from leadscore.models import repository as models_repo
+from leadscore.models.compare import compare_versions
+from leadscore.models.holder import Lineup, LiveModel, ModelHolder, Trial
+from leadscore.models.repository import ShadowRecord
+from leadscore.models.shadow import ShadowJob, ShadowScorer
+from leadscore.outcomes import repository as outcomes_repo
+from leadscore.outcomes.repository import OutcomeRecord
+from leadscore.scoring import repository as scoring_repo
+from leadscore.scoring.repository import ScoreRecord
+from leadscore.scoring.service import ScoreOptions, ScoringService
 
 from .api.conftest import batch_lead
 
@@ -145,7 +151,7 @@ async def test_the_comparison_judges_both_versions_on_the_same_leads(
     rng = np.random.default_rng(5)
     converted = rng.random(400) < 0.3
     async with sessions() as session, session.begin():
-        team = await repo.create_team(session, "globex", start)
+        team = await auth_repo.create_team(session, "globex", start)
         scores, shadows, outcomes = [], [], []
         for i, hit in enumerate(converted):
             lead_id, at = f"c_{i}", start + timedelta(minutes=i)
@@ -158,16 +164,16 @@ async def test_the_comparison_judges_both_versions_on_the_same_leads(
             scores.append(ScoreRecord(team.id, lead_id, {"name": lead_id}, "champ", good, "warm",
                                       False, False, at + timedelta(days=3), {}))  # fmt: skip
             outcome = "converted" if hit else "lost"
-            outcomes.append(repo.OutcomeRecord(team.id, lead_id, outcome, at + timedelta(days=1),
+            outcomes.append(OutcomeRecord(team.id, lead_id, outcome, at + timedelta(days=1),
                                                None, None, at))  # fmt: skip
         # A lead only the champion scored is reported, not compared.
         scores.append(ScoreRecord(team.id, "solo", {"name": "solo"}, "champ", 50.0, "warm",
                                   False, False, start, {}))  # fmt: skip
-        outcomes.append(repo.OutcomeRecord(team.id, "solo", "lost", start + timedelta(days=1),
+        outcomes.append(OutcomeRecord(team.id, "solo", "lost", start + timedelta(days=1),
                                            None, None, start))  # fmt: skip
-        await repo.save_scores(session, scores)
-        await repo.save_shadow_scores(session, shadows)
-        await repo.save_outcomes(session, outcomes)
+        await scoring_repo.save_scores(session, scores)
+        await models_repo.save_shadow_scores(session, shadows)
+        await outcomes_repo.save_outcomes(session, outcomes)
     report = await compare_versions(sessions, team.id, "champ", "chall")
     assert report["leads"] == 400
     assert report["converted"] == int(converted.sum())

@@ -25,13 +25,14 @@ import redis.asyncio as aioredis
 import uvicorn
 from fastapi import FastAPI
 
-from leadscore.api.app import create_app
-from leadscore.api.deps import Services
-from leadscore.api.schemas import EXAMPLE_LEAD
-from leadscore.config import ServiceSettings
-from leadscore.server import create_key, uvicorn_options
-from leadscore.store.migrate import upgrade
-from leadscore.timestamps import iso_z
+from leadscore.app import create_app
+from leadscore.cli.keys import create_key
+from leadscore.cli.serve import uvicorn_options
+from leadscore.core.config import ServiceSettings
+from leadscore.core.migrate import upgrade
+from leadscore.core.timestamps import iso_z
+from leadscore.deps import Services
+from leadscore.scoring.schemas import EXAMPLE_LEAD
 
 from ..services import postgres_url, redis_url
 

@@ -15,8 +15,9 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import select
 
-from leadscore.api.schemas import EXAMPLE_LEAD
-from leadscore.config import DEMO_JWT_SECRET, ServiceSettings
+from leadscore.core.config import DEMO_JWT_SECRET, ServiceSettings
+from leadscore.models import repository as repo
+from leadscore.scoring.schemas import EXAMPLE_LEAD
 
 from .conftest import Deployment, deploy, free_port, serve_workers, wait_until_served, worker_env
 
@@ -129,7 +130,7 @@ def test_redis_outage_degrades_but_keeps_scoring(embedded: Deployment) -> None:
 
 
 def test_database_outage_makes_health_unhealthy(embedded: Deployment) -> None:
-    from leadscore.store.db import create_engine, session_factory
+    from leadscore.core.db import create_engine, session_factory
 
     server = embedded.start()
     dead = create_engine(f"postgresql+asyncpg://nobody:nothing@127.0.0.1:{free_port()}/none")
@@ -154,9 +155,8 @@ def test_workers_starting_together_register_the_model_once(shared: Deployment) -
     """Two lifespans racing to record the same model version must both start."""
     import asyncio as aio
 
-    from leadscore.store import repositories as repo
-    from leadscore.store.db import create_engine, session_factory
-    from leadscore.store.tables import ModelVersionRow
+    from leadscore.core.db import create_engine, session_factory
+    from leadscore.core.tables import ModelVersionRow
 
     async def race() -> int:
         engine = create_engine(shared.settings.resolved_database_url)

@@ -16,7 +16,7 @@ import pytest
 
 from leadscore.engine.io import frame_to_leads
 from leadscore.engine.synthetic import generate
-from leadscore.services.models import lead_share
+from leadscore.models.holder import lead_share
 
 from .conftest import Deployment, deploy, lead, serve_workers, wait_until_served
 

@@ -14,8 +14,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from leadscore.api.app import create_app
-from leadscore.services.events import model_status
+from leadscore.app import create_app
+from leadscore.live.events import model_status
 
 from .conftest import COLD, Deployment, ServerThread, batch_lead, hot_data, lead
 

@@ -12,9 +12,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from leadscore.store.db import create_engine, session_factory
-from leadscore.store.tables import OutcomeRow
-from leadscore.timestamps import iso_z
+from leadscore.core.db import create_engine, session_factory
+from leadscore.core.tables import OutcomeRow
+from leadscore.core.timestamps import iso_z
 
 from .conftest import Deployment, lead
 

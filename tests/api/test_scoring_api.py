@@ -11,10 +11,10 @@ import httpx
 import jwt
 import pytest
 
-from leadscore.api.schemas import ScoreResponse
 from leadscore.engine.model import LeadModel
 from leadscore.engine.scorer import Scorer
-from leadscore.services.models import Lineup, LiveModel
+from leadscore.models.holder import Lineup, LiveModel
+from leadscore.scoring.schemas import ScoreResponse
 
 from .conftest import SECRET, Deployment, ServerThread, batch_lead, lead
 

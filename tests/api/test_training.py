@@ -14,7 +14,7 @@ import pytest
 
 from leadscore.engine.io import frame_to_leads
 from leadscore.engine.synthetic import generate
-from leadscore.services.training import MIN_TEAM_LEADS
+from leadscore.models.training import MIN_TEAM_LEADS
 
 from .conftest import Deployment, ServerThread
 from .test_live import open_ws, receive, subscribe, wait_for

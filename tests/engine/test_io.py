@@ -9,6 +9,7 @@ import orjson
 import polars as pl
 import pytest
 
+from leadscore.core.errors import InvalidInputError
 from leadscore.engine.columnar import raw_from_frame
 from leadscore.engine.io import (
     canonicalise,
@@ -21,7 +22,6 @@ from leadscore.engine.io import (
 from leadscore.engine.raw import raw_from_leads
 from leadscore.engine.schema import Lead
 from leadscore.engine.synthetic import generate
-from leadscore.errors import InvalidInputError
 
 from .strategies import AS_OF
 

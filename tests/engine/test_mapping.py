@@ -7,9 +7,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from leadscore.core.errors import MappingError, TrainingDataError
 from leadscore.engine.mapping import apply_mapping, load_mapping, load_training_frame
 from leadscore.engine.model import ModelConfig, TrainingInput, train
-from leadscore.errors import MappingError, TrainingDataError
 
 from ..conftest import BANK_MARKETING, ROOT
 

@@ -11,12 +11,12 @@ import numpy as np
 import polars as pl
 import pytest
 
+from leadscore.core.errors import ModelArtifactError, TrainingDataError
 from leadscore.engine.columnar import raw_from_frame
 from leadscore.engine.features import PROTECTED, transform
 from leadscore.engine.metrics import auc, ece
 from leadscore.engine.model import AttributeSpec, LeadModel, ModelConfig, TrainingInput, train
 from leadscore.engine.scorer import Scorer
-from leadscore.errors import ModelArtifactError, TrainingDataError
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from leadscore.api.schemas import EXAMPLE_LEAD
 from leadscore.engine.features import FEATURE_NAMES, GROUPS, transform
 from leadscore.engine.io import frame_to_leads
 from leadscore.engine.model import LeadModel, ScoringPolicy
 from leadscore.engine.raw import raw_from_leads
 from leadscore.engine.schema import Lead
 from leadscore.engine.scorer import Scorer, ScoreResult
+from leadscore.scoring.schemas import EXAMPLE_LEAD
 
 from .strategies import leads as any_leads
 

@@ -8,6 +8,7 @@ from typing import IO, Any, Final
 
 import polars as pl
 
+from leadscore.engine.errors import InvalidInputError
 from leadscore.engine.frame import (
     ATTRIBUTE_PREFIX,
     INTERACTION_DTYPE,
@@ -16,7 +17,6 @@ from leadscore.engine.frame import (
     WEB_FIELDS,
 )
 from leadscore.engine.schema import Lead, LeadData
-from leadscore.errors import InvalidInputError
 
 PARQUET_ROW_GROUP: Final = 65_536
 FORMATS: Final = {".csv": "csv", ".parquet": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl"}

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import lightgbm as lgb
 import numpy as np
 
+from leadscore.engine.errors import ModelArtifactError, TrainingDataError
 from leadscore.engine.fastpath import SingleRowPredictor
 from leadscore.engine.features import (
     FEATURE_INDEX,
@@ -27,7 +28,6 @@ from leadscore.engine.features import (
 from leadscore.engine.metrics import IsotonicCalibrator, summary
 from leadscore.engine.raw import FloatArray, RawBatch
 from leadscore.engine.schema import LeadData
-from leadscore.errors import ModelArtifactError, TrainingDataError
 
 if TYPE_CHECKING:
     import polars as pl

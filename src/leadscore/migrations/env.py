@@ -7,8 +7,8 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from leadscore.store.db import create_engine
-from leadscore.store.tables import Base
+from leadscore.core.db import create_engine
+from leadscore.core.tables import Base
 
 config = context.config
 target_metadata = Base.metadata

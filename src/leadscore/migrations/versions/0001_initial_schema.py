@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import leadscore.store.tables
+import leadscore.core.tables
 
 revision = "0001"
 down_revision = None
@@ -25,7 +25,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=100), nullable=False),
         sa.Column("commission_rate", sa.Float(), nullable=True),
-        sa.Column("created_at", leadscore.store.tables.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", leadscore.core.tables.UtcDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_teams")),
         sa.UniqueConstraint("name", name=op.f("uq_teams_name")),
     )
@@ -37,8 +37,8 @@ def upgrade() -> None:
         sa.Column("key_hash", sa.String(length=64), nullable=False),
         sa.Column("role", sa.String(length=16), nullable=False),
         sa.Column("name", sa.String(length=100), nullable=False),
-        sa.Column("created_at", leadscore.store.tables.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("revoked_at", leadscore.store.tables.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", leadscore.core.tables.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("revoked_at", leadscore.core.tables.UtcDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["team_id"], ["teams.id"], name=op.f("fk_api_keys_team_id_teams"), ondelete="CASCADE"
         ),
@@ -54,9 +54,9 @@ def upgrade() -> None:
         sa.Column("lead_id", sa.String(length=100), nullable=False),
         sa.Column("data", sa.JSON(), nullable=False),
         sa.Column(
-            "first_seen_at", leadscore.store.tables.UtcDateTime(timezone=True), nullable=False
+            "first_seen_at", leadscore.core.tables.UtcDateTime(timezone=True), nullable=False
         ),
-        sa.Column("updated_at", leadscore.store.tables.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", leadscore.core.tables.UtcDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["team_id"], ["teams.id"], name=op.f("fk_leads_team_id_teams"), ondelete="CASCADE"
         ),
@@ -70,7 +70,7 @@ def upgrade() -> None:
         sa.Column("path", sa.String(length=500), nullable=False),
         sa.Column("card", sa.JSON(), nullable=False),
         sa.Column(
-            "registered_at", leadscore.store.tables.UtcDateTime(timezone=True), nullable=False
+            "registered_at", leadscore.core.tables.UtcDateTime(timezone=True), nullable=False
         ),
         sa.ForeignKeyConstraint(
             ["team_id"],
@@ -96,7 +96,7 @@ def upgrade() -> None:
         sa.Column("classification", sa.String(length=8), nullable=False),
         sa.Column("escalation_recommended", sa.Boolean(), nullable=False),
         sa.Column("cache_hit", sa.Boolean(), nullable=False),
-        sa.Column("scored_at", leadscore.store.tables.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("scored_at", leadscore.core.tables.UtcDateTime(timezone=True), nullable=False),
         sa.Column("result", sa.JSON(), nullable=False),
         sa.ForeignKeyConstraint(
             ["team_id"], ["teams.id"], name=op.f("fk_scores_team_id_teams"), ondelete="CASCADE"

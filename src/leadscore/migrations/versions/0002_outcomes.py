@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import leadscore.store.tables
+import leadscore.core.tables
 
 revision = "0002"
 down_revision = "0001"
@@ -28,10 +28,10 @@ def upgrade() -> None:
         sa.Column("team_id", sa.Integer(), nullable=False),
         sa.Column("lead_id", sa.String(length=100), nullable=False),
         sa.Column("outcome", sa.String(length=16), nullable=False),
-        sa.Column("occurred_at", leadscore.store.tables.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("occurred_at", leadscore.core.tables.UtcDateTime(timezone=True), nullable=False),
         sa.Column("sale_price", sa.Float(), nullable=True),
-        sa.Column("closed_at", leadscore.store.tables.UtcDateTime(timezone=True), nullable=True),
-        sa.Column("recorded_at", leadscore.store.tables.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("closed_at", leadscore.core.tables.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("recorded_at", leadscore.core.tables.UtcDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["team_id", "lead_id"], ["leads.team_id", "leads.lead_id"],
             name=op.f("fk_outcomes_team_id_leads"), ondelete="CASCADE",

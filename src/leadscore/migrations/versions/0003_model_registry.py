@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import leadscore.store.tables
+import leadscore.core.tables
 
 revision = "0003"
 down_revision = "0002"
@@ -28,7 +28,7 @@ def upgrade() -> None:
         sa.Column("scope", sa.String(length=32), nullable=False),
         sa.Column("alias", sa.String(length=16), nullable=False),
         sa.Column("version", sa.String(length=64), nullable=False),
-        sa.Column("updated_at", leadscore.store.tables.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", leadscore.core.tables.UtcDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("scope", "alias", name=op.f("pk_model_aliases")),
     )
     op.create_table(
@@ -41,7 +41,7 @@ def upgrade() -> None:
         sa.Column("forced", sa.Boolean(), nullable=False),
         sa.Column("detail", sa.JSON(), nullable=False),
         sa.Column("actor", sa.String(length=200), nullable=False),
-        sa.Column("at", leadscore.store.tables.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("at", leadscore.core.tables.UtcDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_model_changes")),
     )
     with op.batch_alter_table("model_changes", schema=None) as batch_op:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import leadscore.store.tables
+import leadscore.core.tables
 
 revision = "0004"
 down_revision = "0003"
@@ -24,7 +24,7 @@ def upgrade() -> None:
         sa.Column("scope", sa.String(length=32), nullable=False),
         sa.Column("mode", sa.String(length=8), nullable=False),
         sa.Column("share", sa.Float(), nullable=False),
-        sa.Column("started_at", leadscore.store.tables.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("started_at", leadscore.core.tables.UtcDateTime(timezone=True), nullable=False),
         sa.Column("actor", sa.String(length=200), nullable=False),
         sa.PrimaryKeyConstraint("scope", name=op.f("pk_model_experiments")),
     )
@@ -36,7 +36,7 @@ def upgrade() -> None:
         sa.Column("model_version", sa.String(length=64), nullable=False),
         sa.Column("served_version", sa.String(length=64), nullable=False),
         sa.Column("ml_score", sa.Float(), nullable=False),
-        sa.Column("scored_at", leadscore.store.tables.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("scored_at", leadscore.core.tables.UtcDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["team_id"],
             ["teams.id"],

@@ -1,1 +1,0 @@
-"""HTTP API: app factory, routes, authentication."""

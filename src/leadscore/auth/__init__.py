@@ -1,0 +1,1 @@
+"""Who is calling: API keys, tokens, principals and team settings."""

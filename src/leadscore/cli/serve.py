@@ -1,0 +1,140 @@
+"""`leadscore serve` and `leadscore demo`: run the API server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from leadscore.core.config import ServiceSettings
+from leadscore.core.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    pass
+from leadscore.cli.keys import create_key
+
+
+def uvicorn_options() -> dict[str, Any]:
+    """How `serve` and `demo` run uvicorn.
+
+    No X-Forwarded-* rewriting: nothing here uses the client address, and that middleware
+    costs every request. Live events are small JSON sent to many clients: compressing each
+    copy costs more CPU than it saves on a LAN; the sans-I/O WebSocket implementation frames
+    without extra tasks, and our subclass lets the hub write many frames per system call.
+    """
+    from leadscore.live.wsproto import LiveWebSocketProtocol
+
+    return {
+        "loop": "uvloop",
+        "http": "httptools",
+        "log_level": "warning",
+        "access_log": False,
+        "proxy_headers": False,
+        "ws": LiveWebSocketProtocol,
+        "ws_per_message_deflate": False,
+        # A client that never lets go must not hold a shutdown forever: after this, open
+        # connections are cut and the lifespan still drains the score writer.
+        "timeout_graceful_shutdown": 20,
+    }
+
+
+def _prepare(settings: ServiceSettings, workers: int) -> None:
+    """What must happen once, before any worker starts: migrations, the model, metrics dir."""
+    from leadscore.core.metrics import MULTIPROC_ENV
+    from leadscore.core.migrate import upgrade
+    from leadscore.engine.defaults import load_or_build_default
+
+    if workers > 1 and not settings.redis_url:
+        raise ConfigurationError(
+            "--workers > 1 needs Redis (LEADSCORE_REDIS_URL): workers share the cache, "
+            "the latest scores and the rate limits through it"
+        )
+    upgrade(settings.resolved_database_url)
+    if settings.model_dir is None:
+        load_or_build_default(settings.home, settings.num_threads)
+    if workers > 1:
+        os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="leadscore-metrics-")
+        # Each worker is single-threaded: two workers on two cores must not fight.
+        os.environ["OMP_NUM_THREADS"] = "1"
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64)] = 1,
+) -> None:
+    """Run the API (uvicorn with uvloop and httptools)."""
+    import uvicorn
+
+    settings = ServiceSettings()
+    _prepare(settings, workers)
+    uvicorn.run(
+        "leadscore.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        **uvicorn_options(),
+    )
+
+
+async def _demo(settings: ServiceSettings, host: str, port: int, leads: int) -> None:
+    import httpx
+    import uvicorn
+
+    from leadscore.app import create_app
+    from leadscore.engine.io import frame_to_leads
+    from leadscore.engine.synthetic import generate
+
+    key = await create_key(settings, "demo", "admin", "demo")
+    config = uvicorn.Config(create_app(settings), host=host, port=port, **uvicorn_options())
+    server = uvicorn.Server(config)
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        if serving.done():
+            serving.result()
+            return
+        await asyncio.sleep(0.05)
+    url = f"http://{host}:{port}"
+    now = datetime.now(UTC)
+    # Leads that arrived over the last month, scored as of now (their future is ignored).
+    frame = generate(leads, seed=7, start=now - timedelta(days=30), days=30).drop("as_of")
+    demo_leads = [lead.model_dump(mode="json", exclude_none=True) for lead in frame_to_leads(frame)]
+    async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": key}) as client:
+        token = (await client.post("/api/v1/auth/token")).json()["access_token"]
+        scored: list[dict[str, Any]] = []
+        for start in range(0, len(demo_leads), 100):
+            response = await client.post(
+                "/api/v1/ml/batch-score", json={"leads": demo_leads[start : start + 100]}
+            )
+            response.raise_for_status()
+            scored += [r for r in response.json()["results"] if r]
+    scored.sort(key=lambda r: -r["ml_score"])
+    typer.echo(f"LeadScore demo running at {url}  (API docs: {url}/docs)")
+    typer.echo(f"admin API key : {key}")
+    typer.echo(f"bearer token  : {token}")
+    classes = {
+        c: sum(1 for r in scored if r["classification"] == c) for c in ("hot", "warm", "cold")
+    }
+    typer.echo(f"scored {len(scored)} demo leads: {classes}")
+    for result in scored[:3]:
+        typer.echo(f"  {result['lead_id']}  {result['ml_score']:.1f} {result['classification']}")
+        for reason in result["reasons"][:3]:
+            typer.echo(f"      {reason['text']}")
+    typer.echo("ready — Ctrl-C to stop")
+    await serving
+
+
+def demo(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    leads: Annotated[int, typer.Option(min=1, max=10_000)] = 300,
+) -> None:
+    """The embedded demo: SQLite, in-process cache, built-in model, a demo team and key."""
+    settings = ServiceSettings(demo=True)
+    _prepare(settings, 1)
+    asyncio.run(_demo(settings, host, port, leads))

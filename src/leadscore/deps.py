@@ -1,0 +1,158 @@
+"""What routes receive: the wired services and the authenticated caller."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, Request, WebSocket
+from fastapi.security import APIKeyHeader
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from leadscore.auth.principal import Principal
+from leadscore.auth.service import AuthenticationError, Authenticator, require_role
+from leadscore.core.bus import EventBus
+from leadscore.core.cache import Cache
+from leadscore.core.config import ServiceSettings
+from leadscore.core.errors import RateLimitedError
+from leadscore.core.metrics import Metrics
+from leadscore.core.ratelimit import RateLimiter, RateLimitUnavailableError
+from leadscore.core.writer import ScoreWriter
+from leadscore.live.events import EventPublisher
+from leadscore.live.hub import LiveHub
+from leadscore.models.drift import DriftService
+from leadscore.models.holder import ModelHolder
+from leadscore.models.registry import ModelAdmin, ModelWatcher, Registry
+from leadscore.models.shadow import ShadowScorer
+from leadscore.models.training import RetrainService
+from leadscore.outcomes.service import OutcomeService
+from leadscore.scoring.repository import ScoreRecord
+from leadscore.scoring.service import ScoringService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    """Everything the lifespan builds and closes; one per worker process."""
+
+    settings: ServiceSettings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    cache: Cache
+    limiter: RateLimiter
+    models: ModelHolder
+    writer: ScoreWriter[ScoreRecord]
+    shadow: ShadowScorer
+    metrics: Metrics
+    scoring: ScoringService
+    outcomes: OutcomeService
+    auth: Authenticator
+    bus: EventBus
+    events: EventPublisher
+    hub: LiveHub
+    started_at: datetime
+    registry: Registry
+    watcher: ModelWatcher
+    model_admin: ModelAdmin
+    training: RetrainService
+    drift: DriftService
+
+
+async def get_services(request: Request) -> Services:
+    """The services of the app serving this request (async: FastAPI would thread a sync one)."""
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="A team API key.")
+# Documented in the OpenAPI schema (`api.app`); read by `authenticate` without FastAPI's
+# security dependencies, which cost more per request than the whole lookup.
+SECURITY_SCHEMES: dict[str, dict[str, str]] = {
+    "APIKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key",
+                     "description": "A team API key."},
+    "HTTPBearer": {"type": "http", "scheme": "bearer",
+                   "description": "A JWT from POST /api/v1/auth/token."},
+}  # fmt: skip
+# The OpenAPI `security` of every route that takes a principal dependency.
+SECURED: dict[str, Any] = {"security": [{name: []} for name in SECURITY_SCHEMES]}
+
+
+def _bearer_token(authorization: str | None) -> str | None:
+    """The credentials of an `Authorization: Bearer ...` header; other schemes are ignored."""
+    if not authorization:
+        return None
+    scheme, _, credentials = authorization.partition(" ")
+    credentials = credentials.strip()
+    return credentials if scheme.lower() == "bearer" and credentials else None
+
+
+async def authenticate(request: Request) -> Principal:
+    """Authenticate an HTTP request by its headers, then count it against the rate limit."""
+    headers = request.headers
+    return await authenticate_credentials(
+        request.app.state.services,
+        _bearer_token(headers.get("authorization")),
+        headers.get("x-api-key"),
+    )
+
+
+def websocket_credentials(websocket: WebSocket) -> tuple[str | None, str | None, str | None]:
+    """Bearer token, API key and the subprotocol to accept, from a WebSocket handshake.
+
+    Browsers cannot set headers on a WebSocket, so the token may also come as the offered
+    subprotocols `["bearer", "<token>"]` (the server then accepts `bearer`) or as `?token=`.
+    """
+    headers = websocket.headers
+    token = _bearer_token(headers.get("authorization"))
+    offered = [p.strip() for p in headers.get("sec-websocket-protocol", "").split(",") if p]
+    subprotocol = None
+    if "bearer" in offered:
+        subprotocol = "bearer"
+        position = offered.index("bearer")
+        if token is None and position + 1 < len(offered):
+            token = offered[position + 1]
+    token = token or websocket.query_params.get("token") or None
+    return token, headers.get("x-api-key"), subprotocol
+
+
+async def authenticate_credentials(
+    services: Services, bearer: str | None, api_key: str | None
+) -> Principal:
+    """Authenticate a bearer token or an API key, then count it against the key's limit."""
+    if bearer is not None:
+        principal = await services.auth.from_token(bearer)
+    elif api_key:
+        principal = await services.auth.from_api_key(api_key)
+    else:
+        raise AuthenticationError("send an X-API-Key header or an Authorization: Bearer token")
+    try:
+        decision = await services.limiter.hit(
+            f"key:{principal.key_id}", services.settings.rate_limit_per_minute, 60.0
+        )
+    except RateLimitUnavailableError:
+        # Failing open: an outage of the limiter's Redis must not stop scoring; health shows it.
+        log.warning("rate limiter unavailable; request allowed")
+        return principal
+    if not decision.allowed:
+        raise RateLimitedError(decision.retry_after_seconds)
+    return principal
+
+
+async def get_writer_principal(request: Request) -> Principal:
+    """Scoring writes history: agents and admins only."""
+    return require_role(await authenticate(request), "admin", "agent")
+
+
+async def get_admin_principal(request: Request) -> Principal:
+    """Administration: admins only."""
+    return require_role(await authenticate(request), "admin")
+
+
+# Any role of any team: reads are filtered to the caller's team downstream.
+PrincipalDep = Annotated[Principal, Depends(authenticate)]
+WriterDep = Annotated[Principal, Depends(get_writer_principal)]
+AdminDep = Annotated[Principal, Depends(get_admin_principal)]

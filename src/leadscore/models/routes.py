@@ -1,0 +1,160 @@
+"""Model routes: status, drift, registry, training, trials."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import (
+    APIRouter,
+    File,
+    Form,
+    Query,
+    UploadFile,
+)
+
+from leadscore.core.http import ERROR_RESPONSES, VersionPath
+from leadscore.core.schemas import ErrorResponse
+from leadscore.deps import (
+    SECURED,
+    AdminDep,
+    PrincipalDep,
+    ServicesDep,
+)
+from leadscore.models.schemas import (
+    Comparison,
+    ModelChange,
+    ModelDetail,
+    ModelSummary,
+    PromoteRequest,
+    RollbackRequest,
+    TrainRequest,
+    TrainResult,
+    TrainStarted,
+    TrialRequest,
+    TrialState,
+)
+from leadscore.models.status import team_model_status
+
+status_router = APIRouter(prefix="/api/v1/ml", tags=["scoring"], responses=ERROR_RESPONSES)
+router = APIRouter(
+    prefix="/api/v1/ml/models",
+    tags=["models"],
+    responses=ERROR_RESPONSES | {409: {"model": ErrorResponse}},
+)
+
+
+@status_router.get("/model/status", openapi_extra=SECURED)
+async def get_model_status(services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
+    """Version, card metrics, thresholds and live traffic figures."""
+    return await team_model_status(
+        services.models.lineup(principal.team_id), services.metrics, services.writer,
+        services.shadow, services.sessions, principal.team_id,
+    )  # fmt: skip
+
+
+@status_router.get("/model/drift", openapi_extra=SECURED)
+async def get_drift(services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
+    """Population stability of the team's recently scored leads against its model's training
+    leads: PSI per feature and for the score, and whether it crossed the threshold."""
+    return await services.drift.report(principal.team_id)
+
+
+@router.get("", response_model=list[ModelSummary], openapi_extra=SECURED)
+async def list_models(services: ServicesDep, principal: AdminDep) -> list[dict[str, Any]]:
+    """Admins: the global versions and their team's, with aliases and card metrics."""
+    return await services.model_admin.list(principal.team_id)
+
+
+@router.post("/rollback", response_model=ModelChange, openapi_extra=SECURED)
+async def rollback_model(
+    request: RollbackRequest, services: ServicesDep, principal: AdminDep
+) -> dict[str, Any]:
+    """Admins: serve the previous champion again, on every worker within seconds."""
+    return await services.model_admin.rollback(principal, team_scope=request.team)
+
+
+@router.post("/train", status_code=202, response_model=TrainStarted, openapi_extra=SECURED)
+async def train_model(
+    request: TrainRequest, services: ServicesDep, principal: AdminDep
+) -> dict[str, Any]:
+    """Admins: train the team's model on its outcomes in the background (one job at a time)."""
+    job, _ = await services.training.start(
+        principal.team_id, actor=f"key {principal.key_id}", promote=request.promote
+    )
+    return {"job": job, "team_id": principal.team_id, "status": "started"}
+
+
+@router.post("/train/export", status_code=202, response_model=TrainStarted, openapi_extra=SECURED)
+async def train_model_with_export(
+    services: ServicesDep,
+    principal: AdminDep,
+    export: Annotated[
+        UploadFile, File(description="CRM export with outcomes: .csv/.parquet/.jsonl")
+    ],
+    mapping: Annotated[UploadFile | None, File(description="YAML column mapping")] = None,
+    promote: Annotated[bool, Form()] = False,
+) -> dict[str, Any]:
+    """Admins: train the team's model on its outcomes plus its CRM history (multipart upload,
+    up to LEADSCORE_MAX_UPLOAD_BYTES); same job, events and gate as `/train`."""
+    job, _ = await services.training.start_with_export(
+        principal.team_id, actor=f"key {principal.key_id}", promote=promote,
+        name=export.filename or "export.csv", content=export.file,
+        mapping=await mapping.read() if mapping is not None else None,
+    )  # fmt: skip
+    return {"job": job, "team_id": principal.team_id, "status": "started"}
+
+
+@router.post("/recalibrate", response_model=TrainResult, openapi_extra=SECURED)
+async def recalibrate_model(services: ServicesDep, principal: AdminDep) -> dict[str, Any]:
+    """Admins: the serving model with its calibration refitted on the team's outcomes (same
+    trees), gated and registered as the team's challenger; takes seconds."""
+    return await services.training.recalibrate(principal.team_id, actor=f"key {principal.key_id}")
+
+
+@router.get("/trial", response_model=TrialState, openapi_extra=SECURED)
+async def get_trial(
+    services: ServicesDep, principal: AdminDep, team: Annotated[bool, Query()] = False
+) -> dict[str, Any]:
+    """Admins: the global (or with `team` the team's) champion/challenger trial."""
+    return await services.model_admin.trial(principal, team_scope=team)
+
+
+@router.put("/trial", response_model=TrialState, openapi_extra=SECURED)
+async def set_trial(
+    request: TrialRequest, services: ServicesDep, principal: AdminDep
+) -> dict[str, Any]:
+    """Admins: try the challenger on live traffic — `shadow` (it scores every lead unseen),
+    `split` (it answers a stable share of leads) — or end the trial with `off`."""
+    return await services.model_admin.set_trial(
+        principal, request.mode, request.share, team_scope=request.team
+    )
+
+
+@router.get("/compare", response_model=Comparison, openapi_extra=SECURED)
+async def compare_models(
+    services: ServicesDep,
+    principal: AdminDep,
+    champion: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = None,
+    challenger: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = None,
+) -> dict[str, Any]:
+    """Admins: two versions on the same leads with outcomes (default: the team's trial),
+    AUC, Brier and calibration each, and bootstrap intervals of the differences."""
+    return await services.model_admin.compare(principal, champion, challenger)
+
+
+@router.get("/{version}", response_model=ModelDetail, openapi_extra=SECURED)
+async def show_model(
+    version: VersionPath, services: ServicesDep, principal: AdminDep
+) -> dict[str, Any]:
+    """Admins: one version with its card and its scope's promotion history."""
+    return await services.model_admin.show(principal.team_id, version)
+
+
+@router.post("/{version}/promote", response_model=ModelChange, openapi_extra=SECURED)
+async def promote_model(
+    version: VersionPath, request: PromoteRequest, services: ServicesDep, principal: AdminDep
+) -> dict[str, Any]:
+    """Admins: make a version champion (after its gate passed, or forced and recorded)."""
+    return await services.model_admin.promote(
+        principal, version, force=request.force, reason=request.reason
+    )

@@ -1,0 +1,469 @@
+"""Retraining a team's model on its own outcomes: leakage-safe rows, a time-ordered hold-out,
+the promotion gate, and registration as the team's challenger."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import shutil
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, BinaryIO, Final
+
+import numpy as np
+import orjson
+import polars as pl
+from sqlalchemy.exc import SQLAlchemyError
+
+from leadscore.core.db import create_engine, session_factory
+from leadscore.core.errors import InvalidInputError, LeadScoreError, TrainingDataError
+from leadscore.engine.gate import GateConfig, promotion_gate, recalibrate, time_holdout
+from leadscore.engine.io import file_format, leads_to_frame
+from leadscore.engine.mapping import load_mapping, load_training_frame
+from leadscore.engine.model import AttributeSpec, LeadModel, ModelConfig, TrainingInput, train
+from leadscore.engine.schema import Lead
+from leadscore.engine.textparse import parse_timeline_months
+from leadscore.live import events
+from leadscore.live.events import EventPublisher
+from leadscore.models import repository as repo
+from leadscore.models.registry import GLOBAL, Registry, scope_of
+
+log = logging.getLogger(__name__)
+
+#: Below this many labelled leads a team keeps the global model (it cannot beat it reliably).
+MIN_TEAM_LEADS: Final = 500
+#: Refitting calibration only needs enough outcomes for a stable isotonic map and a hold-out.
+MIN_RECALIBRATION_LEADS: Final = 200
+DAYS_PER_MONTH: Final = 30.44
+TRAINING_LEASE: Final = timedelta(hours=1)
+
+
+class TrainingBusyError(LeadScoreError):
+    """A training job for this team is already running."""
+
+    status_code = 409
+    code = "training_in_progress"
+
+
+def training_frame(leads: Sequence[repo.TrainingLead]) -> pl.DataFrame:
+    """One row per lead: its data as first scored, as of that moment, and its labels.
+
+    Labels: converted = converted or closed (0 when only lost); closed = 1 when closed, 0 when
+    converted then lost; on time = closed within the timeline the lead stated. A lead whose
+    outcome predates its first score is left out: its data may already reflect the outcome.
+    """
+    kept: list[repo.TrainingLead] = [
+        lead for lead in leads
+        if min(o.occurred_at for o in lead.outcomes.values()) >= lead.first_seen_at
+    ]  # fmt: skip
+    # From JSON bytes: pydantic-core validates those three times faster than Python dicts.
+    frame = leads_to_frame(
+        [Lead.model_validate_json(orjson.dumps({"lead_id": t.lead_id, "lead_data": t.data}))
+         for t in kept]
+    )  # fmt: skip
+    converted, closed, on_time, created = [], [], [], []
+    for lead, stated_created in zip(kept, frame["created_at"].to_list(), strict=True):
+        outcomes = lead.outcomes
+        is_closed = "closed" in outcomes
+        is_converted = is_closed or "converted" in outcomes
+        converted.append(is_converted)
+        closed.append(
+            True if is_closed else (False if is_converted and "lost" in outcomes else None)
+        )
+        start = stated_created or lead.first_seen_at
+        created.append(start)
+        months = parse_timeline_months(lead.data.get("timeline"))
+        when = outcomes["closed"].closed_at if is_closed else None
+        on_time.append(
+            None
+            if when is None or months is None
+            else (when - start).total_seconds() / 86_400 <= months * DAYS_PER_MONTH
+        )
+    return frame.with_columns(
+        pl.Series("created_at", created, dtype=pl.Datetime("us", "UTC")),
+        pl.Series("as_of", [t.first_seen_at for t in kept], dtype=pl.Datetime("us", "UTC")),
+        pl.Series("converted", converted, dtype=pl.Boolean),
+        pl.Series("closed", closed, dtype=pl.Boolean),
+        pl.Series("closed_within_timeline", on_time, dtype=pl.Boolean),
+    )
+
+
+def with_export(frame: pl.DataFrame, export: pl.DataFrame) -> pl.DataFrame:
+    """The team's rows plus its CRM history; a lead in both is taken from its live outcome."""
+    missing = {"lead_id", "converted"} - set(export.columns)
+    if missing:
+        raise TrainingDataError(f"the CRM export has no {', '.join(sorted(missing))} column")
+    history = export.filter(~pl.col("lead_id").is_in(frame["lead_id"].implode()))
+    shared = [c for c in frame.columns if c in history.columns]
+    return pl.concat([frame, history.select(shared)], how="diagonal_relaxed")
+
+
+def read_export(name: str, content: BinaryIO, mapping: bytes | None) -> pl.DataFrame:
+    """An uploaded CRM export (CSV, Parquet or JSONL, by its name) as canonical training rows,
+    mapped when a YAML mapping came with it; a file that cannot be read is the caller's error."""
+    suffix = Path(name).suffix.lower()
+    with tempfile.TemporaryDirectory(prefix="leadscore-export-") as tmp:
+        data = Path(tmp) / f"export{suffix}"
+        file_format(data)  # refuse an unknown type before copying anything
+        with data.open("wb") as out:
+            shutil.copyfileobj(content, out)
+        spec = None
+        if mapping is not None:
+            (Path(tmp) / "mapping.yaml").write_bytes(mapping)
+            spec = load_mapping(Path(tmp) / "mapping.yaml")
+        try:
+            return load_training_frame(data, spec)
+        except (pl.exceptions.PolarsError, UnicodeDecodeError, OSError) as exc:
+            raise InvalidInputError(f"{name}: cannot be read as {suffix[1:]} ({exc})") from exc
+
+
+def _older_and_newest(data: TrainingInput, share: float) -> tuple[TrainingInput, TrainingInput]:
+    """The leads a challenger learns from, and the newest ones it is judged on."""
+    newest = time_holdout(data, share)
+    order = np.argsort(data.created_us, kind="stable")
+    return data.take(order[: len(order) - len(newest.created_us)]), newest
+
+
+def _gated(model: LeadModel, champion: LeadModel, holdout: TrainingInput, gate: GateConfig) -> None:
+    model.card["gate"] = promotion_gate(model, champion, holdout, gate) | {
+        "against": champion.version
+    }
+
+
+def _fit(
+    frame: pl.DataFrame, config: ModelConfig, gate: GateConfig, champion: LeadModel, about: str
+) -> LeadModel:
+    """Train on all but the newest leads, then judge against the champion on those."""
+    older, newest = _older_and_newest(
+        TrainingInput.from_frame(frame, AttributeSpec()), gate.holdout_share
+    )
+    model = train(older, config, data_description=about)
+    _gated(model, champion, newest, gate)
+    return model
+
+
+TEAM_MODEL: Final = "a team model"
+
+
+def _too_few(team_id: int, found: int, minimum: int, purpose: str) -> TrainingDataError:
+    until = " (until then the team is scored by the global model)" if purpose == TEAM_MODEL else ""
+    return TrainingDataError(
+        f"team {team_id} has {found} leads with outcomes; {purpose} needs {minimum}{until}"
+    )
+
+
+def _result(
+    job: str, team_id: int, model: LeadModel, parent: str, leads: int, promoted: bool = False
+) -> dict[str, Any]:
+    """What a job reports: the new challenger, where it came from, and its gate."""
+    return {
+        "job": job, "team_id": team_id, "version": model.version, "parent_version": parent,
+        "leads": leads, "metrics": model.card["metrics"], "gate": model.card["gate"],
+        "promoted": promoted,
+    }  # fmt: skip
+
+
+class RetrainService:
+    """Trains a team's model from its outcomes and registers it as the team's challenger."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        database_url: str,
+        staging: Path,
+        publisher: EventPublisher | None = None,
+        num_threads: int = 2,
+        gate: GateConfig | None = None,
+        lease: timedelta = TRAINING_LEASE,
+    ) -> None:
+        self.registry = registry
+        self.lease = lease
+        self.database_url = database_url  # the training process reads the outcomes itself
+        self.staging = staging
+        self.publisher = publisher
+        self.num_threads = num_threads
+        self.gate = gate or GateConfig()
+        self._jobs: set[asyncio.Task[dict[str, Any]]] = set()
+        self._pool: ProcessPoolExecutor | None = None
+
+    async def _in_child(self, fn: Callable[..., int], *args: object) -> int:
+        """Run a training step in the training process: reading tens of thousands of rows,
+        building features and fitting trees hold the GIL for seconds, which in this process
+        would hold every request up."""
+        if self._pool is None:  # started on first use, so a worker that never trains has none
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+
+    def _announce(self, status: str, version: str, detail: dict[str, Any]) -> None:
+        """Progress of a team's job, for that team's clients only."""
+        if self.publisher is not None:
+            team_id = detail["team_id"]
+            self.publisher.emit(events.model_status(status, version, detail, team_id=team_id))
+
+    async def start(
+        self,
+        team_id: int,
+        *,
+        actor: str,
+        promote: bool,
+        export: pl.DataFrame | None = None,
+    ) -> tuple[str, asyncio.Task[dict[str, Any]]]:
+        """Begin a job in the background; refused while another runs for the team anywhere.
+
+        `export`: the team's history from its CRM (a canonical training frame, e.g. from
+        `load_training_frame` with a mapping), learned from together with its outcomes.
+        """
+        async with self.registry.sessions() as session:
+            labelled = await repo.leads_with_outcomes(session, team_id)
+        available = labelled + (export.height if export is not None else 0)
+        if available < MIN_TEAM_LEADS:
+            raise _too_few(team_id, available, MIN_TEAM_LEADS, TEAM_MODEL)
+        job = uuid.uuid4().hex[:12]
+        if not await self.registry.lease(scope_of(team_id), job, self.lease):
+            raise TrainingBusyError(f"a training job for team {team_id} is already running")
+        task = asyncio.create_task(
+            self._job(team_id, job, actor, promote, export), name=f"train-{job}"
+        )
+        self._jobs.add(task)
+        task.add_done_callback(self._finished)
+        return job, task
+
+    async def start_with_export(
+        self,
+        team_id: int,
+        *,
+        actor: str,
+        promote: bool,
+        name: str,
+        content: BinaryIO,
+        mapping: bytes | None,
+    ) -> tuple[str, asyncio.Task[dict[str, Any]]]:
+        """Begin a job on the team's outcomes plus an uploaded CRM export (read first: a bad
+        file or mapping is refused before any job starts)."""
+        export = await asyncio.to_thread(read_export, name, content, mapping)
+        return await self.start(team_id, actor=actor, promote=promote, export=export)
+
+    async def retrain(
+        self, team_id: int, *, actor: str, promote: bool, export: pl.DataFrame | None = None
+    ) -> dict[str, Any]:
+        """Run a job to its end (the command line)."""
+        _, task = await self.start(team_id, actor=actor, promote=promote, export=export)
+        return await task
+
+    def _finished(self, task: asyncio.Task[dict[str, Any]]) -> None:
+        self._jobs.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("training job %s failed: %s", task.get_name(), task.exception())
+
+    async def _job(
+        self, team_id: int, job: str, actor: str, promote: bool, export: pl.DataFrame | None
+    ) -> dict[str, Any]:
+        try:
+            async with self._leased(scope_of(team_id), job):
+                return await self._retrain(
+                    team_id, job, actor=actor, promote=promote, export=export
+                )
+        except Exception as exc:
+            self._announce("training_failed", "", {"team_id": team_id, "job": job,
+                                                   "error": str(exc)})  # fmt: skip
+            raise
+
+    @contextlib.asynccontextmanager
+    async def _leased(self, scope: str, job: str) -> AsyncIterator[None]:
+        """While a job runs, renew its lease (taken before) every quarter of its length, so a
+        long job keeps it and a crashed one frees it; release it at the end."""
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(self.lease.total_seconds() / 4)
+                try:
+                    if not await self.registry.renew(scope, job):
+                        log.warning("training job %s lost its lease", job)
+                except SQLAlchemyError as exc:  # the next round tries again
+                    log.warning("training lease of %s not renewed: %s", job, exc)
+
+        keeper = asyncio.create_task(renew(), name=f"lease-{job}")
+        try:
+            yield
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+            await self.registry.release(scope, job)
+
+    async def recalibrate(self, team_id: int, *, actor: str) -> dict[str, Any]:
+        """The team's serving model with calibration refitted on its outcomes, as challenger."""
+        job = uuid.uuid4().hex[:12]
+        scope = scope_of(team_id)
+        if not await self.registry.lease(scope, job, self.lease):
+            raise TrainingBusyError(f"a training job for team {team_id} is already running")
+        async with self._leased(scope, job):
+            parent = await self._champion_version(team_id)
+            champion = await self.registry.load(parent)
+            rows = await self._in_child(
+                _recalibrate_job, self.database_url, team_id, self.gate, champion.path,
+                self.staging / job,
+            )  # fmt: skip
+            model = await self._register(job, team_id, parent, f"{actor} (recalibration)")
+        detail = {"team_id": team_id, "job": job}
+        self._announce(
+            "challenger", model.version, detail | {"gate_passed": model.card["gate"]["passed"]}
+        )
+        return _result(job, team_id, model, parent, rows)
+
+    async def close(self) -> None:
+        """Stop running jobs (their leases are released) and the training process."""
+        for task in list(self._jobs):
+            task.cancel()
+        await asyncio.gather(*self._jobs, return_exceptions=True)
+        if self._pool is not None:
+            # A fit in progress would hold the shutdown for its whole length: end it.
+            for process in list(getattr(self._pool, "_processes", {}).values()):
+                process.terminate()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def _retrain(
+        self, team_id: int, job: str, *, actor: str, promote: bool, export: pl.DataFrame | None
+    ) -> dict[str, Any]:
+        parent = await self._champion_version(team_id)
+        detail: dict[str, Any] = {"team_id": team_id, "job": job}
+        self._announce("training_started", parent, detail)
+        champion = await self.registry.load(parent)
+        config = ModelConfig(num_threads=self.num_threads, seed=int(datetime.now(UTC).timestamp()))
+        rows = await self._in_child(
+            _train_job, self.database_url, team_id, export, config, self.gate, champion.path,
+            actor, self.staging / job,
+        )  # fmt: skip
+        model = await self._register(job, team_id, parent, actor)
+        passed = model.card["gate"]["passed"]
+        self._announce("challenger", model.version, detail | {"gate_passed": passed})
+        promoted = promote and passed
+        if promoted:
+            await self.registry.promote(model.version, actor=actor, force=False)
+            self._announce("promoted", model.version, detail)
+        return _result(job, team_id, model, parent, rows, promoted=promoted)
+
+    async def _champion_version(self, team_id: int) -> str:
+        """What scores the team now: its own champion, else the global one."""
+        champions = await self.registry.champions()
+        return champions.get(scope_of(team_id)) or champions[GLOBAL]
+
+    async def _register(self, job: str, team_id: int, parent: str, trained_by: str) -> LeadModel:
+        """Load the job's saved artifact and make it the team's challenger."""
+        directory = self.staging / job
+        model = await asyncio.to_thread(LeadModel.load, directory)
+        await self.registry.register(
+            model, directory, team_id=team_id, parent_version=parent, trained_by=trained_by,
+            as_challenger=True,
+        )  # fmt: skip
+        return model
+
+
+def _rows(
+    database_url: str, team_id: int, export: pl.DataFrame | None, minimum: int, purpose: str
+) -> pl.DataFrame:
+    """The team's leakage-safe training rows (and its CRM history), refused below `minimum`;
+    read with the training process's own connection."""
+
+    async def read() -> list[repo.TrainingLead]:
+        engine = create_engine(database_url)
+        try:
+            async with session_factory(engine)() as session:
+                return await repo.training_leads(session, team_id)
+        finally:
+            await engine.dispose()
+
+    frame = training_frame(asyncio.run(read()))
+    if export is not None:
+        frame = with_export(frame, export)
+    if frame.height < minimum:
+        raise _too_few(team_id, frame.height, minimum, purpose)
+    return frame
+
+
+def _train_job(
+    database_url: str,
+    team_id: int,
+    export: pl.DataFrame | None,
+    config: ModelConfig,
+    gate: GateConfig,
+    champion: Path,
+    actor: str,
+    out: Path,
+) -> int:
+    """In the training process: rows, training, gate, artifact saved to `out`; the row count."""
+    frame = _rows(database_url, team_id, export, MIN_TEAM_LEADS, TEAM_MODEL)
+    about = f"team {team_id}: {frame.height} leads with outcomes, trained by {actor}"
+    if export is not None:
+        about += f" ({export.height} of them from a CRM export)"
+    _fit(frame, config, gate, LeadModel.load(champion), about).save(out)
+    return frame.height
+
+
+def _recalibrate_job(
+    database_url: str, team_id: int, gate: GateConfig, champion: Path, out: Path
+) -> int:
+    """In the training process: the champion's calibration refitted and gated, saved to `out`."""
+    frame = _rows(database_url, team_id, None, MIN_RECALIBRATION_LEADS, "recalibration")
+    _recalibrated(frame, LeadModel.load(champion), gate).save(out)
+    return frame.height
+
+
+def _recalibrated(frame: pl.DataFrame, champion: LeadModel, gate: GateConfig) -> LeadModel:
+    """Refit the champion's calibration on all but the newest leads, gate it on those."""
+    older, newest = _older_and_newest(
+        TrainingInput.from_frame(frame, champion.attributes), gate.holdout_share
+    )
+    model = recalibrate(champion, older)
+    _gated(model, champion, newest, gate)
+    return model
+
+
+class RetrainSchedule:
+    """Retrains every team with enough outcomes every `interval` (off unless configured).
+
+    Every worker runs the schedule; the training lease lets one of them run each team's job.
+    """
+
+    def __init__(self, service: RetrainService, interval_seconds: float) -> None:
+        self.service = service
+        self.interval = interval_seconds
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Run in the background."""
+        self._task = asyncio.create_task(self._run(), name="retrain-schedule")
+
+    async def run_once(self) -> list[str]:
+        """Start a job for each eligible team not already training; the jobs' ids."""
+        async with self.service.registry.sessions() as session:
+            teams = await repo.teams_with_outcomes(session, MIN_TEAM_LEADS)
+        jobs = []
+        for team_id in teams:
+            try:
+                job, _ = await self.service.start(team_id, actor="schedule", promote=False)
+            except TrainingBusyError:
+                continue  # another worker (or an admin) is training this team now
+            jobs.append(job)
+        return jobs
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.run_once()
+            except Exception:  # the schedule must outlive one failed round
+                log.exception("scheduled retraining round failed")
+
+    async def close(self) -> None:
+        """Stop the schedule (running jobs are stopped by the service)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task

@@ -1,0 +1,65 @@
+"""Health: the model, the database and the cache really checked, each with a timeout."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from leadscore.core.cache import Cache
+from leadscore.models.holder import ModelHolder
+from leadscore.monitoring import repository as repo
+
+
+async def _check(probe: Callable[[], Awaitable[None]], timeout: float) -> dict[str, Any]:
+    started = time.perf_counter()
+    try:
+        await asyncio.wait_for(probe(), timeout)
+        status, detail = "ok", None
+    except TimeoutError:
+        status, detail = "error", f"no answer within {timeout:g} s"
+    except Exception as exc:  # any failure of a dependency is reported, never raised
+        status, detail = "error", f"{type(exc).__name__}: {exc}"[:200]
+    return {
+        "status": status,
+        "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+        "detail": detail,
+    }
+
+
+async def health(
+    models: ModelHolder,
+    sessions: async_sessionmaker[AsyncSession],
+    cache: Cache,
+    timeout: float,
+) -> tuple[dict[str, Any], bool]:
+    """The health report, and whether the service can score (model and database up)."""
+
+    async def database() -> None:
+        async with sessions() as session:
+            await repo.ping(session)
+
+    async def model() -> None:
+        live = models.current
+        if not live.model.boosters:
+            raise RuntimeError("model has no boosters")
+
+    db_check, cache_check, model_check = await asyncio.gather(
+        _check(database, timeout), _check(cache.ping, timeout), _check(model, timeout)
+    )
+    checks = {"model": model_check, "database": db_check, "cache": cache_check}
+    essential_ok = model_check["status"] == "ok" and db_check["status"] == "ok"
+    if not essential_ok:
+        status = "unhealthy"
+    elif cache_check["status"] != "ok":
+        status = "degraded"
+    else:
+        status = "healthy"
+    return {
+        "status": status,
+        "checks": checks,
+        "model_version": models.current.version,
+    }, essential_ok

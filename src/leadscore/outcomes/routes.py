@@ -1,0 +1,48 @@
+"""Outcome routes: parse, call the service, return."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import (
+    APIRouter,
+    Request,
+    Response,
+)
+
+from leadscore.core.http import ERROR_RESPONSES, JSON
+from leadscore.core.schemas import ErrorResponse
+from leadscore.deps import (
+    SECURED,
+    ServicesDep,
+    WriterDep,
+)
+from leadscore.outcomes.schemas import OutcomesResponse
+from leadscore.outcomes.service import MAX_OUTCOMES, parse_outcomes
+
+router = APIRouter(prefix="/api/v1/ml", tags=["scoring"], responses=ERROR_RESPONSES)
+
+
+OUTCOMES_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {JSON: {"schema": {"oneOf": [
+            {"$ref": "#/components/schemas/OutcomeIn"},
+            {"type": "array", "items": {"$ref": "#/components/schemas/OutcomeIn"},
+             "minItems": 1, "maxItems": MAX_OUTCOMES},
+        ]}, "example": {"lead_id": "lead_12345", "outcome": "closed",
+                        "occurred_at": "2026-11-02T16:00:00Z", "sale_price": 612000}}},
+    }
+}  # fmt: skip
+
+
+@router.post(
+    "/outcomes",
+    response_model=OutcomesResponse,
+    responses={409: {"model": ErrorResponse}},
+    openapi_extra=OUTCOMES_BODY | SECURED,
+)
+async def post_outcomes(request: Request, services: ServicesDep, principal: WriterDep) -> Response:
+    """Record what happened to scored leads (one or a list): all or nothing, repeats ignored."""
+    items = parse_outcomes(await request.body())
+    return Response(await services.outcomes.record(principal, items), media_type=JSON)

@@ -1,0 +1,362 @@
+"""Scoring use cases: one lead, a batch, the latest score and the history of a lead."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import orjson
+from pydantic import BaseModel, ConfigDict, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from leadscore.auth.principal import Principal
+from leadscore.core.cache import Cache, CacheUnavailableError
+from leadscore.core.errors import NotFoundError
+from leadscore.core.metrics import Metrics
+from leadscore.core.schemas import validation_detail
+from leadscore.core.timestamps import iso_z
+from leadscore.core.writer import ScoreWriter
+from leadscore.engine.schema import Lead
+from leadscore.engine.scorer import ScoreResult
+from leadscore.live import events
+from leadscore.live.events import EventPublisher
+from leadscore.models.holder import Lineup, LiveModel, ModelHolder
+from leadscore.models.shadow import ShadowJob, ShadowScorer
+from leadscore.scoring import repository as repo
+from leadscore.scoring.repository import ScoreRecord
+
+LATEST_TTL_SECONDS: Final = 3600.0
+
+
+class ScoreOptions(BaseModel):
+    """What to include in a score, and whether to bypass the cache."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    return_feature_importance: bool = True
+    calculate_commission: bool = True
+    force_refresh: bool = False
+
+
+def cache_ttl(confidence: float) -> float:
+    """Confident scores change less when the lead does: keep them longer."""
+    if confidence >= 0.95:
+        return 900.0
+    if confidence >= 0.85:
+        return 600.0
+    return 300.0
+
+
+def _signature(canonical: bytes, version: str, options: ScoreOptions) -> bytes:
+    """What a cached score must match: the lead's exact data, the model, the parts asked for."""
+    flags = f"{int(options.return_feature_importance)}{int(options.calculate_commission)}"
+    digest = hashlib.sha256(f"{version}:{flags}:".encode() + canonical).hexdigest()
+    return digest[:32].encode()
+
+
+def _lead_key(team_id: int, lead_id: str) -> str:
+    """One cache entry per team and lead: its latest score, reusable while still fresh."""
+    return f"lead:{team_id}:{lead_id}"
+
+
+def _pack(signature: bytes, fresh_until_ms: int, body: bytes) -> bytes:
+    return signature + b"|" + str(fresh_until_ms).encode() + b"|" + body
+
+
+def _unpack(value: bytes) -> tuple[bytes, int, bytes]:
+    signature, fresh_until, body = value.split(b"|", 2)
+    return signature, int(fresh_until), body
+
+
+def payload(
+    result: ScoreResult, options: ScoreOptions, scored_at: datetime, cache_hit: bool
+) -> dict[str, Any]:
+    """The contract's response body for one engine result."""
+    explain = options.return_feature_importance
+    commission = result.commission
+    return {
+        "success": True,
+        "lead_id": result.lead_id,
+        "ml_score": result.ml_score,
+        "ml_confidence": result.ml_confidence,
+        "classification": result.classification,
+        "probability_ranges": {
+            "conversion": result.conversion,
+            "closing": result.closing,
+            "timeline_accuracy": result.timeline_accuracy,
+        },
+        "feature_importance": result.feature_importance if explain else None,
+        "reasons": [
+            {"feature": r.feature, "group": r.group, "value": r.value, "points": r.points,
+             "text": r.text}
+            for r in result.reasons
+        ]
+        if explain
+        else None,
+        "group_contributions": result.group_points if explain else None,
+        "commission": {
+            "estimated_commission": commission.estimated_commission,
+            "commission_rate": commission.commission_rate,
+            "estimated_sale_price": commission.estimated_sale_price,
+            "expected_commission": commission.expected_commission,
+        }
+        if commission is not None
+        else None,
+        "escalation_recommended": result.escalation_recommended,
+        "cache_hit": cache_hit,
+        "model_version": result.model_version,
+        "scored_at": iso_z(scored_at),
+        "processing_time_ms": result.processing_time_ms,
+    }  # fmt: skip
+
+
+@dataclass
+class _Scored:
+    lead: Lead
+    data: dict[str, Any]
+    live: LiveModel  # the version that answers
+    shadow: LiveModel | None  # the version that scores it unseen, during a trial
+    signature: bytes
+    body: dict[str, Any] | None = None
+
+
+class ScoringService:
+    """Scores leads with the live model, through the cache, into the history."""
+
+    def __init__(
+        self,
+        models: ModelHolder,
+        cache: Cache,
+        writer: ScoreWriter[ScoreRecord],
+        sessions: async_sessionmaker[AsyncSession],
+        metrics: Metrics,
+        events: EventPublisher,
+        shadow: ShadowScorer,
+        batch_chunk: int = 25,
+    ) -> None:
+        self.models = models
+        self.cache = cache
+        self.writer = writer
+        self.sessions = sessions
+        self.metrics = metrics
+        self.events = events
+        self.shadow = shadow
+        self.batch_chunk = batch_chunk
+
+    async def _cache_get_many(self, keys: list[str]) -> list[bytes | None]:
+        """A cache outage is a miss, not an outage of scoring; health reports it."""
+        try:
+            return await self.cache.get_many(keys)
+        except CacheUnavailableError:
+            return [None] * len(keys)
+
+    async def _cache_set_many(self, items: list[tuple[str, bytes, float]]) -> None:
+        """A cache outage must not fail a score: the entries are simply not stored."""
+        try:
+            await self.cache.set_many(items)
+        except CacheUnavailableError:
+            return
+
+    def _prepare(self, lead: Lead, lineup: Lineup, options: ScoreOptions) -> _Scored:
+        data = lead.lead_data.model_dump(mode="json")
+        canonical = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
+        live, shadow = lineup.route(lead.lead_id)
+        return _Scored(lead, data, live, shadow, _signature(canonical, live.version, options))
+
+    async def score(self, principal: Principal, lead: Lead, options: ScoreOptions) -> bytes:
+        """Score one lead: cached when the same data was scored by the same model."""
+        started = time.perf_counter()
+        item = self._prepare(lead, self.models.lineup(principal.team_id), options)
+        [body] = await self._score_items(principal, [item], options, started)
+        return orjson.dumps(body)
+
+    async def _score_items(
+        self, principal: Principal, items: Sequence[_Scored], options: ScoreOptions, started: float
+    ) -> list[dict[str, Any]]:
+        now = datetime.now(UTC)
+        now_ms = int(now.timestamp() * 1000)
+        keys = [_lead_key(principal.team_id, item.lead.lead_id) for item in items]
+        cached: list[bytes | None] = (
+            [None] * len(items) if options.force_refresh else await self._cache_get_many(keys)
+        )
+        misses: dict[str, list[_Scored]] = {}  # by the version that answers
+        fresh_until: dict[int, int] = {}
+        for item, entry in zip(items, cached, strict=True):
+            if entry is not None:
+                signature, valid_until, stored = _unpack(entry)
+                if signature == item.signature and valid_until > now_ms:
+                    item.body = orjson.loads(stored) | {"cache_hit": True}
+                    continue
+            misses.setdefault(item.live.version, []).append(item)
+        for group in misses.values():
+            results = group[0].live.scorer.score_many(
+                [m.lead for m in group],
+                explain=options.return_feature_importance,
+                commission=options.calculate_commission,
+                commission_rate=principal.commission_rate,
+            )
+            for item, result in zip(group, results, strict=True):
+                item.body = payload(result, options, now, cache_hit=False)
+                fresh_until[id(item)] = now_ms + int(cache_ttl(result.ml_confidence) * 1000)
+        elapsed = time.perf_counter() - started
+        per_lead_ms = round(elapsed * 1000 / len(items), 3)
+        records = []
+        bodies = []
+        writes: list[tuple[str, bytes, float]] = []
+        shadows: list[ShadowJob] = []
+        team = principal.team_id
+        publish_scored = self.events.wants(team, events.EventType.LEAD_SCORED)
+        publish_escalation = self.events.wants(team, events.EventType.ESCALATION)
+        for key, item in zip(keys, items, strict=True):
+            body = item.body
+            assert body is not None
+            body["processing_time_ms"] = per_lead_ms
+            if id(item) in fresh_until:
+                entry = _pack(item.signature, fresh_until[id(item)], orjson.dumps(body))
+                writes.append((key, entry, LATEST_TTL_SECONDS))
+            records.append(
+                repo.ScoreRecord(
+                    team_id=principal.team_id,
+                    lead_id=item.lead.lead_id,
+                    lead_data=item.data,
+                    model_version=body["model_version"],
+                    ml_score=body["ml_score"],
+                    classification=body["classification"],
+                    escalation_recommended=body["escalation_recommended"],
+                    cache_hit=body["cache_hit"],
+                    scored_at=now,
+                    result=body,
+                )
+            )
+            self.metrics.observe(
+                body["classification"],
+                body["cache_hit"],
+                body["escalation_recommended"],
+                elapsed / len(items),
+            )
+            bodies.append(body)
+            name = item.lead.lead_data.name
+            if publish_scored:
+                self.events.emit(events.lead_scored(team, name, body))
+            if publish_escalation and body["escalation_recommended"]:
+                threshold = item.live.scorer.policy.escalation_confidence
+                self.events.emit(events.escalation(team, name, body, threshold))
+            if item.shadow is not None:
+                shadows.append(ShadowJob(team, item.lead, item.shadow, item.live.version, now))
+        # One round trip stores every new score as its lead's latest answer, before replying:
+        # any worker reads it at once, and it answers repeats while fresh (TTL by confidence).
+        await self._cache_set_many(writes)
+        await self.writer.submit(records)
+        if shadows:
+            self.shadow.submit(shadows)
+        return bodies
+
+    async def batch(
+        self, principal: Principal, leads: Sequence[dict[str, Any]], options: ScoreOptions
+    ) -> bytes:
+        """Score up to 100 leads in one vectorised pass; an invalid lead fails alone."""
+        started = time.perf_counter()
+        lineup = self.models.lineup(principal.team_id)
+        valid: list[tuple[int, _Scored]] = []
+        errors: list[dict[str, Any]] = []
+        for index, raw in enumerate(leads):
+            try:
+                lead = Lead.model_validate(raw)
+            except ValidationError as exc:
+                lead_id = raw.get("lead_id") if isinstance(raw, dict) else None
+                errors.append(
+                    {
+                        "index": index,
+                        "lead_id": lead_id if isinstance(lead_id, str) else None,
+                        "error": "validation_error",
+                        "detail": validation_detail(exc.errors(), root="lead"),
+                    }
+                )
+                continue
+            valid.append((index, self._prepare(lead, lineup, options)))
+        batch_id = uuid.uuid4().hex
+        team = principal.team_id
+        total = len(leads)
+        self._progress(team, batch_id, 0, total, "started")
+        bodies: list[dict[str, Any]] = []
+        done = len(errors)  # invalid leads are finished as soon as they are read
+        for first in range(0, len(valid), self.batch_chunk):
+            chunk = [v for _, v in valid[first : first + self.batch_chunk]]
+            bodies += await self._score_items(principal, chunk, options, started)
+            done += len(chunk)
+            if done < total:
+                self._progress(team, batch_id, done, total, "in_progress")
+        self._progress(team, batch_id, total, total, "completed")
+        results: list[dict[str, Any] | None] = [None] * len(leads)
+        for (index, _), body in zip(valid, bodies, strict=True):
+            results[index] = body
+        counts = {"hot": 0, "warm": 0, "cold": 0}
+        for body in bodies:
+            counts[body["classification"]] += 1
+        mean = round(sum(b["ml_score"] for b in bodies) / len(bodies), 2) if bodies else None
+        return orjson.dumps(
+            {
+                "success": not errors,
+                "batch_id": batch_id,
+                "total": len(leads),
+                "succeeded": len(bodies),
+                "failed": len(errors),
+                "results": results,
+                "errors": errors,
+                "summary": counts | {"mean_score": mean},
+                "processing_time_ms": round((time.perf_counter() - started) * 1000, 3),
+            }
+        )
+
+    def _progress(self, team: int, batch_id: str, done: int, total: int, status: str) -> None:
+        """A batch progress event, when some client listens for them."""
+        if self.events.wants(team, events.EventType.BATCH_PROCESSING):
+            self.events.emit(events.batch_processing(team, batch_id, done, total, status))
+
+    async def latest(self, principal: Principal, lead_id: str) -> bytes:
+        """The most recent score of a lead for the caller's team, from any worker."""
+        [cached] = await self._cache_get_many([_lead_key(principal.team_id, lead_id)])
+        if cached is not None:
+            return _unpack(cached)[2]
+        async with self.sessions() as session:
+            row = await repo.latest_score(session, principal.team_id, lead_id)
+        if row is None:
+            raise NotFoundError(f"no score for lead {lead_id!r}")
+        return orjson.dumps(row.result)
+
+    async def history(self, principal: Principal, lead_id: str, limit: int) -> bytes:
+        """Every score of a lead with time, model version and reasons, newest first."""
+        await self.writer.barrier()
+        async with self.sessions() as session:
+            rows = await repo.score_history(session, principal.team_id, lead_id, limit)
+        if not rows:
+            raise NotFoundError(f"no score for lead {lead_id!r}")
+        return orjson.dumps(
+            {
+                "lead_id": lead_id,
+                "scores": [
+                    {
+                        "scored_at": iso_z(row.scored_at),
+                        "model_version": row.model_version,
+                        "ml_score": row.ml_score,
+                        "classification": row.classification,
+                        "cache_hit": row.cache_hit,
+                        "reasons": row.result.get("reasons"),
+                    }
+                    for row in rows
+                ],
+            }
+        )
+
+
+async def persist_scores(
+    sessions: async_sessionmaker[AsyncSession], records: Sequence[repo.ScoreRecord]
+) -> None:
+    """One transaction per batch of scores: the writer's unit of work."""
+    async with sessions() as session, session.begin():
+        await repo.save_scores(session, records)

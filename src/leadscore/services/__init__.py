@@ -1,1 +1,0 @@
-"""Services: the product's use cases, called by HTTP routes and the CLI alike."""

@@ -1,1 +1,0 @@
-"""Persistence: SQLAlchemy tables and the repositories that hold every query."""
