@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -83,45 +81,59 @@ def load_live_model(settings: ServiceSettings) -> LiveModel:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Build the worker's services, serve, then drain writes and close every client."""
+    """Build the worker's components on one exit stack, serve, then close them in reverse."""
     settings: ServiceSettings = app.state.settings
+    async with AsyncExitStack() as stack:
+        app.state.services = await _start(settings, stack)
+        started: Callable[[], None] | None = app.state.on_started
+        if started is not None:
+            started()
+        yield
+
+
+async def _start(settings: ServiceSettings, stack: AsyncExitStack) -> Services:
+    """Start every component in dependency order; each is stopped by the stack, so a failure
+    while starting stops, in reverse, whatever had started."""
     from leadscore.core.migrate import current_revision, head_revision
 
     engine = create_engine(settings.resolved_database_url)
-    try:
-        if await current_revision(engine) != head_revision():
-            raise ConfigurationError(
-                "the database schema is not current: run `leadscore db upgrade` first"
-            )
-        sessions = session_factory(engine)
-        live = await asyncio.to_thread(load_live_model, settings)
-        registry = Registry(sessions, settings.home / "models")
-        # The configured model is registered; it serves only while the registry has no
-        # champion yet (a promoted champion survives restarts and configuration changes).
-        await registry.register(live.model, live.path, trained_by="configured model")
-        await registry.ensure_champion(live.version, actor="first start")
-        cache = create_cache(settings.redis_url, max_entries=settings.cache_max_entries)
-        limiter = create_rate_limiter(settings.redis_url)
-        metrics = Metrics.create()
-        writer = ScoreWriter(
+    stack.push_async_callback(engine.dispose)
+    if await current_revision(engine) != head_revision():
+        raise ConfigurationError(
+            "the database schema is not current: run `leadscore db upgrade` first"
+        )
+    sessions = session_factory(engine)
+    live = await asyncio.to_thread(load_live_model, settings)
+    registry = Registry(sessions, settings.home / "models")
+    # The configured model is registered; it serves only while the registry has no
+    # champion yet (a promoted champion survives restarts and configuration changes).
+    await registry.register(live.model, live.path, trained_by="configured model")
+    await registry.ensure_champion(live.version, actor="first start")
+    limiter = create_rate_limiter(settings.redis_url)
+    stack.push_async_callback(limiter.close)
+    cache = create_cache(settings.redis_url, max_entries=settings.cache_max_entries)
+    stack.push_async_callback(cache.close)
+    metrics = Metrics.create()
+    shadow = await stack.enter_async_context(ShadowScorer(partial(persist_shadow_scores, sessions)))
+    writer = await stack.enter_async_context(
+        ScoreWriter(
             partial(persist_scores, sessions),
             batch_max=settings.write_batch_max,
             interval_ms=settings.write_interval_ms,
             durable=settings.durable_scores,
         )
-        writer.start()
-        shadow = ShadowScorer(partial(persist_shadow_scores, sessions))
-        shadow.start()
+    )
 
-        async def flush_scores() -> None:
-            await writer.barrier()
-            await shadow.flush()
+    async def flush_scores() -> None:
+        await writer.barrier()
+        await shadow.flush()
 
-        models = ModelHolder(live)
-        bus = create_bus(settings.redis_url)
-        events = EventPublisher(bus)
-        events.start()
-        hub = LiveHub(
+    models = ModelHolder(live)
+    bus = create_bus(settings.redis_url)
+    stack.push_async_callback(bus.close)
+    events = await stack.enter_async_context(EventPublisher(bus))
+    hub = await stack.enter_async_context(
+        LiveHub(
             bus,
             events,
             HubSettings(
@@ -133,81 +145,53 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 flush_interval_seconds=settings.ws_flush_interval_ms / 1000.0,
             ),
         )
-        await hub.start()
-        watcher = ModelWatcher(registry, models, events, hub.worker, settings.model_poll_seconds)
-        training = RetrainService(
-            registry,
-            settings.resolved_database_url,
-            settings.home / "models" / "trained",
-            events,
-            settings.num_threads,
-        )
-        app.state.services = Services(
-            settings=settings,
-            engine=engine,
-            sessions=sessions,
-            cache=cache,
-            limiter=limiter,
-            models=models,
-            writer=writer,
-            metrics=metrics,
-            scoring=ScoringService(
-                models, cache, writer, sessions, metrics, events, shadow,
-                batch_chunk=settings.batch_progress_chunk,
-            ),
-            shadow=shadow,
-            outcomes=OutcomeService(sessions, writer),
-            auth=Authenticator(settings, sessions),
-            started_at=datetime.now(UTC),
-            bus=bus,
-            events=events,
-            hub=hub,
-            registry=registry,
-            watcher=watcher,
-            model_admin=ModelAdmin(
-                registry, watcher, events, settings.global_models_team, flush_scores
-            ),
-            training=training,
-            drift=DriftService(
-                sessions, writer, models, events, settings.drift_window, settings.drift_threshold
-            ),
-        )  # fmt: skip
-        if not await watcher.refresh():  # serve the registry's champions from the start
-            events.emit(model_status_event("loaded", live.version, {"worker": hub.worker}))
-        watcher.start()
-        schedule = (
+    )
+    watcher = ModelWatcher(registry, models, events, hub.worker, settings.model_poll_seconds)
+    if not await watcher.refresh():  # serve the registry's champions from the start
+        events.emit(model_status_event("loaded", live.version, {"worker": hub.worker}))
+    await stack.enter_async_context(watcher)
+    training = RetrainService(
+        registry,
+        settings.resolved_database_url,
+        settings.home / "models" / "trained",
+        events,
+        settings.num_threads,
+    )
+    stack.push_async_callback(training.close)
+    if settings.retrain_interval_hours:
+        await stack.enter_async_context(
             RetrainSchedule(training, settings.retrain_interval_hours * 3600.0)
-            if settings.retrain_interval_hours
-            else None
         )
-        if schedule is not None:
-            schedule.start()
-        # Everything built so far lives as long as the worker: keep it out of the cyclic GC's
-        # scans, whose full passes over the model and libraries otherwise cost tens of ms.
-        gc.collect()
-        gc.freeze()
-        # A young generation of 50k objects: a batch of 100 scores no longer triggers several
-        # collections, which cut the batch endpoint's p99 from ~100 ms to ~35 ms.
-        gc.set_threshold(50_000, 20, 20)
-        # The database thread and the event loop share the GIL: hand it back within 1 ms
-        # (default 5 ms) so a commit in progress never holds a request that long.
-        sys.setswitchinterval(0.001)
-        try:
-            yield
-        finally:
-            if schedule is not None:
-                await schedule.close()
-            await training.close()
-            await watcher.close()
-            await hub.close()
-            await events.close()
-            await bus.close()
-            await writer.close()
-            await shadow.close()
-            await cache.close()
-            await limiter.close()
-    finally:
-        await engine.dispose()
+    return Services(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        cache=cache,
+        limiter=limiter,
+        models=models,
+        writer=writer,
+        metrics=metrics,
+        scoring=ScoringService(
+            models, cache, writer, sessions, metrics, events, shadow,
+            batch_chunk=settings.batch_progress_chunk,
+        ),
+        shadow=shadow,
+        outcomes=OutcomeService(sessions, writer),
+        auth=Authenticator(settings, sessions),
+        started_at=datetime.now(UTC),
+        bus=bus,
+        events=events,
+        hub=hub,
+        registry=registry,
+        watcher=watcher,
+        model_admin=ModelAdmin(
+            registry, watcher, events, settings.global_models_team, flush_scores
+        ),
+        training=training,
+        drift=DriftService(
+            sessions, writer, models, events, settings.drift_window, settings.drift_threshold
+        ),
+    )  # fmt: skip
 
 
 def _error(status: int, code: str, detail: Any, headers: dict[str, str] | None = None) -> Response:
@@ -307,8 +291,11 @@ class _BodyTooLargeError(Exception):
     """Raised inside receive() once the streamed body passes the limit."""
 
 
-def create_app(settings: ServiceSettings | None = None) -> FastAPI:
-    """The LeadScore API; settings come from the environment unless given."""
+def create_app(
+    settings: ServiceSettings | None = None, *, on_started: Callable[[], None] | None = None
+) -> FastAPI:
+    """The LeadScore API; settings come from the environment unless given; `on_started` runs
+    once every component has started (`leadscore serve` tunes the process there)."""
     settings = settings or ServiceSettings()
     app = FastAPI(
         title="LeadScore",
@@ -317,6 +304,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.on_started = on_started
     app.add_exception_handler(LeadScoreError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ValidationError, _body_error)

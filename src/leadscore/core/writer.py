@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, Generic, TypeVar
 
 from leadscore.core.errors import LeadScoreError
+from leadscore.core.lifecycle import Background
 
 log = logging.getLogger(__name__)
 MAX_PENDING: Final = 100_000
@@ -30,7 +31,7 @@ class WriterOverloadedError(LeadScoreError):
     code = "persistence_backlog"
 
 
-class ScoreWriter(Generic[R]):
+class ScoreWriter(Background, Generic[R]):
     """Queues records (scores) and commits them in batches from one background task; a None
     record is a barrier whose future resolves once everything queued before it is written."""
 

@@ -95,9 +95,14 @@ class Scorer:
 
     Examples
     --------
-    >>> from leadscore.engine.defaults import default_model  # doctest: +SKIP
-    >>> scorer = Scorer(default_model())  # doctest: +SKIP
-    >>> scorer.score(lead).classification in {"hot", "warm", "cold"}  # doctest: +SKIP
+    >>> from leadscore.engine.io import frame_to_leads
+    >>> from leadscore.engine.model import AttributeSpec, ModelConfig, TrainingInput, train
+    >>> from leadscore.engine.synthetic import generate
+    >>> history = generate(3_000, seed=1)
+    >>> data = TrainingInput.from_frame(history, AttributeSpec())
+    >>> model = train(data, ModelConfig(num_threads=1))
+    >>> result = Scorer(model).score(frame_to_leads(history.head(1))[0])
+    >>> result.classification in {"hot", "warm", "cold"} and 0 < result.ml_score < 100
     True
     """
 

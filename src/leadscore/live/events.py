@@ -16,6 +16,7 @@ from typing import Any, Final
 import orjson
 
 from leadscore.core.bus import BusUnavailableError, EventBus
+from leadscore.core.lifecycle import Background
 from leadscore.core.timestamps import iso_z
 
 log = logging.getLogger(__name__)
@@ -271,7 +272,7 @@ class Audience:
         self._valid_until = min((v[0] for v in self._remote.values()), default=float("inf"))
 
 
-class EventPublisher:
+class EventPublisher(Background):
     """Collects events from request handlers and publishes them in one bus message per flush.
 
     `emit` never waits: the request path appends and goes on. A background task publishes

@@ -21,6 +21,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from leadscore.auth.principal import Principal
 from leadscore.core.bus import BusUnavailableError, EventBus
+from leadscore.core.lifecycle import Background
 from leadscore.core.schemas import validation_detail
 from leadscore.core.timestamps import iso_z
 from leadscore.live.events import (
@@ -199,7 +200,7 @@ def _report_crash(task: asyncio.Task[None]) -> None:
         log.error("%s stopped", task.get_name(), exc_info=task.exception())
 
 
-class LiveHub:
+class LiveHub(Background):
     """This worker's WebSocket connections and the fan-out of bus events to them."""
 
     def __init__(

@@ -4,7 +4,6 @@ rollback, and the watcher that makes every worker serve the current champions.""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import logging
 import shutil
@@ -23,6 +22,7 @@ from leadscore.auth import repository as auth_repo
 from leadscore.auth.principal import Principal
 from leadscore.auth.service import ForbiddenError
 from leadscore.core.errors import LeadScoreError, ModelArtifactError, NotFoundError
+from leadscore.core.lifecycle import Background, Periodic
 from leadscore.core.tables import ModelChangeRow, ModelVersionRow
 from leadscore.core.timestamps import iso_z
 from leadscore.engine.model import LeadModel
@@ -418,7 +418,7 @@ class Registry:
         return LiveModel(model, Scorer(model), directory)
 
 
-class ModelWatcher:
+class ModelWatcher(Background):
     """Makes this worker serve the registry's champions, checked every `interval` seconds.
 
     A new champion is loaded beside the serving one and swapped in whole: a request that took
@@ -437,8 +437,9 @@ class ModelWatcher:
         self.holder = holder
         self.publisher = publisher
         self.worker = worker
-        self.interval = interval_seconds
-        self._task: asyncio.Task[None] | None = None
+        self._ticker = Periodic(
+            "model-watcher", interval_seconds, self.refresh, on_error=self._failed
+        )
         self._broken: set[str] = set()
         self._installed: dict[str, ScopePlan] | None = None
 
@@ -492,24 +493,18 @@ class ModelWatcher:
 
     def start(self) -> None:
         """Watch in the background."""
-        self._task = asyncio.create_task(self._run(), name="model-watcher")
+        self._ticker.start()
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.refresh()
-            except SQLAlchemyError as exc:
-                log.warning("model registry check failed (serving what we have): %s", exc)
-            except Exception:  # the watcher must outlive any one bad check
-                log.exception("model registry check failed (serving what we have)")
+    @staticmethod
+    def _failed(exc: Exception) -> None:
+        if isinstance(exc, SQLAlchemyError):
+            log.warning("model registry check failed (serving what we have): %s", exc)
+        else:
+            log.error("model registry check failed (serving what we have)", exc_info=exc)
 
     async def close(self) -> None:
         """Stop watching."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._ticker.close()
 
 
 class ModelAdmin:

@@ -18,6 +18,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from leadscore.core.lifecycle import Background
 from leadscore.engine.schema import Lead
 from leadscore.models import repository as repo
 from leadscore.models.holder import LiveModel
@@ -39,7 +40,7 @@ class ShadowJob:
     at: datetime
 
 
-class ShadowScorer:
+class ShadowScorer(Background):
     """Batches shadow jobs and scores each batch with one vectorised pass per version."""
 
     def __init__(

@@ -23,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from leadscore.core.db import create_engine, session_factory
 from leadscore.core.errors import InvalidInputError, LeadScoreError, TrainingDataError
+from leadscore.core.lifecycle import Background, Periodic
 from leadscore.engine.gate import GateConfig, promotion_gate, recalibrate, time_holdout
 from leadscore.engine.io import file_format, leads_to_frame
 from leadscore.engine.mapping import load_mapping, load_training_frame
@@ -425,7 +426,7 @@ def _recalibrated(frame: pl.DataFrame, champion: LeadModel, gate: GateConfig) ->
     return model
 
 
-class RetrainSchedule:
+class RetrainSchedule(Background):
     """Retrains every team with enough outcomes every `interval` (off unless configured).
 
     Every worker runs the schedule; the training lease lets one of them run each team's job.
@@ -433,12 +434,11 @@ class RetrainSchedule:
 
     def __init__(self, service: RetrainService, interval_seconds: float) -> None:
         self.service = service
-        self.interval = interval_seconds
-        self._task: asyncio.Task[None] | None = None
+        self._ticker = Periodic("retrain-schedule", interval_seconds, self.run_once)
 
     def start(self) -> None:
         """Run in the background."""
-        self._task = asyncio.create_task(self._run(), name="retrain-schedule")
+        self._ticker.start()
 
     async def run_once(self) -> list[str]:
         """Start a job for each eligible team not already training; the jobs' ids."""
@@ -453,17 +453,6 @@ class RetrainSchedule:
             jobs.append(job)
         return jobs
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.run_once()
-            except Exception:  # the schedule must outlive one failed round
-                log.exception("scheduled retraining round failed")
-
     async def close(self) -> None:
         """Stop the schedule (running jobs are stopped by the service)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._ticker.close()
