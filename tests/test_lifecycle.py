@@ -27,11 +27,15 @@ class Recorder(Background):
 
 async def test_a_failure_while_starting_stops_what_already_started_in_reverse() -> None:
     log: list[str] = []
-    with pytest.raises(RuntimeError, match="c cannot start"):
+
+    async def start_all() -> None:
         async with contextlib.AsyncExitStack() as stack:
             for name in ("a", "b"):
                 await stack.enter_async_context(Recorder(name, log))
             await stack.enter_async_context(Recorder("c", log, fail=True))
+
+    with pytest.raises(RuntimeError, match="c cannot start"):
+        await start_all()
     assert log == ["start a", "start b", "close b", "close a"]
 
 
