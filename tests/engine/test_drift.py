@@ -23,7 +23,7 @@ def test_the_training_population_does_not_drift(
     model: LeadModel, holdout_frame: pl.DataFrame
 ) -> None:
     data, attrs = live(holdout_frame.head(5_000), model)
-    report = drift_report(model, model.card["reference"], data.raw, attrs)  # type: ignore[arg-type]
+    report = drift_report(model, model.card["reference"], data.raw, attrs)
     assert report["alert"] is False, report
     assert report["score_psi"] < 0.1
     assert max(report["feature_psi"].values()) < 0.1
@@ -36,7 +36,7 @@ def test_a_shifted_population_raises_the_alert(
     shifted = holdout_frame.filter(pl.col("web_activity.properties_viewed").fill_null(0) <= 1)
     assert shifted.height > 300
     data, attrs = live(shifted.head(5_000), model)
-    report = drift_report(model, model.card["reference"], data.raw, attrs)  # type: ignore[arg-type]
+    report = drift_report(model, model.card["reference"], data.raw, attrs)
     assert report["alert"] is True
     assert report["score_psi"] > 0.25 or report["drifted_features"], report
 

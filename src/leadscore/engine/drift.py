@@ -4,12 +4,11 @@ was trained on, per feature and for the score, as the population stability index
 from __future__ import annotations
 
 import math
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import numpy as np
 
-from leadscore.engine.features import FEATURE_NAMES, transform
-from leadscore.engine.model import LeadModel
+from leadscore.engine.features import FEATURE_NAMES, SourceEncoding, transform
 from leadscore.engine.raw import FloatArray, RawBatch
 
 QUANTILES: Final = tuple(q / 10 for q in range(1, 10))
@@ -38,12 +37,24 @@ def psi(expected: list[float], actual: list[float]) -> float:
     return round(total, 6)
 
 
-def _scores(model: LeadModel, features: FloatArray, attrs: FloatArray | None) -> FloatArray:
-    x = model.matrix(features, attrs)
-    return np.asarray(model.predict_head("conversion", x).prob * 100.0, dtype=np.float64)
+class DriftModel(Protocol):
+    """What drift needs of a model (`engine.model.LeadModel` has it; drift imports no model)."""
+
+    @property
+    def encoding(self) -> SourceEncoding:
+        """The source encoding the model's features were built with."""
+        ...
+
+    def conversion_probability(self, features: FloatArray, attrs: FloatArray | None) -> FloatArray:
+        """Calibrated P(conversion) of feature rows (plus encoded custom attributes)."""
+        ...
 
 
-def reference(model: LeadModel, raw: RawBatch, attrs: FloatArray | None) -> dict[str, Any]:
+def _scores(model: DriftModel, features: FloatArray, attrs: FloatArray | None) -> FloatArray:
+    return np.asarray(model.conversion_probability(features, attrs) * 100.0, dtype=np.float64)
+
+
+def reference(model: DriftModel, raw: RawBatch, attrs: FloatArray | None) -> dict[str, Any]:
     """What the training leads looked like: per-feature decile bins and the score histogram."""
     features = transform(raw, model.encoding)
     result: dict[str, Any] = {"rows": len(raw), "features": {}}
@@ -62,7 +73,7 @@ def reference(model: LeadModel, raw: RawBatch, attrs: FloatArray | None) -> dict
 
 
 def drift_report(
-    model: LeadModel,
+    model: DriftModel,
     ref: dict[str, Any],
     raw: RawBatch,
     attrs: FloatArray | None,

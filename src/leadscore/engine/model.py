@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import lightgbm as lgb
 import numpy as np
 
+from leadscore.engine.drift import reference
 from leadscore.engine.errors import ModelArtifactError, TrainingDataError
 from leadscore.engine.fastpath import SingleRowPredictor
 from leadscore.engine.features import (
@@ -221,6 +222,10 @@ class LeadModel:
                 booster.predict(x, raw_score=True, num_threads=threads), dtype=np.float64
             )
         return HeadPrediction(raw, self.calibrators[head].predict(raw), contrib)
+
+    def conversion_probability(self, features: FloatArray, attrs: FloatArray | None) -> FloatArray:
+        """Calibrated P(conversion) of feature rows: what drift compares over time."""
+        return self.predict_head("conversion", self.matrix(features, attrs)).prob
 
     def save(self, directory: Path) -> Path:
         """Write the artifact atomically: a reader never sees a half-written model."""
@@ -551,8 +556,6 @@ def train(
         "thresholds": asdict(config.policy),
         "metrics": metrics,
     }
-    from leadscore.engine.drift import reference  # drift reads the model: imported late
-
     train_part = parts["train"][0]
     train_attrs = attributes.encode(train_part.attribute_values, len(train_part.raw))
     model.card["reference"] = reference(model, train_part.raw, train_attrs)
