@@ -34,7 +34,7 @@ def main() -> None:
         load_or_build_default(Path(tmp) / "home", num_threads=2)
         loaded = time.perf_counter() - started
         print(
-            f"default model {model.version}: built at first use in {built:.1f} s, "
+            f"default model {model.version_}: built at first use in {built:.1f} s, "
             f"loaded from cache in {loaded * 1000:.0f} ms"
         )
 

@@ -19,20 +19,16 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 import numpy as np
 import polars as pl
 
+from leadscore.engine.attributes import AttributeSpec
 from leadscore.engine.features import transform
 from leadscore.engine.io import frame_to_leads
 from leadscore.engine.metrics import auc
-from leadscore.engine.model import (
-    AttributeSpec,
-    LeadModel,
-    ModelConfig,
-    TrainingInput,
-    train,
-)
+from leadscore.engine.model import LeadModel, ModelConfig, train
 from leadscore.engine.raw import raw_from_leads
 from leadscore.engine.schema import Lead
 from leadscore.engine.scorer import Scorer
 from leadscore.engine.synthetic import generate
+from leadscore.engine.training import TrainingInput
 
 
 def percentiles(samples_ms: list[float]) -> str:
@@ -61,7 +57,7 @@ def latency(model: LeadModel, leads: list[Lead], repeats: int) -> None:
     }
     for lead in one:
         start = time.perf_counter()
-        transform(raw_from_leads([lead.lead_data]), model.encoding)
+        transform(raw_from_leads([lead.lead_data]), model.encoding_)
         results["one lead, features only"].append((time.perf_counter() - start) * 1000)
         start = time.perf_counter()
         scorer.score(lead, explain=False)
@@ -106,7 +102,7 @@ def tradeoff(train_frame: pl.DataFrame, test_frame: pl.DataFrame, leads: list[Le
             scorer.score(lead)
         one = statistics.median(timed(partial(scorer.score, leads[7]), 300))
         hundred = statistics.median(timed(partial(scorer.score_many, leads[:100]), 50))
-        trees = model.card["training_data"]["rows_per_head"]["conversion"]["trees"]
+        trees = model.card_["training_data"]["rows_per_head"]["conversion"]["trees"]
         print(
             f"{leaves:>6} {depth:>5} {lr:<5} {trees:>5}  {model_auc:.4f}    "
             f"{one:.3f} ms              {hundred:.2f} ms"
@@ -128,9 +124,9 @@ def main() -> None:
     model = train(TrainingInput.from_frame(train_frame, AttributeSpec()), ModelConfig(seed=11))
     print(
         f"default model: trained in {time.perf_counter() - started:.1f} s, "
-        f"{model.card['training_data']['rows_per_head']['conversion']['trees']} trees "
-        f"(conversion), {model.card['params']['num_leaves']} leaves, "
-        f"depth {model.card['params']['max_depth']}"
+        f"{model.card_['training_data']['rows_per_head']['conversion']['trees']} trees "
+        f"(conversion), {model.card_['params']['num_leaves']} leaves, "
+        f"depth {model.card_['params']['max_depth']}"
     )
     leads = frame_to_leads(test_frame.head(max(args.repeats, 2_100)))
     latency(model, leads, args.repeats)

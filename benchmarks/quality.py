@@ -13,10 +13,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 import numpy as np
 import polars as pl
 
+from leadscore.engine.attributes import AttributeSpec
 from leadscore.engine.metrics import auc, brier, ece
-from leadscore.engine.model import AttributeSpec, ModelConfig, TrainingInput, train
+from leadscore.engine.model import ModelConfig, train
 from leadscore.engine.scorer import Scorer
 from leadscore.engine.synthetic import generate
+from leadscore.engine.training import TrainingInput
 
 
 def main() -> None:

@@ -66,16 +66,16 @@ async def main() -> None:
         request = ScoreRequest.model_validate_json(body)
         lead = Lead.model_construct(lead_id=request.lead_id, lead_data=request.lead_data)
         raw = raw_from_leads([lead.lead_data])
-        x = model.matrix(transform(raw, model.encoding), None)
+        x = model.matrix(transform(raw, model.encoding_), None)
         parts = {
             "parse request (pydantic-core)": median_us(
                 lambda: ScoreRequest.model_validate_json(body)
             ),
             "features (extract + transform)": median_us(
-                lambda: transform(raw_from_leads([lead.lead_data]), model.encoding)
+                lambda: transform(raw_from_leads([lead.lead_data]), model.encoding_)
             ),
             "model: 3 heads, calibrated": sum(
-                median_us(lambda h=h: model.predict_head(h, x)) for h in model.boosters
+                median_us(lambda h=h: model.predict_head(h, x)) for h in model.boosters_
             ),
             "explanations (TreeSHAP, extra)": median_us(
                 lambda: model.predict_head("conversion", x, explain=True)
@@ -111,7 +111,7 @@ async def main() -> None:
             team = await auth_repo.create_team(session, "bench", datetime.now(UTC))
         result = orjson.loads(await service.score(principal, lead, request.options))
         record = ScoreRecord(
-            team.id, "lead", lead.lead_data.model_dump(mode="json"), model.version, 50.0, "warm",
+            team.id, "lead", lead.lead_data.model_dump(mode="json"), model.version_, 50.0, "warm",
             True, False, datetime.now(UTC), result,
         )  # fmt: skip
         batches = []

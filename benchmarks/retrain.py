@@ -74,7 +74,7 @@ async def run(home: Path, n: int, threads: int) -> None:
         model = load_or_build_default(home, threads)
         registry = Registry(sessions, home / "models")
         await registry.register(model, default_model_dir(home), trained_by="benchmark")
-        await registry.ensure_champion(model.version, actor="benchmark")
+        await registry.ensure_champion(model.version_, actor="benchmark")
 
         t0 = time.perf_counter()
         async with sessions() as session:

@@ -15,14 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leadscore.core.db import create_engine, session_factory
 from leadscore.core.migrate import upgrade
-from leadscore.engine.model import (
-    AttributeSpec,
-    LeadModel,
-    ModelConfig,
-    TrainingInput,
-    train,
-)
+from leadscore.engine.attributes import AttributeSpec
+from leadscore.engine.model import LeadModel, ModelConfig, train
 from leadscore.engine.synthetic import generate
+from leadscore.engine.training import TrainingInput
 
 ROOT = Path(__file__).resolve().parents[1]
 # The UCI Bank Marketing file ships with the example mapping (examples/data/, CC BY 4.0).

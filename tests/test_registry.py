@@ -33,8 +33,8 @@ async def test_a_champion_that_cannot_load_leaves_the_serving_model_in_place(
     registry = Registry(sessions, tmp_path / "artifacts")
     model = LeadModel.load(model_dir)
     await registry.register(model, model_dir, trained_by="tests")
-    await registry.ensure_champion(model.version, actor="tests")
-    holder = ModelHolder(await registry.load(model.version))
+    await registry.ensure_champion(model.version_, actor="tests")
+    holder = ModelHolder(await registry.load(model.version_))
     watcher = ModelWatcher(registry, holder, EventPublisher(MemoryBus()), "w1")
     assert await watcher.refresh() is False  # already serving the champion
     now = datetime.now(UTC)
@@ -43,7 +43,7 @@ async def test_a_champion_that_cannot_load_leaves_the_serving_model_in_place(
                                   artifact=b"not a tar.gz")  # fmt: skip
         await repo.set_alias(session, GLOBAL, CHAMPION, "broken0000000000", now)
     assert await watcher.refresh() is False
-    assert holder.current.version == model.version  # still serving, no exception
+    assert holder.current.version == model.version_  # still serving, no exception
     assert "broken0000000000" in watcher._broken
 
 
@@ -54,16 +54,16 @@ async def test_rollback_walks_back_through_promotions(
     registry = Registry(sessions, tmp_path / "artifacts")
     first, second = LeadModel.load(model_dir), LeadModel.load(other_model_dir)
     await registry.register(first, model_dir, trained_by="tests")
-    await registry.ensure_champion(first.version, actor="tests")
+    await registry.ensure_champion(first.version_, actor="tests")
     await registry.register(second, other_model_dir, trained_by="tests", as_challenger=True)
-    change = await registry.promote(second.version, actor="tests", force=True)
-    assert (change["from_version"], change["to_version"]) == (first.version, second.version)
-    assert (await registry.champions())[GLOBAL] == second.version
+    change = await registry.promote(second.version_, actor="tests", force=True)
+    assert (change["from_version"], change["to_version"]) == (first.version_, second.version_)
+    assert (await registry.champions())[GLOBAL] == second.version_
     back = await registry.rollback(None, actor="tests")
-    assert back["to_version"] == first.version
-    assert (await registry.champions())[GLOBAL] == first.version
+    assert back["to_version"] == first.version_
+    assert (await registry.champions())[GLOBAL] == first.version_
     listed = {m["version"]: m["aliases"] for m in await registry.list()}
-    assert listed[first.version] == ["champion"]
+    assert listed[first.version_] == ["champion"]
 
 
 def test_artifacts_unpack_once_per_host_and_only_as_plain_files(tmp_path: Path) -> None:

@@ -323,7 +323,7 @@ def test_new_model_version_never_serves_old_cache(
             first = client.post("/api/v1/ml/score", json=lead("swap_1"), headers=headers).json()
             again = client.post("/api/v1/ml/score", json=lead("swap_1"), headers=headers).json()
             assert again["cache_hit"]
-            other = dataclasses.replace(model, card=model.card | {"version": "f" * 16}, _fast={})
+            other = dataclasses.replace(model, card=model.card_ | {"version": "f" * 16}, _fast={})
             holder = server.services.models
             holder.install(Lineup(LiveModel(other, Scorer(other), holder.current.path)), {})
             after = client.post("/api/v1/ml/score", json=lead("swap_1"), headers=headers).json()

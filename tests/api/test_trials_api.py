@@ -64,7 +64,7 @@ def test_a_shadow_trial_scores_unseen_and_ends_cleanly(
         state = started.json()
         assert (state["mode"], state["scope"]) == ("shadow", str(team_id))
         assert (state["champion"], state["challenger"]) == (
-            champion["model_version"], challenger.version
+            champion["model_version"], challenger.version_
         )  # fmt: skip
         event = wait_for(ws, "model_status", where=lambda m: m["data"]["status"] == "trial")
         assert event["data"]["detail"]["mode"] == "shadow"
@@ -80,12 +80,12 @@ def test_a_shadow_trial_scores_unseen_and_ends_cleanly(
             break
         assert time.monotonic() < deadline, status
         time.sleep(0.1)
-    assert status["challenger"] == challenger.version
+    assert status["challenger"] == challenger.version_
     assert status["shadow_scores"]["dropped"] == 0
     ended = client.put(TRIAL, json={"mode": "off", "team": True}, headers=admin)
     assert ended.status_code == 200, ended.text
     assert ended.json()["mode"] == "off"
     assert client.get("/api/v1/ml/model/status", headers=agent).json()["trial"] == {"mode": "off"}
-    history = client.get(f"/api/v1/ml/models/{challenger.version}", headers=admin).json()
+    history = client.get(f"/api/v1/ml/models/{challenger.version_}", headers=admin).json()
     trials = [c for c in history["history"] if c["action"] == "trial"]
     assert [c["detail"]["mode"] for c in trials] == ["off", "shadow"]

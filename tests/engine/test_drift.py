@@ -5,13 +5,15 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
+from leadscore.engine.attributes import AttributeSpec
 from leadscore.engine.drift import drift_report, psi
-from leadscore.engine.model import AttributeSpec, LeadModel, TrainingInput
+from leadscore.engine.model import LeadModel
+from leadscore.engine.training import TrainingInput
 
 
 def live(frame: pl.DataFrame, model: LeadModel) -> tuple[TrainingInput, object]:
     data = TrainingInput.from_frame(frame, AttributeSpec())
-    return data, model.attributes.encode(data.attribute_values, len(data.raw))
+    return data, model.attributes_.encode(data.attribute_values, len(data.raw))
 
 
 def test_psi_is_zero_for_equal_shares_and_grows_with_the_shift() -> None:
@@ -23,7 +25,7 @@ def test_the_training_population_does_not_drift(
     model: LeadModel, holdout_frame: pl.DataFrame
 ) -> None:
     data, attrs = live(holdout_frame.head(5_000), model)
-    report = drift_report(model, model.card["reference"], data.raw, attrs)
+    report = drift_report(model, model.card_["reference"], data.raw, attrs)
     assert report["alert"] is False, report
     assert report["score_psi"] < 0.1
     assert max(report["feature_psi"].values()) < 0.1
@@ -36,13 +38,13 @@ def test_a_shifted_population_raises_the_alert(
     shifted = holdout_frame.filter(pl.col("web_activity.properties_viewed").fill_null(0) <= 1)
     assert shifted.height > 300
     data, attrs = live(shifted.head(5_000), model)
-    report = drift_report(model, model.card["reference"], data.raw, attrs)
+    report = drift_report(model, model.card_["reference"], data.raw, attrs)
     assert report["alert"] is True
     assert report["score_psi"] > 0.25 or report["drifted_features"], report
 
 
 @pytest.mark.parametrize("name", ["reference"])
 def test_every_trained_model_carries_its_reference(model: LeadModel, name: str) -> None:
-    ref = model.card[name]
+    ref = model.card_[name]
     assert ref["rows"] > 1000
     assert abs(sum(ref["score"]["shares"]) - 1.0) < 1e-3

@@ -6,8 +6,10 @@ import numpy as np
 import polars as pl
 import pytest
 
+from leadscore.engine.attributes import AttributeSpec
 from leadscore.engine.gate import GateConfig, promotion_gate, time_holdout
-from leadscore.engine.model import AttributeSpec, LeadModel, ModelConfig, TrainingInput, train
+from leadscore.engine.model import LeadModel, ModelConfig, train
+from leadscore.engine.training import TrainingInput
 
 OUTCOME_COLUMNS = ["converted", "closed", "closed_within_timeline"]
 

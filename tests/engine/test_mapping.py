@@ -9,7 +9,8 @@ import pytest
 
 from leadscore.core.errors import MappingError, TrainingDataError
 from leadscore.engine.mapping import apply_mapping, load_mapping, load_training_frame
-from leadscore.engine.model import ModelConfig, TrainingInput, train
+from leadscore.engine.model import ModelConfig, train
+from leadscore.engine.training import TrainingInput
 
 from ..conftest import BANK_MARKETING, ROOT
 
@@ -111,6 +112,6 @@ def test_bank_marketing_example_trains_on_the_real_data() -> None:
     assert frame["attributes.pdays"].null_count() > 30_000  # 999 = never contacted → missing
     data = TrainingInput.from_frame(frame.sample(12_000, seed=1), mapping.attribute_spec)
     model = train(data, ModelConfig(seed=1), mapping.attribute_spec)
-    assert model.card["metrics"]["conversion"]["auc"] > 0.72
-    assert "job" in model.model_features
-    assert model.attributes.vocab["job"]
+    assert model.card_["metrics"]["conversion"]["auc"] > 0.72
+    assert "job" in model.model_features_
+    assert model.attributes_.vocab["job"]

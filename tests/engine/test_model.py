@@ -12,11 +12,13 @@ import polars as pl
 import pytest
 
 from leadscore.core.errors import ModelArtifactError, TrainingDataError
+from leadscore.engine.attributes import AttributeSpec
 from leadscore.engine.columnar import raw_from_frame
 from leadscore.engine.features import PROTECTED, transform
 from leadscore.engine.metrics import auc, ece
-from leadscore.engine.model import AttributeSpec, LeadModel, ModelConfig, TrainingInput, train
+from leadscore.engine.model import LeadModel, ModelConfig, train
 from leadscore.engine.scorer import Scorer
+from leadscore.engine.training import TrainingInput
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +78,7 @@ def test_classes_follow_thresholds(holdout_scores: pl.DataFrame) -> None:
 
 
 def test_card_reports_honest_held_out_metrics(model: LeadModel) -> None:
-    card = model.card
+    card = model.card_
     assert set(card["metrics"]) == {"conversion", "closing", "timeline"}
     for head, m in card["metrics"].items():
         assert 0.5 < m["auc"] <= 1.0, head
@@ -90,7 +92,7 @@ def test_artifact_round_trip_predicts_identically(
     model: LeadModel, model_dir: Path, holdout_frame: pl.DataFrame
 ) -> None:
     loaded = LeadModel.load(model_dir)
-    assert loaded.version == model.version
+    assert loaded.version_ == model.version_
     sample = holdout_frame.head(500)
     a = Scorer(model).score_frame(sample, explain=True)
     b = Scorer(loaded).score_frame(sample, explain=True)
@@ -99,9 +101,9 @@ def test_artifact_round_trip_predicts_identically(
 
 def test_version_is_a_content_hash(model: LeadModel, tmp_path: Path) -> None:
     again = model.save(tmp_path / "copy")
-    assert LeadModel.load(again).version == model.version
+    assert LeadModel.load(again).version_ == model.version_
     card = json.loads((again / "card.json").read_text())
-    assert card["version"] == model.version
+    assert card["version"] == model.version_
 
 
 def test_altered_artifact_is_refused(model_dir: Path, tmp_path: Path) -> None:
@@ -123,22 +125,22 @@ def test_other_feature_spec_is_refused(model_dir: Path, tmp_path: Path) -> None:
 def test_protected_features_only_with_opt_in(train_frame: pl.DataFrame) -> None:
     data = TrainingInput.from_frame(train_frame.head(8_000), AttributeSpec())
     opted = train(data, ModelConfig(include_protected=True, max_trees=30))
-    assert set(opted.model_features) >= PROTECTED
-    assert opted.card["protected_features_included"] is True
+    assert set(opted.model_features_) >= PROTECTED
+    assert opted.card_["protected_features_included"] is True
 
 
 def test_random_forest_is_selectable(train_frame: pl.DataFrame) -> None:
     data = TrainingInput.from_frame(train_frame.head(10_000), AttributeSpec())
     forest = train(data, ModelConfig(algorithm="random_forest", max_trees=60))
-    assert forest.card["params"]["boosting"] == "rf"
-    assert forest.card["metrics"]["conversion"]["auc"] > 0.75
+    assert forest.card_["params"]["boosting"] == "rf"
+    assert forest.card_["metrics"]["conversion"]["auc"] > 0.75
 
 
 def test_training_is_deterministic(train_frame: pl.DataFrame) -> None:
     data = TrainingInput.from_frame(train_frame.head(6_000), AttributeSpec())
     first = train(data, ModelConfig(max_trees=40))
     second = train(data, ModelConfig(max_trees=40))
-    x = transform(raw_from_frame(train_frame.head(200)), first.encoding)
+    x = transform(raw_from_frame(train_frame.head(200)), first.encoding_)
     assert np.array_equal(
         first.predict_head("conversion", first.matrix(x, None)).prob,
         second.predict_head("conversion", second.matrix(x, None)).prob,

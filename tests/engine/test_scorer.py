@@ -55,7 +55,7 @@ def test_contract_example_scores(scorer: Scorer) -> None:
         37_500.0 * result.closing,
         abs=2.0,  # closing is shown to 4 decimals  # type: ignore[operator]
     )
-    assert result.model_version == scorer.model.version
+    assert result.model_version == scorer.model.version_
     assert result.reasons
     assert all(r.text.endswith("points") for r in result.reasons)
 
@@ -64,13 +64,13 @@ def test_reasons_are_the_leads_own_and_add_up(scorer: Scorer, holdout_frame: pl.
     """Per-lead points over all features sum to score minus the base score (exact TreeSHAP)."""
     leads = leads_from(holdout_frame, 50)
     features = transform(
-        raw_from_leads([lead.lead_data for lead in leads], AS_OF), scorer.model.encoding
+        raw_from_leads([lead.lead_data for lead in leads], AS_OF), scorer.model.encoding_
     )
     arrays = scorer.arrays(features, None, explain=True)
     assert arrays.points is not None
-    base = scorer.model.calibrators["conversion"].predict(
+    base = scorer.model.calibrators_["conversion"].predict(
         np.asarray(
-            scorer.model.boosters["conversion"].predict(arrays.model_matrix[:1], pred_contrib=True)
+            scorer.model.boosters_["conversion"].predict(arrays.model_matrix[:1], pred_contrib=True)
         )[:, -1]
     )[0]
     totals = arrays.points.sum(axis=1)
@@ -96,7 +96,7 @@ def test_many_equals_one_by_one_and_predict_with_features(
     many = scorer.score_many(leads, as_of=AS_OF)
     single = [scorer.score(lead, as_of=AS_OF) for lead in leads]
     features = transform(
-        raw_from_leads([lead.lead_data for lead in leads], AS_OF), scorer.model.encoding
+        raw_from_leads([lead.lead_data for lead in leads], AS_OF), scorer.model.encoding_
     )
     direct = scorer.predict_with_features(features, [lead.lead_id for lead in leads])
 
@@ -149,10 +149,10 @@ def test_group_points_cover_every_feature(scorer: Scorer) -> None:
     result = scorer.score(Lead.model_validate(SARAH), as_of=AS_OF)
     assert set(result.group_points) <= set(GROUPS)
     assert "family_demographics" not in result.group_points  # protected: not in the model
-    base = scorer.model.calibrators["conversion"].predict(
+    base = scorer.model.calibrators_["conversion"].predict(
         np.asarray(
-            scorer.model.boosters["conversion"].predict(
-                np.zeros((1, len(scorer.model.model_features))), pred_contrib=True
+            scorer.model.boosters_["conversion"].predict(
+                np.zeros((1, len(scorer.model.model_features_))), pred_contrib=True
             )
         )[:, -1]
     )[0]

@@ -80,9 +80,11 @@ def train(
     ] = False,
 ) -> None:
     """Train a model on a CRM export or a generated file and write its artifact."""
+    from leadscore.engine.attributes import AttributeSpec
     from leadscore.engine.mapping import load_mapping, load_training_frame
-    from leadscore.engine.model import AttributeSpec, ModelConfig, TrainingInput
+    from leadscore.engine.model import ModelConfig
     from leadscore.engine.model import train as train_model
+    from leadscore.engine.training import TrainingInput
 
     settings = Settings()
     if algorithm not in ("lightgbm", "random_forest"):
@@ -104,7 +106,7 @@ def train(
         data_description=f"{data.name}" + (f" mapped by {mapping.name}" if mapping else ""),
     )
     model.save(output)
-    typer.echo(json.dumps({"version": model.version, "metrics": model.card["metrics"]}, indent=2))
+    typer.echo(json.dumps({"version": model.version_, "metrics": model.card_["metrics"]}, indent=2))
 
 
 @app.command()
@@ -118,9 +120,11 @@ def evaluate(
     seed: Annotated[int, typer.Option("--seed")] = 0,
 ) -> None:
     """Held-out metrics of a model, or of the whole training pipeline by cross-validation."""
+    from leadscore.engine.attributes import AttributeSpec
     from leadscore.engine.mapping import load_mapping, load_training_frame
-    from leadscore.engine.model import AttributeSpec, ModelConfig, TrainingInput
+    from leadscore.engine.model import ModelConfig
     from leadscore.engine.pipeline import calibration_plot, cross_validate, evaluate_model
+    from leadscore.engine.training import TrainingInput
 
     settings = Settings()
     spec = load_mapping(mapping) if mapping else None

@@ -84,7 +84,7 @@ def models_register(
             model, directory, team_id=team_id, trained_by="leadscore models register",
             as_challenger=challenger,
         )  # fmt: skip
-        return model.version
+        return model.version_
 
     typer.echo(_registry(register))
 

@@ -6,8 +6,10 @@ import fcntl
 from pathlib import Path
 from typing import Final
 
+from leadscore.engine.attributes import AttributeSpec
 from leadscore.engine.features import spec_hash
-from leadscore.engine.model import AttributeSpec, LeadModel, ModelConfig, TrainingInput, train
+from leadscore.engine.model import LeadModel, ModelConfig, train
+from leadscore.engine.training import TrainingInput
 
 DEFAULT_TRAINING_LEADS: Final = 60_000
 DEFAULT_SEED: Final = 20_260_124

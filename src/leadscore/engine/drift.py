@@ -41,7 +41,7 @@ class DriftModel(Protocol):
     """What drift needs of a model (`engine.model.LeadModel` has it; drift imports no model)."""
 
     @property
-    def encoding(self) -> SourceEncoding:
+    def encoding_(self) -> SourceEncoding:
         """The source encoding the model's features were built with."""
         ...
 
@@ -56,7 +56,7 @@ def _scores(model: DriftModel, features: FloatArray, attrs: FloatArray | None) -
 
 def reference(model: DriftModel, raw: RawBatch, attrs: FloatArray | None) -> dict[str, Any]:
     """What the training leads looked like: per-feature decile bins and the score histogram."""
-    features = transform(raw, model.encoding)
+    features = transform(raw, model.encoding_)
     result: dict[str, Any] = {"rows": len(raw), "features": {}}
     for j, name in enumerate(FEATURE_NAMES):
         column = features[:, j]
@@ -80,7 +80,7 @@ def drift_report(
     threshold: float = DEFAULT_THRESHOLD,
 ) -> dict[str, Any]:
     """PSI of the live leads against the reference, per feature and for the score."""
-    features = transform(raw, model.encoding)
+    features = transform(raw, model.encoding_)
     per_feature = {}
     for j, name in enumerate(FEATURE_NAMES):
         expected = ref["features"].get(name)

@@ -13,9 +13,10 @@ import numpy as np
 
 from leadscore.engine.features import transform
 from leadscore.engine.metrics import IsotonicCalibrator, auc, brier
-from leadscore.engine.model import LeadModel, TrainingInput
+from leadscore.engine.model import LeadModel
 from leadscore.engine.pipeline import evaluate_model
 from leadscore.engine.raw import FloatArray
+from leadscore.engine.training import TrainingInput
 
 
 @dataclass(frozen=True)
@@ -106,12 +107,12 @@ def recalibrate(model: LeadModel, data: TrainingInput) -> LeadModel:
     the probabilities drift; refitting only the isotonic maps fixes them in seconds. Heads
     without both outcomes among the rows keep their calibration.
     """
-    features = transform(data.raw, model.encoding)
-    attrs = model.attributes.encode(data.attribute_values, len(data.raw))
+    features = transform(data.raw, model.encoding_)
+    attrs = model.attributes_.encode(data.attribute_values, len(data.raw))
     x = model.matrix(features, attrs)
-    calibrators = dict(model.calibrators)
+    calibrators = dict(model.calibrators_)
     refitted = []
-    for head, booster in model.boosters.items():
+    for head, booster in model.boosters_.items():
         y = data.outcomes.labels(head)
         known = ~np.isnan(y)
         if known.sum() < 2 or len(np.unique(y[known])) < 2:
@@ -119,14 +120,11 @@ def recalibrate(model: LeadModel, data: TrainingInput) -> LeadModel:
         raw = np.asarray(booster.predict(x[known], raw_score=True), dtype=np.float64)
         calibrators[head] = IsotonicCalibrator.fit(raw, y[known])
         refitted.append(head)
-    card = copy.deepcopy(model.card)
+    card = copy.deepcopy(model.card_)
     card["recalibrated"] = {
-        "from_version": model.version,
+        "from_version": model.version_,
         "heads": refitted,
         "rows": len(data.raw),
         "at": datetime.now(UTC).isoformat(),
     }
-    return LeadModel(
-        dict(model.boosters), calibrators, model.encoding, model.attributes,
-        model.model_features, card, model.num_threads,
-    )  # fmt: skip
+    return model.with_calibration(calibrators, card)

@@ -9,10 +9,10 @@ import polars as pl
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from leadscore.engine.attributes import AttributeSpec
 from leadscore.engine.errors import MappingError
 from leadscore.engine.frame import ATTRIBUTE_PREFIX, LEAD_COLUMNS
 from leadscore.engine.io import canonicalise, read_frame
-from leadscore.engine.model import AttributeSpec
 
 OUTCOME_TARGETS: dict[str, str] = {
     "conversion": "converted",

@@ -9,19 +9,14 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from leadscore.engine.attributes import AttributeSpec
 from leadscore.engine.features import transform
 from leadscore.engine.io import FrameWriter, iter_chunks, scan_frame
 from leadscore.engine.metrics import reliability, summary
-from leadscore.engine.model import (
-    HEADS,
-    AttributeSpec,
-    LeadModel,
-    ModelConfig,
-    TrainingInput,
-    train,
-)
+from leadscore.engine.model import HEADS, LeadModel, ModelConfig, train
 from leadscore.engine.raw import FloatArray
 from leadscore.engine.scorer import Scorer
+from leadscore.engine.training import TrainingInput
 
 
 @dataclass(frozen=True)
@@ -35,10 +30,10 @@ class Evaluation:
 
 def _head_probs(model: LeadModel, data: TrainingInput) -> dict[str, FloatArray]:
     """Every head's probability on the rows, as the model would report it."""
-    features = transform(data.raw, model.encoding)
-    attrs = model.attributes.encode(data.attribute_values, len(data.raw))
+    features = transform(data.raw, model.encoding_)
+    attrs = model.attributes_.encode(data.attribute_values, len(data.raw))
     x = model.matrix(features, attrs)
-    return {head: model.predict_head(head, x).prob for head in model.boosters}
+    return {head: model.predict_head(head, x).prob for head in model.boosters_}
 
 
 def _evaluation(labels: dict[str, FloatArray], probs: dict[str, FloatArray]) -> Evaluation:

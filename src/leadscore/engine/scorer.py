@@ -11,13 +11,9 @@ from typing import TYPE_CHECKING, Final
 
 import numpy as np
 
+from leadscore.engine.attributes import attributes_from_frame, attributes_from_leads
 from leadscore.engine.features import FEATURE_INDEX, FEATURES, transform
-from leadscore.engine.model import (
-    LeadModel,
-    ScoringPolicy,
-    attributes_from_frame,
-    attributes_from_leads,
-)
+from leadscore.engine.model import LeadModel, ScoringPolicy
 from leadscore.engine.raw import FloatArray, raw_from_leads
 from leadscore.engine.schema import Lead
 
@@ -110,11 +106,11 @@ class Scorer:
         self, model: LeadModel, policy: ScoringPolicy | None = None, top_k: int = 5
     ) -> None:
         self.model = model
-        self.policy = policy or ScoringPolicy(**model.card.get("thresholds", {}))
+        self.policy = policy or ScoringPolicy(**model.card_.get("thresholds", {}))
         self.top_k = top_k
         # Each model column's group, once: custom attributes form a group of their own.
         groups = [
-            _SPECS[name].group if name in _SPECS else "custom" for name in model.model_features
+            _SPECS[name].group if name in _SPECS else "custom" for name in model.model_features_
         ]
         self._group_names = tuple(dict.fromkeys(groups))
         self._group_index = np.array([self._group_names.index(g) for g in groups], dtype=np.int64)
@@ -149,8 +145,8 @@ class Scorer:
         """Score many leads in one vectorised pass; a team's own commission rate may override."""
         started = time.perf_counter()
         data = [lead.lead_data for lead in leads]
-        features = transform(raw_from_leads(data, as_of), self.model.encoding)
-        attrs = attributes_from_leads(data, self.model.attributes) if data else None
+        features = transform(raw_from_leads(data, as_of), self.model.encoding_)
+        attrs = attributes_from_leads(data, self.model.attributes_) if data else None
         arrays = self.arrays(features, attrs, explain=explain)
         return self._results(
             arrays, [lead.lead_id for lead in leads], commission, started, commission_rate
@@ -183,9 +179,9 @@ class Scorer:
         conv = model.predict_head("conversion", x, explain=explain)
         closing = np.full(len(x), np.nan)
         timeline = np.full(len(x), np.nan)
-        if "closing" in model.boosters:
+        if "closing" in model.boosters_:
             closing = conv.prob * model.predict_head("closing", x).prob
-        if "timeline" in model.boosters:
+        if "timeline" in model.boosters_:
             timeline = model.predict_head("timeline", x).prob
         score = np.round(conv.prob * 100.0, 2)
         class_index = np.where(
@@ -208,13 +204,13 @@ class Scorer:
             timeline=timeline,
             price=np.exp(features[:, _PRICE_COLUMN]),
             points=points,
-            model_features=model.model_features,
+            model_features=model.model_features_,
             model_matrix=x,
         )
 
     def _points(self, contrib: FloatArray, raw: FloatArray, prob: FloatArray) -> FloatArray:
         """Turn margin contributions into score points that add up to score − base score."""
-        calibrator = self.model.calibrators["conversion"]
+        calibrator = self.model.calibrators_["conversion"]
         base_raw = contrib[:, -1]
         base_prob = calibrator.predict(base_raw)
         delta_raw = raw - base_raw
@@ -235,7 +231,7 @@ class Scorer:
         commission_rate: float | None = None,
     ) -> list[ScoreResult]:
         per_lead_ms = round((time.perf_counter() - started) * 1000.0 / max(len(lead_ids), 1), 3)
-        version = self.model.version
+        version = self.model.version_
         rate = self.policy.commission_rate if commission_rate is None else commission_rate
         escalate = self.policy.escalation_confidence
         # Python lists once: per-element numpy indexing costs more than the arithmetic here.
@@ -326,8 +322,8 @@ class Scorer:
 
         from leadscore.engine.columnar import raw_from_frame
 
-        features = transform(raw_from_frame(df), self.model.encoding)
-        attrs = attributes_from_frame(df, self.model.attributes)
+        features = transform(raw_from_frame(df), self.model.encoding_)
+        attrs = attributes_from_frame(df, self.model.attributes_)
         a = self.arrays(features, attrs, explain=explain)
         rate = self.policy.commission_rate
         fee = a.price * rate
@@ -342,7 +338,7 @@ class Scorer:
             "escalation_recommended": a.confidence < self.policy.escalation_confidence,
             "estimated_sale_price": np.round(a.price, 2),
             "expected_commission": np.round(fee * a.closing, 2),
-            "model_version": self.model.version,
+            "model_version": self.model.version_,
         }
         out = pl.DataFrame(columns).with_columns(pl.col(pl.Float64).fill_nan(None))
         if a.points is not None:

@@ -11,8 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leadscore.core.errors import NotFoundError
 from leadscore.core.writer import ScoreWriter
+from leadscore.engine.attributes import attributes_from_leads
 from leadscore.engine.drift import DEFAULT_THRESHOLD, drift_report
-from leadscore.engine.model import LeadModel, attributes_from_leads
+from leadscore.engine.model import LeadModel
 from leadscore.engine.raw import RawBatch, raw_from_leads
 from leadscore.engine.schema import LeadData
 from leadscore.live import events
@@ -32,8 +33,8 @@ def _live_report(
         raw_from_leads([lead], as_of=when) for lead, (_, when) in zip(leads, rows, strict=True)
     ]
     raw = RawBatch(np.vstack([b.values for b in batches]), [s for b in batches for s in b.sources])
-    attrs = attributes_from_leads(leads, model.attributes)
-    return drift_report(model, model.card["reference"], raw, attrs, threshold)
+    attrs = attributes_from_leads(leads, model.attributes_)
+    return drift_report(model, model.card_["reference"], raw, attrs, threshold)
 
 
 class DriftService:
@@ -59,7 +60,7 @@ class DriftService:
     async def report(self, team_id: int) -> dict[str, Any]:
         """The drift of the team's last `window` scored leads from its model's reference."""
         live = self.models.for_team(team_id)
-        if "reference" not in live.model.card:
+        if "reference" not in live.model.card_:
             raise NotFoundError(
                 f"model {live.version} has no training reference (trained before drift "
                 "monitoring): retrain or promote a newer model"

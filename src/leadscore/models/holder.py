@@ -26,7 +26,7 @@ class LiveModel:
     @property
     def version(self) -> str:
         """The model's content-hash version."""
-        return self.model.version
+        return self.model.version_
 
 
 def lead_share(salt: str, lead_id: str) -> float:

@@ -161,16 +161,16 @@ class Registry:
         """Store a version with its artifact; optionally make it its scope's challenger."""
         now = datetime.now(UTC)
         async with self.sessions() as session, session.begin():
-            if await repo.model_version(session, model.version) is None:
+            if await repo.model_version(session, model.version_) is None:
                 artifact = await asyncio.to_thread(pack_artifact, directory)
                 new = await repo.register_model(
-                    session, model.version, str(directory), model.card, now, artifact=artifact,
+                    session, model.version_, str(directory), model.card_, now, artifact=artifact,
                     team_id=team_id, parent_version=parent_version, trained_by=trained_by,
                 )  # fmt: skip
             else:
                 new = False
             if as_challenger:
-                await repo.set_alias(session, scope_of(team_id), CHALLENGER, model.version, now)
+                await repo.set_alias(session, scope_of(team_id), CHALLENGER, model.version_, now)
         return new
 
     async def team_id(self, name: str) -> int:
@@ -413,8 +413,8 @@ class Registry:
             else:
                 await asyncio.to_thread(unpack_artifact, row.artifact, directory)
         model = await asyncio.to_thread(LeadModel.load, directory)
-        if model.version != version:
-            raise ModelArtifactError(f"artifact of {version} holds model {model.version}")
+        if model.version_ != version:
+            raise ModelArtifactError(f"artifact of {version} holds model {model.version_}")
         return LiveModel(model, Scorer(model), directory)
 
 

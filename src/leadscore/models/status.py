@@ -40,7 +40,7 @@ def trial_status(lineup: Lineup, shadow: ShadowScorer) -> dict[str, Any]:
 def model_status(lineup: Lineup, metrics: Metrics, writer: ScoreWriter[Any]) -> dict[str, Any]:
     """The model card's essentials plus live traffic since the server started."""
     live = lineup.champion
-    card = live.model.card
+    card = live.model.card_
     traffic = metrics.summary()
     return {
         "model_loaded": True,

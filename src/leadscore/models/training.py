@@ -24,12 +24,14 @@ from sqlalchemy.exc import SQLAlchemyError
 from leadscore.core.db import create_engine, session_factory
 from leadscore.core.errors import InvalidInputError, LeadScoreError, TrainingDataError
 from leadscore.core.lifecycle import Background, Periodic
+from leadscore.engine.attributes import AttributeSpec
 from leadscore.engine.gate import GateConfig, promotion_gate, recalibrate, time_holdout
 from leadscore.engine.io import file_format, leads_to_frame
 from leadscore.engine.mapping import load_mapping, load_training_frame
-from leadscore.engine.model import AttributeSpec, LeadModel, ModelConfig, TrainingInput, train
+from leadscore.engine.model import LeadModel, ModelConfig, train
 from leadscore.engine.schema import Lead
 from leadscore.engine.textparse import parse_timeline_months
+from leadscore.engine.training import TrainingInput
 from leadscore.live import events
 from leadscore.live.events import EventPublisher
 from leadscore.models import repository as repo
@@ -132,8 +134,8 @@ def _older_and_newest(data: TrainingInput, share: float) -> tuple[TrainingInput,
 
 
 def _gated(model: LeadModel, champion: LeadModel, holdout: TrainingInput, gate: GateConfig) -> None:
-    model.card["gate"] = promotion_gate(model, champion, holdout, gate) | {
-        "against": champion.version
+    model.card_["gate"] = promotion_gate(model, champion, holdout, gate) | {
+        "against": champion.version_
     }
 
 
@@ -164,8 +166,8 @@ def _result(
 ) -> dict[str, Any]:
     """What a job reports: the new challenger, where it came from, and its gate."""
     return {
-        "job": job, "team_id": team_id, "version": model.version, "parent_version": parent,
-        "leads": leads, "metrics": model.card["metrics"], "gate": model.card["gate"],
+        "job": job, "team_id": team_id, "version": model.version_, "parent_version": parent,
+        "leads": leads, "metrics": model.card_["metrics"], "gate": model.card_["gate"],
         "promoted": promoted,
     }  # fmt: skip
 
@@ -314,7 +316,7 @@ class RetrainService:
             model = await self._register(job, team_id, parent, f"{actor} (recalibration)")
         detail = {"team_id": team_id, "job": job}
         self._announce(
-            "challenger", model.version, detail | {"gate_passed": model.card["gate"]["passed"]}
+            "challenger", model.version_, detail | {"gate_passed": model.card_["gate"]["passed"]}
         )
         return _result(job, team_id, model, parent, rows)
 
@@ -342,12 +344,12 @@ class RetrainService:
             actor, self.staging / job,
         )  # fmt: skip
         model = await self._register(job, team_id, parent, actor)
-        passed = model.card["gate"]["passed"]
-        self._announce("challenger", model.version, detail | {"gate_passed": passed})
+        passed = model.card_["gate"]["passed"]
+        self._announce("challenger", model.version_, detail | {"gate_passed": passed})
         promoted = promote and passed
         if promoted:
-            await self.registry.promote(model.version, actor=actor, force=False)
-            self._announce("promoted", model.version, detail)
+            await self.registry.promote(model.version_, actor=actor, force=False)
+            self._announce("promoted", model.version_, detail)
         return _result(job, team_id, model, parent, rows, promoted=promoted)
 
     async def _champion_version(self, team_id: int) -> str:
@@ -419,7 +421,7 @@ def _recalibrate_job(
 def _recalibrated(frame: pl.DataFrame, champion: LeadModel, gate: GateConfig) -> LeadModel:
     """Refit the champion's calibration on all but the newest leads, gate it on those."""
     older, newest = _older_and_newest(
-        TrainingInput.from_frame(frame, champion.attributes), gate.holdout_share
+        TrainingInput.from_frame(frame, champion.attributes_), gate.holdout_share
     )
     model = recalibrate(champion, older)
     _gated(model, champion, newest, gate)

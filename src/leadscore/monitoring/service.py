@@ -44,7 +44,7 @@ async def health(
 
     async def model() -> None:
         live = models.current
-        if not live.model.boosters:
+        if not live.model.boosters_:
             raise RuntimeError("model has no boosters")
 
     db_check, cache_check, model_check = await asyncio.gather(

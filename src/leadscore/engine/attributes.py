@@ -1,0 +1,93 @@
+"""A team's custom CRM fields beside the 28 features: vocabularies learned, values encoded."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Final
+
+import numpy as np
+
+from leadscore.engine.raw import FloatArray
+from leadscore.engine.schema import LeadData
+
+if TYPE_CHECKING:
+    import polars as pl
+
+ATTRIBUTE_PREFIX: Final = "attributes."
+MAX_CATEGORIES: Final = 100
+
+
+@dataclass(frozen=True)
+class AttributeSpec:
+    """A team's custom CRM columns used beside the 28 features; vocabularies learned at training."""
+
+    numeric: tuple[str, ...] = ()
+    categorical: tuple[str, ...] = ()
+    vocab: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Matrix column order: numeric first, then categorical."""
+        return self.numeric + self.categorical
+
+    def learn(self, values: Mapping[str, Sequence[object]]) -> AttributeSpec:
+        """Keep the most frequent categories of each categorical attribute, in a stable order."""
+        vocab: dict[str, tuple[str, ...]] = {}
+        for name in self.categorical:
+            counts: dict[str, int] = {}
+            for value in values[name]:
+                key = _category(value)
+                if key is not None:
+                    counts[key] = counts.get(key, 0) + 1
+            ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+            vocab[name] = tuple(k for k, _ in ranked[:MAX_CATEGORIES])
+        return AttributeSpec(self.numeric, self.categorical, vocab)
+
+    def encode(self, values: Mapping[str, Sequence[object]], n: int) -> FloatArray:
+        """(n, k) matrix: numbers as floats, categories as vocabulary codes, unknown → NaN."""
+        out = np.full((n, len(self.names)), np.nan)
+        for j, name in enumerate(self.numeric):
+            out[:, j] = [_number(v) for v in values.get(name, [None] * n)]
+        for j, name in enumerate(self.categorical, start=len(self.numeric)):
+            codes = {c: float(i) for i, c in enumerate(self.vocab.get(name, ()))}
+            out[:, j] = [
+                codes.get(_category(v) or "", np.nan) for v in values.get(name, [None] * n)
+            ]
+        return out
+
+
+def _number(value: object) -> float:
+    """A custom numeric field as float; text that is not a number is missing, not zero."""
+    if value is None:
+        return np.nan
+    if isinstance(value, bool | int | float):
+        return float(value)
+    text = str(value).strip()
+    try:
+        return float(text)
+    except ValueError:
+        return np.nan
+
+
+def _category(value: object) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    return text or None
+
+
+def attributes_from_leads(leads: Sequence[LeadData], spec: AttributeSpec) -> FloatArray:
+    """The attribute matrix for pydantic leads."""
+    values = {name: [lead.attributes.get(name) for lead in leads] for name in spec.names}
+    return spec.encode(values, len(leads))
+
+
+def attributes_from_frame(df: pl.DataFrame, spec: AttributeSpec) -> FloatArray:
+    """The attribute matrix for a canonical frame (`attributes.<name>` columns)."""
+    values = {
+        name: df[ATTRIBUTE_PREFIX + name].to_list()
+        for name in spec.names
+        if ATTRIBUTE_PREFIX + name in df.columns
+    }
+    return spec.encode(values, df.height)
