@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import subprocess
 import sys
 import time
@@ -19,7 +20,15 @@ from leadscore.core.config import DEMO_JWT_SECRET, ServiceSettings
 from leadscore.models import repository as repo
 from leadscore.scoring.schemas import EXAMPLE_LEAD
 
-from .conftest import Deployment, deploy, free_port, serve_workers, wait_until_served, worker_env
+from .conftest import (
+    SECRET,
+    Deployment,
+    deploy,
+    free_port,
+    serve_workers,
+    wait_until_served,
+    worker_env,
+)
 
 
 @pytest.mark.parametrize("secret", [None, "short", DEMO_JWT_SECRET])
@@ -30,6 +39,34 @@ def test_settings_refuse_unsafe_secrets_outside_demo(secret: str | None) -> None
 
 def test_demo_mode_runs_with_its_own_secret() -> None:
     assert ServiceSettings(demo=True).secret == DEMO_JWT_SECRET
+
+
+@pytest.mark.parametrize(
+    ("value", "origins"),
+    [
+        ("https://crm.example.com", ["https://crm.example.com"]),
+        ("https://a.example, https://b.example,", ["https://a.example", "https://b.example"]),
+        ('["https://a.example", "https://b.example"]', ["https://a.example", "https://b.example"]),
+        ("", []),
+    ],
+)
+def test_cors_origins_read_as_a_comma_separated_or_json_list(
+    value: str, origins: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LEADSCORE_CORS_ORIGINS", value)
+    assert ServiceSettings(demo=True).cors_origins == origins
+
+
+def test_a_broken_cors_setting_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    env = {**os.environ, "LEADSCORE_HOME": str(tmp_path), "LEADSCORE_JWT_SECRET": SECRET,
+           "LEADSCORE_CORS_ORIGINS": '["https://a.example"'}  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "leadscore", "serve", "--port", str(free_port())],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: configuration: cors_origins"), result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.fixture(scope="module")
