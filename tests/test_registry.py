@@ -62,8 +62,10 @@ async def test_rollback_walks_back_through_promotions(
     back = await registry.rollback(None, actor="tests")
     assert back["to_version"] == first.version
     assert (await registry.champions())[GLOBAL] == first.version
-    listed = {m["version"]: m["aliases"] for m in await registry.list()}
-    assert listed[first.version] == ["champion"]
+    listed = {m["version"]: m for m in await registry.list()}
+    assert listed[first.version]["aliases"] == ["champion"]
+    assert listed[first.version]["trained_at"] == first.card["created_at"]  # not null
+    assert (await registry.show(second.version))["trained_at"] == second.card["created_at"]
 
 
 def test_artifacts_unpack_once_per_host_and_only_as_plain_files(tmp_path: Path) -> None:

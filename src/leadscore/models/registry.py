@@ -119,7 +119,7 @@ def _describe(row: ModelVersionRow, aliases: dict[tuple[str, str], str]) -> dict
             if version == row.version
         ),
         "registered_at": iso_z(row.registered_at),
-        "trained_at": card.get("trained_at"),
+        "trained_at": card.get("created_at"),  # the card says when training finished
         "parent_version": row.parent_version,
         "trained_by": row.trained_by,
         "metrics": card.get("metrics"),
