@@ -146,7 +146,8 @@ def test_home_directory_holds_the_sqlite_file(embedded: Deployment) -> None:
 
 
 def test_redis_outage_degrades_but_keeps_scoring(embedded: Deployment) -> None:
-    dead = f"redis://127.0.0.1:{free_port()}/0"
+    port = free_port()
+    dead = f"redis://127.0.0.1:{port}/0"
     server = embedded.start(redis_url=dead)
     try:
         with httpx.Client(base_url=server.url) as http:
@@ -161,6 +162,8 @@ def test_redis_outage_degrades_but_keeps_scoring(embedded: Deployment) -> None:
     assert health.status_code == 200
     assert health.json()["status"] == "degraded"
     assert health.json()["checks"]["cache"]["status"] == "error"
+    assert health.json()["checks"]["cache"]["detail"].startswith("cache check failed")
+    assert all(text not in health.text for text in ("127.0.0.1", str(port)))  # public: no address
     assert first.status_code == second.status_code == 200
     assert second.json()["cache_hit"] is False  # no cache, no fake hit
     assert len(history.json()["scores"]) == 2
@@ -170,7 +173,8 @@ def test_database_outage_makes_health_unhealthy(embedded: Deployment) -> None:
     from leadscore.core.db import create_engine, session_factory
 
     server = embedded.start()
-    dead = create_engine(f"postgresql+asyncpg://nobody:nothing@127.0.0.1:{free_port()}/none")
+    port = free_port()
+    dead = create_engine(f"postgresql+asyncpg://nobody:nothing@127.0.0.1:{port}/none")
     working = server.services.sessions
     try:
         server.services.sessions = session_factory(dead)
@@ -185,6 +189,8 @@ def test_database_outage_makes_health_unhealthy(embedded: Deployment) -> None:
     assert down.status_code == 503
     assert down.json()["status"] == "unhealthy"
     assert down.json()["checks"]["database"]["status"] == "error"
+    assert down.json()["checks"]["database"]["detail"].startswith("database check failed")
+    assert all(text not in down.text for text in ("127.0.0.1", str(port), "nobody"))
     assert back.json()["status"] == "healthy"
 
 
