@@ -129,15 +129,28 @@ def test_two_workers_share_scores_and_metrics(two_workers: str, shared: Deployme
         assert latest.json()["ml_score"] == scored.json()["ml_score"]
         status = httpx.get(f"{two_workers}/api/v1/ml/model/status", headers=headers).json()
         pids.add(status["worker_pid"])
-    performance = httpx.get(f"{two_workers}/api/v1/ml/metrics/performance", headers=headers).json()
-    assert performance["predictions"] >= n
+    other = {"X-API-Key": shared.keys["globex-agent"]}
+    for i in range(5):
+        body = copy.deepcopy(EXAMPLE_LEAD) | {"lead_id": f"multi_other_{i}"}
+        assert httpx.post(f"{two_workers}/api/v1/ml/score", json=body, headers=other).is_success
+    # Each team sees its own figures, summed over both workers, on whichever worker it asks.
+    for _ in range(4):
+        performance = httpx.get(
+            f"{two_workers}/api/v1/ml/metrics/performance", headers=headers
+        ).json()
+        assert performance["predictions"] == n
+        theirs = httpx.get(f"{two_workers}/api/v1/ml/metrics/performance", headers=other).json()
+        assert theirs["predictions"] == 5
+        status = httpx.get(f"{two_workers}/api/v1/ml/model/status", headers=other).json()
+        assert status["traffic"]["predictions"] == 5
     text = httpx.get(f"{two_workers}/metrics").text
     total = sum(
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
         if line.startswith("leadscore_scores_total{")
     )
-    assert total == performance["predictions"]
+    assert total == n + 5  # Prometheus: every team's scores
+    assert "team" not in text  # the public exposition names no team
     assert len(pids) == 2, "requests never reached the second worker"
 
 

@@ -298,11 +298,16 @@ def test_health_checks_dependencies(client: httpx.Client, deployment: Deployment
 
 
 def test_status_and_performance_count_scores(client: httpx.Client, as_role: Headers) -> None:
-    before = client.get("/api/v1/ml/metrics/performance", headers=as_role("acme-viewer")).json()
+    url = "/api/v1/ml/metrics/performance"
+    before = client.get(url, headers=as_role("acme-viewer")).json()
+    others_before = client.get(url, headers=as_role("globex-viewer")).json()
     client.post("/api/v1/ml/score", json=lead("perf_1"), headers=as_role("acme-agent"))
     client.post("/api/v1/ml/score", json=lead("perf_1"), headers=as_role("acme-agent"))
-    after = client.get("/api/v1/ml/metrics/performance", headers=as_role("acme-viewer")).json()
-    assert after["predictions"] == before["predictions"] + 2
+    client.post("/api/v1/ml/score", json=lead("perf_2"), headers=as_role("globex-agent"))
+    after = client.get(url, headers=as_role("acme-viewer")).json()
+    assert after["predictions"] == before["predictions"] + 2  # not globex's score
+    others = client.get(url, headers=as_role("globex-viewer")).json()
+    assert others["predictions"] == others_before["predictions"] + 1
     assert after["latency_ms"]["p50"] > 0
     assert 0 < after["cache_hit_rate"] <= 1
     assert sum(after["scores_per_class"].values()) == after["predictions"]
@@ -311,6 +316,8 @@ def test_status_and_performance_count_scores(client: httpx.Client, as_role: Head
     assert status["metrics"]["conversion"]["auc"] > 0.8
     assert status["thresholds"]["hot"] == 70.0
     assert status["traffic"]["predictions"] == after["predictions"]
+    theirs = client.get("/api/v1/ml/model/status", headers=as_role("globex-viewer")).json()
+    assert theirs["traffic"]["predictions"] == others["predictions"]
     text = client.get("/metrics").text
     assert "leadscore_scores_total" in text
     assert "leadscore_score_seconds_bucket" in text

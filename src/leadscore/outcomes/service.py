@@ -81,6 +81,8 @@ def _refuse_conversion_after_loss(
 ) -> None:
     """A lead may convert and then be lost (the deal fell through), never the reverse: a
     conversion dated after the lead's loss contradicts it, whichever of the two came first."""
+    converted_at: datetime | None
+    lost_at: datetime | None
     if item.outcome == "converted":
         lost, converted_at = existing.get((item.lead_id, "lost")), item.occurred_at
         lost_at = lost.occurred_at if lost is not None else None

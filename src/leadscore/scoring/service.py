@@ -234,6 +234,7 @@ class ScoringService:
                 )
             )
             self.metrics.observe(
+                team,
                 body["classification"],
                 body["cache_hit"],
                 body["escalation_recommended"],
