@@ -332,12 +332,15 @@ def test_promotion_and_rollback_reach_both_workers_and_the_cache(
     wait_until_served(two_workers, agent, lead, registered)
     rescored = httpx.post(f"{two_workers}/api/v1/ml/score", json=lead, headers=agent).json()
     assert rescored["model_version"] == registered
-    back = httpx.post(f"{two_workers}/api/v1/ml/models/rollback", json={}, headers=admin)
+    # No body: acme runs the global model and has none of its own, so the global scope.
+    back = httpx.post(f"{two_workers}/api/v1/ml/models/rollback", headers=admin)
     assert back.status_code == 200, back.text
-    assert back.json()["to_version"] == champion
+    assert (back.json()["scope"], back.json()["to_version"]) == ("global", champion)
     wait_until_served(two_workers, agent, lead, champion)
     history = httpx.get(f"{two_workers}/api/v1/ml/models/{champion}", headers=admin).json()
     assert [c["action"] for c in history["history"]][:2] == ["rollback", "promote"]
     assert history["history"][1]["forced"] is True
-    again = httpx.post(f"{two_workers}/api/v1/ml/models/rollback", json={}, headers=admin)
+    again = httpx.post(
+        f"{two_workers}/api/v1/ml/models/rollback", json={"team": False}, headers=admin
+    )
     assert again.status_code == 409  # nothing earlier than the first champion
