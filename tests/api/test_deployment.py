@@ -324,7 +324,7 @@ def test_promotion_and_rollback_reach_both_workers_and_the_cache(
     other_team = {"X-API-Key": shared.keys["globex-admin"]}
     forbidden = httpx.post(promote, json={"force": True}, headers=other_team)
     assert forbidden.status_code == 403  # the global model is the operating team's to change
-    refused = httpx.post(promote, json={}, headers=admin)
+    refused = httpx.post(promote, headers=admin)  # no body: not forced
     assert refused.status_code == 409, refused.text  # no gate evaluation: refused unless forced
     forced = httpx.post(promote, json={"force": True, "reason": "tests"}, headers=admin)
     assert forced.status_code == 200, forced.text
