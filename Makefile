@@ -9,8 +9,10 @@ setup:  ## Python dependencies from the lock file (installs uv from PyPI when ab
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install -q uv
 	$(UV) sync --frozen
 
-demo: setup  ## Score demo leads with the built-in model (trained on first use)
-	$(UV) run leadscore demo
+PORT ?= 8000
+
+demo: setup  ## Score demo leads with the built-in model (trained on first use); `make demo PORT=8080` for another port
+	$(UV) run leadscore demo --port $(PORT)
 
 test: setup  ## The whole test suite against private PostgreSQL and Redis (scripts/test-services.sh) and Debian's chromium (installed as root when absent); pytest's "no tests collected" (exit 5) fails too
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1 && \

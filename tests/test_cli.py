@@ -204,6 +204,16 @@ def test_demo_serves_a_scored_demo_team(workdir: Path) -> None:
     assert (workdir / "demo-home" / "leadscore.db").is_file()
 
 
+def test_make_demo_takes_a_port() -> None:
+    """`make demo PORT=N` hands the port to `leadscore demo --port` (tested above)."""
+    for extra, port in (([], "8000"), (["PORT=8080"], "8080")):
+        plan = subprocess.run(
+            ["make", "-n", "demo", *extra], cwd=ROOT, capture_output=True, text=True, timeout=60
+        )
+        assert plan.returncode == 0, plan.stderr
+        assert plan.stdout.strip().splitlines()[-1].endswith(f"leadscore demo --port {port}")
+
+
 def test_keys_create_prints_a_key_once_and_stores_only_its_hash(workdir: Path) -> None:
     import sqlite3
 

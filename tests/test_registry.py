@@ -62,8 +62,10 @@ async def test_rollback_walks_back_through_promotions(
     back = await registry.rollback(None, actor="tests")
     assert back["to_version"] == first.version_
     assert (await registry.champions())[GLOBAL] == first.version_
-    listed = {m["version"]: m["aliases"] for m in await registry.list()}
-    assert listed[first.version_] == ["champion"]
+    listed = {m["version"]: m for m in await registry.list()}
+    assert listed[first.version_]["aliases"] == ["champion"]
+    assert listed[first.version_]["trained_at"] == first.card_["created_at"]  # not null
+    assert (await registry.show(second.version_))["trained_at"] == second.card_["created_at"]
 
 
 def test_artifacts_unpack_once_per_host_and_only_as_plain_files(tmp_path: Path) -> None:

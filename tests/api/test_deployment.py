@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import subprocess
 import sys
 import time
@@ -19,7 +20,15 @@ from leadscore.core.config import DEMO_JWT_SECRET, ServiceSettings
 from leadscore.models import repository as repo
 from leadscore.scoring.schemas import EXAMPLE_LEAD
 
-from .conftest import Deployment, deploy, free_port, serve_workers, wait_until_served, worker_env
+from .conftest import (
+    SECRET,
+    Deployment,
+    deploy,
+    free_port,
+    serve_workers,
+    wait_until_served,
+    worker_env,
+)
 
 
 @pytest.mark.parametrize("secret", [None, "short", DEMO_JWT_SECRET])
@@ -30,6 +39,34 @@ def test_settings_refuse_unsafe_secrets_outside_demo(secret: str | None) -> None
 
 def test_demo_mode_runs_with_its_own_secret() -> None:
     assert ServiceSettings(demo=True).secret == DEMO_JWT_SECRET
+
+
+@pytest.mark.parametrize(
+    ("value", "origins"),
+    [
+        ("https://crm.example.com", ["https://crm.example.com"]),
+        ("https://a.example, https://b.example,", ["https://a.example", "https://b.example"]),
+        ('["https://a.example", "https://b.example"]', ["https://a.example", "https://b.example"]),
+        ("", []),
+    ],
+)
+def test_cors_origins_read_as_a_comma_separated_or_json_list(
+    value: str, origins: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LEADSCORE_CORS_ORIGINS", value)
+    assert ServiceSettings(demo=True).cors_origins == origins
+
+
+def test_a_broken_cors_setting_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    env = {**os.environ, "LEADSCORE_HOME": str(tmp_path), "LEADSCORE_JWT_SECRET": SECRET,
+           "LEADSCORE_CORS_ORIGINS": '["https://a.example"'}  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "leadscore", "serve", "--port", str(free_port())],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: configuration: cors_origins"), result.stderr
+    assert "Traceback" not in result.stderr
 
 
 @pytest.fixture(scope="module")
@@ -92,15 +129,28 @@ def test_two_workers_share_scores_and_metrics(two_workers: str, shared: Deployme
         assert latest.json()["ml_score"] == scored.json()["ml_score"]
         status = httpx.get(f"{two_workers}/api/v1/ml/model/status", headers=headers).json()
         pids.add(status["worker_pid"])
-    performance = httpx.get(f"{two_workers}/api/v1/ml/metrics/performance", headers=headers).json()
-    assert performance["predictions"] >= n
+    other = {"X-API-Key": shared.keys["globex-agent"]}
+    for i in range(5):
+        body = copy.deepcopy(EXAMPLE_LEAD) | {"lead_id": f"multi_other_{i}"}
+        assert httpx.post(f"{two_workers}/api/v1/ml/score", json=body, headers=other).is_success
+    # Each team sees its own figures, summed over both workers, on whichever worker it asks.
+    for _ in range(4):
+        performance = httpx.get(
+            f"{two_workers}/api/v1/ml/metrics/performance", headers=headers
+        ).json()
+        assert performance["predictions"] == n
+        theirs = httpx.get(f"{two_workers}/api/v1/ml/metrics/performance", headers=other).json()
+        assert theirs["predictions"] == 5
+        status = httpx.get(f"{two_workers}/api/v1/ml/model/status", headers=other).json()
+        assert status["traffic"]["predictions"] == 5
     text = httpx.get(f"{two_workers}/metrics").text
     total = sum(
         float(line.rsplit(" ", 1)[1])
         for line in text.splitlines()
         if line.startswith("leadscore_scores_total{")
     )
-    assert total == performance["predictions"]
+    assert total == n + 5  # Prometheus: every team's scores
+    assert "team" not in text  # the public exposition names no team
     assert len(pids) == 2, "requests never reached the second worker"
 
 
@@ -109,7 +159,8 @@ def test_home_directory_holds_the_sqlite_file(embedded: Deployment) -> None:
 
 
 def test_redis_outage_degrades_but_keeps_scoring(embedded: Deployment) -> None:
-    dead = f"redis://127.0.0.1:{free_port()}/0"
+    port = free_port()
+    dead = f"redis://127.0.0.1:{port}/0"
     server = embedded.start(redis_url=dead)
     try:
         with httpx.Client(base_url=server.url) as http:
@@ -124,6 +175,8 @@ def test_redis_outage_degrades_but_keeps_scoring(embedded: Deployment) -> None:
     assert health.status_code == 200
     assert health.json()["status"] == "degraded"
     assert health.json()["checks"]["cache"]["status"] == "error"
+    assert health.json()["checks"]["cache"]["detail"].startswith("cache check failed")
+    assert all(text not in health.text for text in ("127.0.0.1", str(port)))  # public: no address
     assert first.status_code == second.status_code == 200
     assert second.json()["cache_hit"] is False  # no cache, no fake hit
     assert len(history.json()["scores"]) == 2
@@ -133,7 +186,8 @@ def test_database_outage_makes_health_unhealthy(embedded: Deployment) -> None:
     from leadscore.core.db import create_engine, session_factory
 
     server = embedded.start()
-    dead = create_engine(f"postgresql+asyncpg://nobody:nothing@127.0.0.1:{free_port()}/none")
+    port = free_port()
+    dead = create_engine(f"postgresql+asyncpg://nobody:nothing@127.0.0.1:{port}/none")
     working = server.services.sessions
     try:
         server.services.sessions = session_factory(dead)
@@ -148,6 +202,8 @@ def test_database_outage_makes_health_unhealthy(embedded: Deployment) -> None:
     assert down.status_code == 503
     assert down.json()["status"] == "unhealthy"
     assert down.json()["checks"]["database"]["status"] == "error"
+    assert down.json()["checks"]["database"]["detail"].startswith("database check failed")
+    assert all(text not in down.text for text in ("127.0.0.1", str(port), "nobody"))
     assert back.json()["status"] == "healthy"
 
 
@@ -268,7 +324,7 @@ def test_promotion_and_rollback_reach_both_workers_and_the_cache(
     other_team = {"X-API-Key": shared.keys["globex-admin"]}
     forbidden = httpx.post(promote, json={"force": True}, headers=other_team)
     assert forbidden.status_code == 403  # the global model is the operating team's to change
-    refused = httpx.post(promote, json={}, headers=admin)
+    refused = httpx.post(promote, headers=admin)  # no body: not forced
     assert refused.status_code == 409, refused.text  # no gate evaluation: refused unless forced
     forced = httpx.post(promote, json={"force": True, "reason": "tests"}, headers=admin)
     assert forced.status_code == 200, forced.text
@@ -276,12 +332,15 @@ def test_promotion_and_rollback_reach_both_workers_and_the_cache(
     wait_until_served(two_workers, agent, lead, registered)
     rescored = httpx.post(f"{two_workers}/api/v1/ml/score", json=lead, headers=agent).json()
     assert rescored["model_version"] == registered
-    back = httpx.post(f"{two_workers}/api/v1/ml/models/rollback", json={}, headers=admin)
+    # No body: acme runs the global model and has none of its own, so the global scope.
+    back = httpx.post(f"{two_workers}/api/v1/ml/models/rollback", headers=admin)
     assert back.status_code == 200, back.text
-    assert back.json()["to_version"] == champion
+    assert (back.json()["scope"], back.json()["to_version"]) == ("global", champion)
     wait_until_served(two_workers, agent, lead, champion)
     history = httpx.get(f"{two_workers}/api/v1/ml/models/{champion}", headers=admin).json()
     assert [c["action"] for c in history["history"]][:2] == ["rollback", "promote"]
     assert history["history"][1]["forced"] is True
-    again = httpx.post(f"{two_workers}/api/v1/ml/models/rollback", json={}, headers=admin)
+    again = httpx.post(
+        f"{two_workers}/api/v1/ml/models/rollback", json={"team": False}, headers=admin
+    )
     assert again.status_code == 409  # nothing earlier than the first champion

@@ -93,6 +93,7 @@ def test_a_team_model_goes_from_outcomes_to_champion_and_back(
 
     started = httpx.post(f"{url}/api/v1/ml/models/train", json={}, headers=admin)
     assert started.status_code == 202, started.text
+    job = started.json()["job"]
     deadline = time.monotonic() + 180
     while True:
         mine = [m for m in httpx.get(f"{url}/api/v1/ml/models", headers=admin).json()
@@ -103,6 +104,12 @@ def test_a_team_model_goes_from_outcomes_to_champion_and_back(
         time.sleep(0.5)
     [challenger] = mine
     team_version = challenger["version"]
+    # Every worker reports the job, whichever ran it.
+    done = _everywhere(url, admin, f"/api/v1/ml/models/jobs/{job}",
+                       lambda j: j["state"] == "succeeded")  # fmt: skip
+    assert done["version"] == team_version
+    listed = _everywhere(url, admin, "/api/v1/ml/models/jobs", lambda js: js[0]["job"] == job)
+    assert listed[0]["parent_version"] == global_version
     assert challenger["parent_version"] == global_version
     gate = httpx.get(f"{url}/api/v1/ml/models/{team_version}", headers=admin).json()["card"]["gate"]
     assert gate["passed"] is True, gate  # it learned what the global model gets wrong
@@ -162,7 +169,7 @@ def test_a_team_model_goes_from_outcomes_to_champion_and_back(
     wait_until_served(url, other, probe, global_version)  # acme keeps the global model
 
     # Rollback: one call, and both workers answer with the global model again.
-    back = httpx.post(f"{url}/api/v1/ml/models/rollback", json={"team": True}, headers=admin)
+    back = httpx.post(f"{url}/api/v1/ml/models/rollback", headers=admin)  # its own scope
     assert back.status_code == 200, back.text
     assert (back.json()["from_version"], back.json()["to_version"]) == (
         team_version, global_version

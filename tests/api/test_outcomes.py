@@ -90,6 +90,29 @@ def test_a_different_repeat_or_a_contradiction_is_a_conflict_that_changes_nothin
     assert stored(deployment, lead_id) == [("closed", OCCURRED, 612000.0)]
 
 
+def test_a_conversion_after_the_loss_is_a_conflict(
+    client: httpx.Client, as_role: Headers, deployment: Deployment
+) -> None:
+    agent = as_role("acme-agent")
+    day = timedelta(days=1)
+    lead_id = scored(client, agent)
+    assert client.post(URL, json=outcome(lead_id, "lost"), headers=agent).status_code == 200
+    later = outcome(lead_id, "converted", occurred_at=iso_z(OCCURRED + day))
+    response = client.post(URL, json=later, headers=agent)
+    assert response.status_code == 409, response.text
+    assert response.json()["error"] == "conflict"
+    assert "cannot have converted after that" in response.json()["detail"]
+    assert stored(deployment, lead_id) == [("lost", OCCURRED, None)]
+    # Converted first, the deal lost later: a real sequence, even when the loss arrives first.
+    earlier = outcome(lead_id, "converted", occurred_at=iso_z(OCCURRED - day))
+    assert client.post(URL, json=earlier, headers=agent).status_code == 200
+    # The same rule in the other order, and inside one request.
+    other = scored(client, agent)
+    both = [outcome(other, "converted", occurred_at=iso_z(OCCURRED + day)), outcome(other, "lost")]
+    assert client.post(URL, json=both, headers=agent).status_code == 409
+    assert stored(deployment, other) == []
+
+
 def test_a_list_with_an_unknown_lead_is_refused_whole(
     client: httpx.Client, as_role: Headers, deployment: Deployment
 ) -> None:

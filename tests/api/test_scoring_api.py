@@ -68,6 +68,28 @@ def test_repeat_is_a_cache_hit_until_data_changes(client: httpx.Client, as_role:
     assert changed["cache_hit"] is False
 
 
+def test_the_same_data_in_another_key_order_is_a_cache_hit(
+    client: httpx.Client, as_role: Headers
+) -> None:
+    headers = as_role("acme-agent")
+    body = lead("order_1", web_activity={"sessions": 4, "favorites": 2},
+                attributes={"zeta": 1, "alpha": "x"})  # fmt: skip
+    first = client.post("/api/v1/ml/score", json=body, headers=headers).json()
+
+    def reversed_keys(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: reversed_keys(value[k]) for k in reversed(list(value))}
+        if isinstance(value, list):
+            return [reversed_keys(v) for v in value]
+        return value
+
+    shuffled = reversed_keys(body)
+    assert list(shuffled["lead_data"]) != list(body["lead_data"])
+    again = client.post("/api/v1/ml/score", json=shuffled, headers=headers).json()
+    assert (first["cache_hit"], again["cache_hit"]) == (False, True)
+    assert again["ml_score"] == first["ml_score"]
+
+
 def test_cache_is_per_team(client: httpx.Client, as_role: Headers) -> None:
     client.post("/api/v1/ml/score", json=lead("shared_1"), headers=as_role("acme-agent"))
     other = client.post("/api/v1/ml/score", json=lead("shared_1"), headers=as_role("globex-agent"))
@@ -127,6 +149,22 @@ def test_batch_keeps_order_and_fails_leads_alone(client: httpx.Client, as_role: 
     scores = [r["ml_score"] for r in body["results"] if r]
     assert summary["mean_score"] == pytest.approx(sum(scores) / 3, abs=0.01)
     assert len(body["batch_id"]) == 32
+
+
+def test_a_batch_item_that_is_not_an_object_fails_alone(
+    client: httpx.Client, as_role: Headers
+) -> None:
+    leads = [1, batch_lead("not_object_1"), "text", None, [batch_lead("not_object_2")]]
+    response = client.post(
+        "/api/v1/ml/batch-score", json={"leads": leads}, headers=as_role("acme-agent")
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["total"], body["succeeded"], body["failed"]) == (5, 1, 4)
+    assert body["results"][1]["lead_id"] == "not_object_1"
+    assert [e["index"] for e in body["errors"]] == [0, 2, 3, 4]
+    assert all(e["error"] == "validation_error" and e["lead_id"] is None for e in body["errors"])
+    assert body["errors"][0]["detail"][0]["field"] == "lead"
 
 
 def test_batch_over_100_is_refused(client: httpx.Client, as_role: Headers) -> None:
@@ -260,11 +298,16 @@ def test_health_checks_dependencies(client: httpx.Client, deployment: Deployment
 
 
 def test_status_and_performance_count_scores(client: httpx.Client, as_role: Headers) -> None:
-    before = client.get("/api/v1/ml/metrics/performance", headers=as_role("acme-viewer")).json()
+    url = "/api/v1/ml/metrics/performance"
+    before = client.get(url, headers=as_role("acme-viewer")).json()
+    others_before = client.get(url, headers=as_role("globex-viewer")).json()
     client.post("/api/v1/ml/score", json=lead("perf_1"), headers=as_role("acme-agent"))
     client.post("/api/v1/ml/score", json=lead("perf_1"), headers=as_role("acme-agent"))
-    after = client.get("/api/v1/ml/metrics/performance", headers=as_role("acme-viewer")).json()
-    assert after["predictions"] == before["predictions"] + 2
+    client.post("/api/v1/ml/score", json=lead("perf_2"), headers=as_role("globex-agent"))
+    after = client.get(url, headers=as_role("acme-viewer")).json()
+    assert after["predictions"] == before["predictions"] + 2  # not globex's score
+    others = client.get(url, headers=as_role("globex-viewer")).json()
+    assert others["predictions"] == others_before["predictions"] + 1
     assert after["latency_ms"]["p50"] > 0
     assert 0 < after["cache_hit_rate"] <= 1
     assert sum(after["scores_per_class"].values()) == after["predictions"]
@@ -273,6 +316,8 @@ def test_status_and_performance_count_scores(client: httpx.Client, as_role: Head
     assert status["metrics"]["conversion"]["auc"] > 0.8
     assert status["thresholds"]["hot"] == 70.0
     assert status["traffic"]["predictions"] == after["predictions"]
+    theirs = client.get("/api/v1/ml/model/status", headers=as_role("globex-viewer")).json()
+    assert theirs["traffic"]["predictions"] == others["predictions"]
     text = client.get("/metrics").text
     assert "leadscore_scores_total" in text
     assert "leadscore_score_seconds_bucket" in text

@@ -33,6 +33,10 @@ def test_a_team_model_trains_on_its_outcomes_and_waits_as_challenger(
     agent, admin = as_role("globex-agent"), as_role("globex-admin")
     too_early = client.post("/api/v1/ml/models/train", json={}, headers=admin)
     assert too_early.status_code == 422, too_early.text  # no outcomes yet: the global model serves
+    # No body: the team's own scope, which has no champion yet (never the global model).
+    nothing = client.post("/api/v1/ml/models/rollback", headers=admin)
+    assert nothing.status_code == 409, nothing.text
+    assert "has no champion of its own" in nothing.json()["detail"]
     leads = [lead.model_dump(mode="json", exclude_none=True) for lead in frame_to_leads(history)]
     for start in range(0, len(leads), 100):
         scored = client.post(
@@ -61,9 +65,12 @@ def test_a_team_model_trains_on_its_outcomes_and_waits_as_challenger(
     with open_ws(server, admin) as ws:
         receive(ws)
         subscribe(ws, ["model_status"])
-        started = client.post("/api/v1/ml/models/train", json={}, headers=admin)
+        started = client.post("/api/v1/ml/models/train", headers=admin)  # no body: defaults
         assert started.status_code == 202, started.text
         job = started.json()["job"]
+        running = client.get(f"/api/v1/ml/models/jobs/{job}", headers=admin)
+        assert running.status_code == 200, running.text
+        assert (running.json()["state"], running.json()["finished_at"]) == ("running", None)
         busy = client.post("/api/v1/ml/models/train", json={}, headers=admin)
         assert busy.status_code == 409  # one job per team at a time
         assert busy.json()["error"] == "training_in_progress"
@@ -77,6 +84,25 @@ def test_a_team_model_trains_on_its_outcomes_and_waits_as_challenger(
             if m["team_id"] is not None]  # fmt: skip
     [challenger] = mine
     assert challenger["aliases"] == [f"challenger@team:{challenger['team_id']}"]
+    assert challenger["trained_at"] is not None
+    deadline = time.monotonic() + 10  # the job records its end just after its last event
+    while (done := client.get(f"/api/v1/ml/models/jobs/{job}", headers=admin).json())[
+        "state"
+    ] == "running":
+        assert time.monotonic() < deadline, done
+        time.sleep(0.1)
+    assert (done["state"], done["version"], done["error"]) == ("succeeded", challenger["version"],
+                                                                None)  # fmt: skip
+    assert done["started_at"] <= done["finished_at"]
+    assert done["actor"].startswith("key ")
+    jobs = client.get("/api/v1/ml/models/jobs", headers=admin).json()
+    assert jobs[0]["job"] == job
+    assert client.get(f"/api/v1/ml/models/jobs/{job}", headers=agent).status_code == 403
+    foreign = client.get(f"/api/v1/ml/models/jobs/{job}", headers=as_role("acme-admin"))
+    assert foreign.status_code == 404  # another team's job does not exist for it
+    assert job not in {
+        j["job"] for j in client.get("/api/v1/ml/models/jobs", headers=as_role("acme-admin")).json()
+    }
     assert challenger["trained_by"].startswith("key ")
     detail = client.get(f"/api/v1/ml/models/{challenger['version']}", headers=admin).json()
     gate = detail["card"]["gate"]
@@ -93,8 +119,9 @@ def test_a_team_model_trains_on_its_outcomes_and_waits_as_challenger(
                              json={"force": True, "reason": "tests"}, headers=admin)  # fmt: skip
         assert forced.status_code == 200, forced.text
     global_version = client.get("/api/v1/ml/model/status", headers=as_role("acme-viewer")).json()
-    back = client.post("/api/v1/ml/models/rollback", json={"team": True}, headers=admin)
+    back = client.post("/api/v1/ml/models/rollback", headers=admin)  # no body: the team's own
     assert back.status_code == 200, back.text
+    assert back.json()["scope"] == str(challenger["team_id"])
     assert back.json()["detail"] == {"fallback": "global"}  # its first own model: back to global
     assert back.json()["to_version"] == global_version["version"]
     again = client.post("/api/v1/ml/models/rollback", json={"team": True}, headers=admin)

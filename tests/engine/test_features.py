@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from leadscore.engine.columnar import raw_from_frame
 from leadscore.engine.features import (
+    FEATURE_INDEX,
     FEATURE_NAMES,
     FEATURES,
     GROUPS,
@@ -180,3 +181,23 @@ def test_every_reason_reads_as_a_sentence(spec: object, value: float) -> None:
     assert text
     assert "{" not in text
     assert not re.search(r"\bnan\b", text, re.IGNORECASE)
+
+
+@pytest.mark.parametrize(
+    ("feature", "value", "text"),
+    [
+        ("timeline_months", 1.0, "Wants to buy within 1 month"),
+        ("timeline_months", 2.0, "Wants to buy within 2 months"),
+        ("timeline_months", 1.5, "Wants to buy within 1.5 months"),
+        ("lead_age_days", 1.2, "Lead is 1 day old"),
+        ("lead_age_days", 3.0, "Lead is 3 days old"),
+        ("location_terms", 1.0, "Location described in 1 word"),
+        ("previous_transactions", 1.0, "1 previous transaction"),
+        ("previous_transactions", 0.0, "0 previous transactions"),
+        ("properties_viewed", float(np.log1p(1.0)), "Viewed 1 property"),
+        ("properties_viewed", float(np.log1p(12.0)), "Viewed 12 properties"),
+        ("message_length_mean", float(np.log1p(1.0)), "Messages average 1 character"),
+    ],
+)
+def test_reason_texts_say_one_in_the_singular(feature: str, value: float, text: str) -> None:
+    assert FEATURES[FEATURE_INDEX[feature]].describe(value) == text

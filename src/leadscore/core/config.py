@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Final
+from typing import Annotated, Final
 
-from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEMO_JWT_SECRET: Final = "leadscore-demo-secret-not-for-production-use"
 MIN_SECRET_LENGTH: Final = 32
@@ -41,7 +42,9 @@ class ServiceSettings(Settings):
     jwt_audience: str = "leadscore-api"
     jwt_ttl_seconds: int = Field(default=900, ge=60, le=86_400)
     rate_limit_per_minute: int = Field(default=1200, ge=1)
-    cors_origins: list[str] = Field(default_factory=list)
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated origins, or a JSON list."
+    )
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     max_upload_bytes: int = Field(
         default=200 * 1_048_576, ge=1024, description="A CRM export uploaded for training."
@@ -89,6 +92,17 @@ class ServiceSettings(Settings):
     batch_progress_chunk: int = Field(
         default=25, ge=1, le=100, description="Leads per batch chunk (one progress event each)."
     )
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        """Operators write `a,b` in an environment variable; a JSON list is accepted too."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [origin.strip() for origin in text.split(",") if origin.strip()]
 
     @model_validator(mode="after")
     def _safe_secret(self) -> ServiceSettings:

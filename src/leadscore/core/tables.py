@@ -219,3 +219,22 @@ class ShadowScoreRow(Base):
     served_version: Mapped[str] = mapped_column(String(64))  # what the client got instead
     ml_score: Mapped[float] = mapped_column(Float)
     scored_at: Mapped[datetime]
+
+
+class TrainingJobRow(Base):
+    """A team's training job: running, or how it ended; any worker reads it."""
+
+    __tablename__ = "training_jobs"
+    __table_args__ = (Index("ix_training_jobs_team_started", "team_id", "started_at"),)
+
+    job: Mapped[str] = mapped_column(String(32), primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))
+    state: Mapped[str] = mapped_column(String(16))  # running | succeeded | failed
+    actor: Mapped[str] = mapped_column(String(200))
+    promote: Mapped[bool] = mapped_column(Boolean)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    parent_version: Mapped[str | None] = mapped_column(String(64))
+    version: Mapped[str | None] = mapped_column(String(64))  # the challenger it registered
+    promoted: Mapped[bool | None] = mapped_column(Boolean)
+    error: Mapped[str | None] = mapped_column(String(1000))

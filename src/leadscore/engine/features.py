@@ -176,6 +176,24 @@ def _fmt(
     return describe
 
 
+def _counted(
+    template: str,
+    nouns: tuple[str, str],
+    unknown: str,
+    transform: Callable[[float], float] = lambda v: v,
+) -> Describe:
+    """A reason text with a whole count and its noun, singular when the count shown is 1
+    ("1 property", "3 properties"); `template` has `{n}` and `{noun}`."""
+
+    def describe(value: float) -> str:
+        if math.isnan(value):
+            return unknown
+        shown = f"{transform(value):.0f}"
+        return template.format(n=shown, noun=nouns[0] if shown == "1" else nouns[1])
+
+    return describe
+
+
 def _yes_no(yes: str, no: str, unknown: str) -> Describe:
     return lambda v: unknown if math.isnan(v) else (yes if v >= 0.5 else no)
 
@@ -185,7 +203,8 @@ def _timeline_text(months: float) -> str:
         return "Timeline unknown"
     if months <= 0.5:
         return "Wants to buy as soon as possible"
-    return f"Wants to buy within {months:g} months"
+    shown = f"{months:g}"
+    return f"Wants to buy within {shown} {'month' if shown == '1' else 'months'}"
 
 
 _CLARITY = ("No budget given", "Budget given but unreadable", "Budget open-ended", "Clear budget")
@@ -239,8 +258,9 @@ FEATURES: Final[tuple[FeatureSpec, ...]] = (
         "properties_viewed", "response_patterns",
         "log(1 + properties viewed on the site)", "0 … 14", "no web activity",
         _log1p("properties_viewed"),
-        _fmt(
-            "Viewed {:.0f} properties", np.expm1, "Properties viewed unknown",
+        _counted(
+            "Viewed {n} {noun}", ("property", "properties"), "Properties viewed unknown",
+            transform=np.expm1,
         ),
     ),
     FeatureSpec(
@@ -281,7 +301,8 @@ FEATURES: Final[tuple[FeatureSpec, ...]] = (
     FeatureSpec(
         "lead_age_days", "timeline_urgency",
         "days from lead creation to the as-of time", "0 … ∞", "no created_at",
-        _days("lead_age_us"), _fmt("Lead is {:.0f} days old", unknown="Lead age unknown"),
+        _days("lead_age_us"),
+        _counted("Lead is {n} {noun} old", ("day", "days"), "Lead age unknown"),
     ),
     FeatureSpec(
         "location_specificity", "location_specificity",
@@ -291,7 +312,8 @@ FEATURES: Final[tuple[FeatureSpec, ...]] = (
     FeatureSpec(
         "location_terms", "location_specificity",
         "words in the location preference", "1 … 40", "no location",
-        _col("loc_terms"), _fmt("Location described in {:.0f} words", unknown="No location given"),
+        _col("loc_terms"),
+        _counted("Location described in {n} {noun}", ("word", "words"), "No location given"),
     ),
     FeatureSpec(
         "property_criteria", "location_specificity",
@@ -336,8 +358,9 @@ FEATURES: Final[tuple[FeatureSpec, ...]] = (
         "previous_transactions", "real_estate_experience",
         "home purchases or sales before", "0 … 1000", "not given",
         _col("prev_tx"),
-        _fmt(
-            "{:.0f} previous transactions", unknown="Previous transactions unknown",
+        _counted(
+            "{n} previous {noun}", ("transaction", "transactions"),
+            "Previous transactions unknown",
         ),
     ),
     FeatureSpec(
@@ -349,8 +372,9 @@ FEATURES: Final[tuple[FeatureSpec, ...]] = (
         "message_length_mean", "communication_quality",
         "log(1 + mean message length in characters)", "0 … 11.5", "no message lengths",
         _message_mean,
-        _fmt(
-            "Messages average {:.0f} characters", np.expm1, "Message length unknown",
+        _counted(
+            "Messages average {n} {noun}", ("character", "characters"),
+            "Message length unknown", transform=np.expm1,
         ),
     ),
     FeatureSpec(

@@ -119,7 +119,7 @@ def _describe(row: ModelVersionRow, aliases: dict[tuple[str, str], str]) -> dict
             if version == row.version
         ),
         "registered_at": iso_z(row.registered_at),
-        "trained_at": card.get("trained_at"),
+        "trained_at": card.get("created_at"),  # the card says when training finished
         "parent_version": row.parent_version,
         "trained_by": row.trained_by,
         "metrics": card.get("metrics"),
@@ -382,6 +382,11 @@ class Registry:
                         continue
                     target = change.from_version
                     break
+            if current is None and scope != GLOBAL:
+                raise PromotionRefusedError(
+                    f"team {scope} has no champion of its own to roll back: the global model "
+                    "serves it"
+                )
             if current is None or (target is None and scope == GLOBAL):
                 raise PromotionRefusedError(f"no earlier champion to return to ({scope})")
             now = datetime.now(UTC)
@@ -398,6 +403,11 @@ class Registry:
             )  # fmt: skip
             await repo.add_model_change(session, change)
         return _change(change)
+
+    async def had_champion(self, team_id: int) -> bool:
+        """Whether the team has ever had a champion of its own (promoted, or rolled back)."""
+        async with self.sessions() as session:
+            return await repo.had_champion(session, scope_of(team_id))
 
     async def load(self, version: str) -> LiveModel:
         """A version ready to serve: unpacked once per host, loaded and checked."""
@@ -563,8 +573,14 @@ class ModelAdmin:
         await self._announce("promoted", change)
         return change
 
-    async def rollback(self, principal: Principal, *, team_scope: bool) -> dict[str, Any]:
-        """Return the global (or the team's) champion to the previous one."""
+    async def rollback(self, principal: Principal, *, team_scope: bool | None) -> dict[str, Any]:
+        """Return the global (or the team's) champion to the previous one; unset, the caller's
+        own scope: its team's once that has had a champion (never the global model by
+        surprise), else the global one when the caller runs it."""
+        if team_scope is None:
+            team_scope = principal.team_name != self.global_models_team or (
+                await self.registry.had_champion(principal.team_id)
+            )
         team_id = principal.team_id if team_scope else None
         self._may_change(principal, team_id)
         change = await self.registry.rollback(team_id, actor=f"key {principal.key_id}")

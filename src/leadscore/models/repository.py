@@ -22,6 +22,7 @@ from leadscore.core.tables import (
     OutcomeRow,
     ScoreRow,
     ShadowScoreRow,
+    TrainingJobRow,
 )
 from leadscore.outcomes.repository import OutcomeRecord
 
@@ -132,6 +133,48 @@ async def release_lease(session: AsyncSession, scope: str, holder: str) -> None:
     )
 
 
+async def lease_holder(session: AsyncSession, scope: str) -> tuple[str, datetime] | None:
+    """The job holding a scope's `training` lease and when it last renewed it."""
+    result = await session.execute(
+        select(ModelAliasRow.version, ModelAliasRow.updated_at).where(
+            ModelAliasRow.scope == scope, ModelAliasRow.alias == "training"
+        )
+    )
+    row = result.first()
+    return (row.version, row.updated_at) if row is not None else None
+
+
+async def add_training_job(session: AsyncSession, job: TrainingJobRow) -> None:
+    """Record a job that starts now."""
+    session.add(job)
+
+
+async def finish_training_job(
+    session: AsyncSession, job: str, **outcome: str | bool | datetime | None
+) -> None:
+    """Record how a job ended: its state, when, and its version or its error."""
+    await session.execute(update(TrainingJobRow).where(TrainingJobRow.job == job).values(**outcome))
+
+
+async def training_jobs(session: AsyncSession, team_id: int, limit: int) -> list[TrainingJobRow]:
+    """A team's jobs, newest first."""
+    result = await session.execute(
+        select(TrainingJobRow)
+        .where(TrainingJobRow.team_id == team_id)
+        .order_by(TrainingJobRow.started_at.desc(), TrainingJobRow.job)
+        .limit(limit)
+    )
+    return list(result.scalars())
+
+
+async def training_job(session: AsyncSession, team_id: int, job: str) -> TrainingJobRow | None:
+    """One job of a team (None for another team's)."""
+    result = await session.execute(
+        select(TrainingJobRow).where(TrainingJobRow.job == job, TrainingJobRow.team_id == team_id)
+    )
+    return result.scalar_one_or_none()
+
+
 async def drop_alias(session: AsyncSession, scope: str, alias: str) -> None:
     """Remove an alias (a challenger that was promoted or refused)."""
     await session.execute(
@@ -155,6 +198,19 @@ async def model_changes(
         .limit(limit)
     )
     return list(result.scalars())
+
+
+async def had_champion(session: AsyncSession, scope: str) -> bool:
+    """Whether a scope's champion was ever set or rolled back (its audit trail says so)."""
+    result = await session.execute(
+        select(ModelChangeRow.id)
+        .where(
+            ModelChangeRow.scope == scope,
+            ModelChangeRow.action.in_(("promote", "rollback", "bootstrap")),
+        )
+        .limit(1)
+    )
+    return result.first() is not None
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ from fastapi import (
     APIRouter,
     File,
     Form,
+    Path,
     Query,
     UploadFile,
 )
@@ -27,6 +28,7 @@ from leadscore.models.schemas import (
     ModelSummary,
     PromoteRequest,
     RollbackRequest,
+    TrainingJob,
     TrainRequest,
     TrainResult,
     TrainStarted,
@@ -34,6 +36,8 @@ from leadscore.models.schemas import (
     TrialState,
 )
 from leadscore.models.status import team_model_status
+
+JobIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
 
 status_router = APIRouter(prefix="/api/v1/ml", tags=["scoring"], responses=ERROR_RESPONSES)
 router = APIRouter(
@@ -67,17 +71,21 @@ async def list_models(services: ServicesDep, principal: AdminDep) -> list[dict[s
 
 @router.post("/rollback", response_model=ModelChange, openapi_extra=SECURED)
 async def rollback_model(
-    request: RollbackRequest, services: ServicesDep, principal: AdminDep
+    services: ServicesDep, principal: AdminDep, request: RollbackRequest | None = None
 ) -> dict[str, Any]:
-    """Admins: serve the previous champion again, on every worker within seconds."""
+    """Admins: serve the previous champion again, on every worker within seconds (no body:
+    the caller's own scope)."""
+    request = request or RollbackRequest()
     return await services.model_admin.rollback(principal, team_scope=request.team)
 
 
 @router.post("/train", status_code=202, response_model=TrainStarted, openapi_extra=SECURED)
 async def train_model(
-    request: TrainRequest, services: ServicesDep, principal: AdminDep
+    services: ServicesDep, principal: AdminDep, request: TrainRequest | None = None
 ) -> dict[str, Any]:
-    """Admins: train the team's model on its outcomes in the background (one job at a time)."""
+    """Admins: train the team's model on its outcomes in the background (one job at a time;
+    no body: the defaults)."""
+    request = request or TrainRequest()
     job, _ = await services.training.start(
         principal.team_id, actor=f"key {principal.key_id}", promote=request.promote
     )
@@ -102,6 +110,21 @@ async def train_model_with_export(
         mapping=await mapping.read() if mapping is not None else None,
     )  # fmt: skip
     return {"job": job, "team_id": principal.team_id, "status": "started"}
+
+
+@router.get("/jobs", response_model=list[TrainingJob], openapi_extra=SECURED)
+async def list_training_jobs(services: ServicesDep, principal: AdminDep) -> list[dict[str, Any]]:
+    """Admins: the team's latest training jobs (50), newest first, from any worker."""
+    return await services.training.jobs(principal.team_id)
+
+
+@router.get("/jobs/{job_id}", response_model=TrainingJob, openapi_extra=SECURED)
+async def get_training_job(
+    job_id: JobIdPath, services: ServicesDep, principal: AdminDep
+) -> dict[str, Any]:
+    """Admins: one of the team's training jobs — running, succeeded (its version) or failed
+    (its error)."""
+    return await services.training.job(principal.team_id, job_id)
 
 
 @router.post("/recalibrate", response_model=TrainResult, openapi_extra=SECURED)
@@ -152,9 +175,13 @@ async def show_model(
 
 @router.post("/{version}/promote", response_model=ModelChange, openapi_extra=SECURED)
 async def promote_model(
-    version: VersionPath, request: PromoteRequest, services: ServicesDep, principal: AdminDep
+    version: VersionPath,
+    services: ServicesDep,
+    principal: AdminDep,
+    request: PromoteRequest | None = None,
 ) -> dict[str, Any]:
     """Admins: make a version champion (after its gate passed, or forced and recorded)."""
+    request = request or PromoteRequest()
     return await services.model_admin.promote(
         principal, version, force=request.force, reason=request.reason
     )

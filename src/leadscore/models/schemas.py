@@ -17,9 +17,11 @@ class PromoteRequest(_Strict):
 
 
 class RollbackRequest(_Strict):
-    """Roll back the global champion, or with `team` this team's own champion."""
+    """Roll back this team's own champion (`team: true`) or the global one (`false`); unset,
+    the caller's own scope: the team's once it has had a champion of its own, else the global
+    one for the operating team (LEADSCORE_GLOBAL_MODELS_TEAM), else the team's (refused)."""
 
-    team: bool = False
+    team: bool | None = None
 
 
 class TrialRequest(_Strict):
@@ -121,6 +123,22 @@ class TrainStarted(BaseModel):
     job: str
     team_id: int
     status: Literal["started"]
+
+
+class TrainingJob(BaseModel):
+    """A training job of the caller's team: its state, and its challenger or its error."""
+
+    job: str
+    team_id: int
+    state: Literal["running", "succeeded", "failed"]
+    actor: str
+    promote: bool
+    started_at: str
+    finished_at: str | None
+    parent_version: str | None
+    version: str | None = Field(description="the challenger it registered")
+    promoted: bool | None
+    error: str | None
 
 
 class TrainResult(BaseModel):

@@ -37,11 +37,13 @@ def trial_status(lineup: Lineup, shadow: ShadowScorer) -> dict[str, Any]:
     }
 
 
-def model_status(lineup: Lineup, metrics: Metrics, writer: ScoreWriter[Any]) -> dict[str, Any]:
-    """The model card's essentials plus live traffic since the server started."""
+def model_status(
+    lineup: Lineup, metrics: Metrics, writer: ScoreWriter[Any], team_id: int
+) -> dict[str, Any]:
+    """The model card's essentials plus the team's live traffic since the server started."""
     live = lineup.champion
     card = live.model.card_
-    traffic = metrics.summary()
+    traffic = metrics.summary(team_id)
     return {
         "model_loaded": True,
         "worker_pid": os.getpid(),
@@ -95,7 +97,7 @@ async def team_model_status(
     """The serving model's status for a team, with its live quality as outcomes arrive."""
     await writer.barrier()
     quality = await live_quality(sessions, team_id)
-    return model_status(lineup, metrics, writer) | {
+    return model_status(lineup, metrics, writer, team_id) | {
         "live_quality": quality,
         "trial": trial_status(lineup, shadow),
     }

@@ -22,8 +22,15 @@ import polars as pl
 from sqlalchemy.exc import SQLAlchemyError
 
 from leadscore.core.db import create_engine, session_factory
-from leadscore.core.errors import InvalidInputError, LeadScoreError, TrainingDataError
+from leadscore.core.errors import (
+    InvalidInputError,
+    LeadScoreError,
+    NotFoundError,
+    TrainingDataError,
+)
 from leadscore.core.lifecycle import Background, Periodic
+from leadscore.core.tables import TrainingJobRow
+from leadscore.core.timestamps import iso_z
 from leadscore.engine.attributes import AttributeSpec
 from leadscore.engine.gate import GateConfig, promotion_gate, recalibrate, time_holdout
 from leadscore.engine.io import file_format, leads_to_frame
@@ -172,6 +179,20 @@ def _result(
     }  # fmt: skip
 
 
+#: The error a job that ended without saying so reports (its worker stopped or lost the lease).
+INTERRUPTED: Final = "interrupted: the worker running it stopped"
+
+
+def _describe_job(row: TrainingJobRow, state: str, error: str | None) -> dict[str, Any]:
+    return {
+        "job": row.job, "team_id": row.team_id, "state": state, "actor": row.actor,
+        "promote": row.promote, "started_at": iso_z(row.started_at),
+        "finished_at": iso_z(row.finished_at) if row.finished_at is not None else None,
+        "parent_version": row.parent_version, "version": row.version,
+        "promoted": row.promoted, "error": error,
+    }  # fmt: skip
+
+
 class RetrainService:
     """Trains a team's model from its outcomes and registers it as the team's challenger."""
 
@@ -230,6 +251,16 @@ class RetrainService:
         job = uuid.uuid4().hex[:12]
         if not await self.registry.lease(scope_of(team_id), job, self.lease):
             raise TrainingBusyError(f"a training job for team {team_id} is already running")
+        try:
+            async with self.registry.sessions() as session, session.begin():
+                await repo.add_training_job(
+                    session,
+                    TrainingJobRow(job=job, team_id=team_id, state="running", actor=actor,
+                                   promote=promote, started_at=datetime.now(UTC)),
+                )  # fmt: skip
+        except BaseException:
+            await self.registry.release(scope_of(team_id), job)
+            raise
         task = asyncio.create_task(
             self._job(team_id, job, actor, promote, export), name=f"train-{job}"
         )
@@ -269,13 +300,58 @@ class RetrainService:
     ) -> dict[str, Any]:
         try:
             async with self._leased(scope_of(team_id), job):
-                return await self._retrain(
-                    team_id, job, actor=actor, promote=promote, export=export
-                )
+                # Recorded while the lease is held: no reader sees a job without either.
+                try:
+                    result = await self._retrain(
+                        team_id, job, actor=actor, promote=promote, export=export
+                    )
+                except asyncio.CancelledError:
+                    await self._finish(job, state="failed", error="interrupted: server shutdown")
+                    raise
+                except Exception as exc:
+                    await self._finish(job, state="failed", error=f"{exc}"[:1000] or repr(exc))
+                    raise
+                await self._finish(
+                    job, state="succeeded", version=result["version"],
+                    parent_version=result["parent_version"], promoted=result["promoted"],
+                )  # fmt: skip
+                return result
         except Exception as exc:
             self._announce("training_failed", "", {"team_id": team_id, "job": job,
                                                    "error": str(exc)})  # fmt: skip
             raise
+
+    async def _finish(self, job: str, **outcome: str | bool | None) -> None:
+        """Record how a job ended."""
+        async with self.registry.sessions() as session, session.begin():
+            await repo.finish_training_job(session, job, finished_at=datetime.now(UTC), **outcome)
+
+    async def jobs(self, team_id: int, limit: int = 50) -> list[dict[str, Any]]:
+        """The team's training jobs, newest first, as any worker sees them."""
+        async with self.registry.sessions() as session:
+            rows = await repo.training_jobs(session, team_id, limit)
+            holder = await repo.lease_holder(session, scope_of(team_id))
+        return [self._job_state(row, holder) for row in rows]
+
+    async def job(self, team_id: int, job: str) -> dict[str, Any]:
+        """One of the team's training jobs (another team's is not found)."""
+        async with self.registry.sessions() as session:
+            row = await repo.training_job(session, team_id, job)
+            holder = await repo.lease_holder(session, scope_of(team_id))
+        if row is None:
+            raise NotFoundError(f"no training job {job!r}")
+        return self._job_state(row, holder)
+
+    def _job_state(
+        self, row: TrainingJobRow, holder: tuple[str, datetime] | None
+    ) -> dict[str, Any]:
+        """A job recorded as running is running only while it holds a live lease: a worker
+        that crashed mid-job never recorded its end."""
+        if row.state == "running":
+            alive = datetime.now(UTC) - self.lease
+            if holder is None or holder[0] != row.job or holder[1] < alive:
+                return _describe_job(row, "failed", INTERRUPTED)
+        return _describe_job(row, row.state, row.error)
 
     @contextlib.asynccontextmanager
     async def _leased(self, scope: str, job: str) -> AsyncIterator[None]:

@@ -34,8 +34,9 @@ async def get_health(services: ServicesDep) -> JSONResponse:
 
 @router.get("/metrics/performance", openapi_extra=SECURED)
 async def performance(services: ServicesDep, principal: PrincipalDep) -> dict[str, Any]:
-    """Latency percentiles, share under target, cache hit and escalation rates, classes."""
-    return services.metrics.summary()
+    """The caller's team's latency percentiles, share under target, cache hit and escalation
+    rates, classes (since the servers started)."""
+    return services.metrics.summary(principal.team_id)
 
 
 @root_router.get("/metrics", response_class=Response)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -13,8 +14,12 @@ from leadscore.core.cache import Cache
 from leadscore.models.holder import ModelHolder
 from leadscore.monitoring import repository as repo
 
+log = logging.getLogger(__name__)
 
-async def _check(probe: Callable[[], Awaitable[None]], timeout: float) -> dict[str, Any]:
+
+async def _check(name: str, probe: Callable[[], Awaitable[None]], timeout: float) -> dict[str, Any]:
+    """One dependency's status; the report is public, so the failure's own message (hosts,
+    ports, user names) goes to the server log and the reply names only its kind."""
     started = time.perf_counter()
     try:
         await asyncio.wait_for(probe(), timeout)
@@ -22,7 +27,8 @@ async def _check(probe: Callable[[], Awaitable[None]], timeout: float) -> dict[s
     except TimeoutError:
         status, detail = "error", f"no answer within {timeout:g} s"
     except Exception as exc:  # any failure of a dependency is reported, never raised
-        status, detail = "error", f"{type(exc).__name__}: {exc}"[:200]
+        log.warning("health: the %s check failed: %s: %s", name, type(exc).__name__, exc)
+        status, detail = "error", f"{name} check failed ({type(exc).__name__}; see the server log)"
     return {
         "status": status,
         "latency_ms": round((time.perf_counter() - started) * 1000, 3),
@@ -48,7 +54,9 @@ async def health(
             raise RuntimeError("model has no boosters")
 
     db_check, cache_check, model_check = await asyncio.gather(
-        _check(database, timeout), _check(cache.ping, timeout), _check(model, timeout)
+        _check("database", database, timeout),
+        _check("cache", cache.ping, timeout),
+        _check("model", model, timeout),
     )
     checks = {"model": model_check, "database": db_check, "cache": cache_check}
     essential_ok = model_check["status"] == "ok" and db_check["status"] == "ok"

@@ -76,6 +76,29 @@ def _same(row: repo.OutcomeRecord, item: OutcomeIn) -> bool:
     )
 
 
+def _refuse_conversion_after_loss(
+    index: int, item: OutcomeIn, existing: dict[tuple[str, str], repo.OutcomeRecord]
+) -> None:
+    """A lead may convert and then be lost (the deal fell through), never the reverse: a
+    conversion dated after the lead's loss contradicts it, whichever of the two came first."""
+    converted_at: datetime | None
+    lost_at: datetime | None
+    if item.outcome == "converted":
+        lost, converted_at = existing.get((item.lead_id, "lost")), item.occurred_at
+        lost_at = lost.occurred_at if lost is not None else None
+    elif item.outcome == "lost":
+        converted = existing.get((item.lead_id, "converted"))
+        converted_at = converted.occurred_at if converted is not None else None
+        lost_at = item.occurred_at
+    else:
+        return
+    if converted_at is not None and lost_at is not None and converted_at > lost_at:
+        raise ConflictError(
+            f"item {index}: lead {item.lead_id!r} was lost on {lost_at:%Y-%m-%d %H:%M} UTC; "
+            f"it cannot have converted after that ({converted_at:%Y-%m-%d %H:%M} UTC)"
+        )
+
+
 class OutcomeService:
     """Records outcomes for the caller's team; all of a request or none of it."""
 
@@ -129,6 +152,7 @@ class OutcomeService:
                     f"item {index}: lead {item.lead_id!r} is already {rival!r}; "
                     f"it cannot also be {item.outcome!r}"
                 )
+            _refuse_conversion_after_loss(index, item, existing)
             record = repo.OutcomeRecord(
                 team_id=team,
                 lead_id=item.lead_id,

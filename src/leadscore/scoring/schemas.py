@@ -65,7 +65,8 @@ class BatchRequest(_Strict):
         },
     )
 
-    leads: list[dict[str, Any]] = Field(min_length=1, max_length=100)
+    # Any item: one that is not even an object fails alone, like any other invalid lead.
+    leads: list[Any] = Field(min_length=1, max_length=100)
     options: ScoreOptions = Field(default_factory=ScoreOptions)
 
 

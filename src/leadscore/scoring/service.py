@@ -234,6 +234,7 @@ class ScoringService:
                 )
             )
             self.metrics.observe(
+                team,
                 body["classification"],
                 body["cache_hit"],
                 body["escalation_recommended"],
@@ -257,7 +258,7 @@ class ScoringService:
         return bodies
 
     async def batch(
-        self, principal: Principal, leads: Sequence[dict[str, Any]], options: ScoreOptions
+        self, principal: Principal, leads: Sequence[Any], options: ScoreOptions
     ) -> bytes:
         """Score up to 100 leads in one vectorised pass; an invalid lead fails alone."""
         started = time.perf_counter()

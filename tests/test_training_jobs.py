@@ -1,0 +1,68 @@
+"""Training jobs recorded in the database: any worker reports running, succeeded or failed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from leadscore.auth import repository as auth_repo
+from leadscore.core.errors import ModelArtifactError, NotFoundError
+from leadscore.core.tables import TrainingJobRow
+from leadscore.models import repository as repo
+from leadscore.models.registry import CHAMPION, GLOBAL, Registry, scope_of
+from leadscore.models.training import INTERRUPTED, MIN_TEAM_LEADS, RetrainService
+
+
+async def test_a_failed_job_reports_its_error_and_others_cannot_see_it(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    async with sessions() as session, session.begin():
+        team = await auth_repo.create_team(session, "globex", now)
+        other = await auth_repo.create_team(session, "acme", now)
+        # A champion whose artifact is gone: the job fails when it loads it.
+        await repo.register_model(session, "gone000000000000", "/nowhere", {}, now)
+        await repo.set_alias(session, GLOBAL, CHAMPION, "gone000000000000", now)
+    registry = Registry(sessions, tmp_path / "artifacts")
+    service = RetrainService(registry, "sqlite+aiosqlite://", tmp_path / "staging")
+    history = pl.DataFrame({"lead_id": [f"l{i}" for i in range(MIN_TEAM_LEADS)]})
+    job, task = await service.start(team.id, actor="tests", promote=True, export=history)
+    running = await service.job(team.id, job)
+    assert (running["state"], running["finished_at"], running["error"]) == ("running", None, None)
+    with pytest.raises(ModelArtifactError):
+        await task
+    failed = await service.job(team.id, job)
+    assert failed["state"] == "failed"
+    assert "has no stored artifact" in failed["error"]
+    assert failed["started_at"] <= failed["finished_at"]
+    assert (failed["actor"], failed["promote"], failed["version"]) == ("tests", True, None)
+    assert [j["job"] for j in await service.jobs(team.id)] == [job]
+    with pytest.raises(NotFoundError):
+        await service.job(other.id, job)  # another team's job does not exist for it
+    assert await service.jobs(other.id) == []
+
+
+async def test_a_job_whose_worker_died_is_failed_and_the_newest_comes_first(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    async with sessions() as session, session.begin():
+        team = await auth_repo.create_team(session, "globex", now)
+        for job, minutes in (("crashed", 30), ("alive", 1)):
+            await repo.add_training_job(
+                session,
+                TrainingJobRow(job=job, team_id=team.id, state="running", actor="tests",
+                               promote=False, started_at=now - timedelta(minutes=minutes)),
+            )  # fmt: skip
+    registry = Registry(sessions, tmp_path / "artifacts")
+    service = RetrainService(
+        registry, "sqlite+aiosqlite://", tmp_path / "staging", lease=timedelta(minutes=5)
+    )
+    assert await registry.lease(scope_of(team.id), "alive", service.lease)
+    jobs = await service.jobs(team.id)
+    assert [(j["job"], j["state"]) for j in jobs] == [("alive", "running"), ("crashed", "failed")]
+    assert jobs[1]["error"] == INTERRUPTED  # recorded as running, but it holds no lease
