@@ -25,7 +25,7 @@ def free_port() -> int:
 
 def run(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LEADSCORE_HOME": str(cwd / "home"), "OMP_NUM_THREADS": "2",
-           "LEADSCORE_JWT_SECRET": "cli-tests-" + "s" * 40}  # fmt: skip
+           "LEADSCORE_JWT_SECRET": "cli-tests-4Hq8Zr2Wm6Kx0Pv3Ny7Jb5Ls9Td1"}  # fmt: skip
     result = subprocess.run(
         [sys.executable, "-m", "leadscore", *args],
         cwd=cwd,

@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leadscore import __version__
 from leadscore.auth import routes as auth_routes
-from leadscore.auth.service import Authenticator
+from leadscore.auth.service import Authenticator, TeamAdmin
 from leadscore.core.bus import create_bus
 from leadscore.core.cache import create_cache
 from leadscore.core.config import ServiceSettings
@@ -121,10 +121,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         bus = create_bus(settings.redis_url)
         events = EventPublisher(bus)
         events.start()
+        auth = Authenticator(settings, sessions)
         hub = LiveHub(
             bus,
             events,
             HubSettings(
+                recheck_seconds=settings.ws_recheck_seconds,
                 heartbeat_seconds=settings.ws_heartbeat_seconds,
                 idle_timeout_seconds=settings.ws_idle_timeout_seconds,
                 send_timeout_seconds=settings.ws_send_timeout_seconds,
@@ -132,6 +134,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 max_connections=settings.ws_max_connections,
                 flush_interval_seconds=settings.ws_flush_interval_ms / 1000.0,
             ),
+            active_keys=auth.active_keys,
         )
         await hub.start()
         watcher = ModelWatcher(registry, models, events, hub.worker, settings.model_poll_seconds)
@@ -157,7 +160,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             ),
             shadow=shadow,
             outcomes=OutcomeService(sessions, writer),
-            auth=Authenticator(settings, sessions),
+            auth=auth,
+            teams=TeamAdmin(sessions, settings, auth),
             started_at=datetime.now(UTC),
             bus=bus,
             events=events,
@@ -329,6 +333,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         monitoring_routes.router,
         models_routes.status_router,
         auth_routes.router,
+        auth_routes.teams_router,
         monitoring_routes.root_router,
         live_routes.router,
         models_routes.router,
@@ -338,7 +343,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "PUT"],
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type"],
         )
     app.add_middleware(
