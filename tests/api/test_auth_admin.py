@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,6 +16,8 @@ import jwt
 import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection
+
+from leadscore.live.hub import CLOSE_KEY_REVOKED, CLOSE_UNAUTHORIZED
 
 from .conftest import SECRET, Deployment, ServerThread, lead, worker_env
 from .test_live import open_ws, receive
@@ -218,6 +221,11 @@ def test_an_expired_tokens_socket_is_closed_with_4401(
         assert receive(expiring)["event_type"] == "connection_established"
         assert receive(key)["event_type"] == "connection_established"
         started = time.monotonic()
+        listed = client.get("/api/v1/ml/ws/connections", headers=as_role("acme-admin")).json()
+        agent_id = key_id_of(client, as_role, "agent")
+        expiries = {c["credentials_expire_at"] is None for c in listed["connections"]
+                    if c["key_id"] == agent_id}  # fmt: skip
+        assert expiries == {True, False}  # the API-key socket has none, the token's has one
         assert close_code(expiring, timeout=2 + RECHECK_SECONDS + 10) == (4401, "token expired")
         assert time.monotonic() - started >= 1.0  # not before its exp
         key.send('{"type": "ping"}')  # an API-key socket has no exp: still open
@@ -303,3 +311,11 @@ def test_cli_needs_no_jwt_secret(deployment: Deployment) -> None:
     assert {row[3] for row in rows[1:]} == {"admin", "agent", "viewer"}
     models = cli(deployment, "models", "list")
     assert models.returncode == 0, models.stderr
+
+
+def test_recheck_close_codes_are_documented() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "websocket.md").read_text()
+    rows = {line.split("|")[1].strip(): line for line in docs.splitlines() if line[:3] == "| 4"}
+    assert "token expired" in rows[str(CLOSE_UNAUTHORIZED)]
+    assert "key revoked" in rows[str(CLOSE_KEY_REVOKED)]
+    assert "LEADSCORE_WS_RECHECK_SECONDS" in docs
