@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import (
     APIRouter,
     Body,
+    Path,
     Security,
 )
 
@@ -67,7 +68,11 @@ async def create_key(services: ServicesDep, principal: AdminDep, request: KeyCre
 
 
 @router.delete("/keys/{key_id}", response_model=KeyOut, openapi_extra=SECURED)
-async def revoke_key(services: ServicesDep, principal: AdminDep, key_id: int) -> KeyOut:
+async def revoke_key(
+    services: ServicesDep,
+    principal: AdminDep,
+    key_id: Annotated[int, Path(ge=1, le=2_147_483_647)],
+) -> KeyOut:
     """Admins: revoke a key of their team and every token it issued (idempotent)."""
     return await services.teams.revoke_key(key_id, principal.team_id)
 

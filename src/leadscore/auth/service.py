@@ -6,7 +6,7 @@ import time
 import uuid
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, get_args
 
 import jwt
 from sqlalchemy.exc import SQLAlchemyError
@@ -14,14 +14,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leadscore.auth import repository as repo
 from leadscore.auth.principal import Principal
-from leadscore.auth.schemas import KeyCreated, KeyOut, TeamSettingsOut, TeamSettingsPatch
-from leadscore.core.config import KEY_CACHE_SECONDS, ServiceSettings, Settings
+from leadscore.auth.schemas import KeyCreated, KeyOut, Role, TeamSettingsOut, TeamSettingsPatch
+from leadscore.core.config import ServiceSettings, Settings
 from leadscore.core.errors import InvalidInputError, LeadScoreError, NotFoundError
 from leadscore.core.tables import ApiKey, Team
 
-__all__ = ["KEY_CACHE_SECONDS"]  # the default of LEADSCORE_KEY_CACHE_SECONDS, re-exported
-
-ROLES: Final = ("admin", "agent", "viewer")
+ROLES: Final = get_args(Role)
 _CACHE_LIMIT: Final = 10_000
 
 

@@ -5,18 +5,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import Annotated, TypeVar
 
 import typer
 
 from leadscore.auth import repository as repo
+from leadscore.auth.service import ROLES, TeamAdmin
 from leadscore.core.config import StoreSettings
 
-if TYPE_CHECKING:
-    from leadscore.auth.service import TeamAdmin
-
 T = TypeVar("T")
-ROLES = ("admin", "agent", "viewer")
 
 
 keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
@@ -38,7 +35,6 @@ async def create_key(settings: StoreSettings, team: str, role: str, name: str) -
 
 def with_team_admin(use: Callable[[TeamAdmin], Awaitable[T]]) -> T:
     """Run one key or team operation against the configured (migrated) database."""
-    from leadscore.auth.service import TeamAdmin
     from leadscore.core.db import create_engine, session_factory
     from leadscore.core.migrate import upgrade
 
