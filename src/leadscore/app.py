@@ -126,13 +126,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             bus,
             events,
             HubSettings(
-                recheck_seconds=settings.ws_recheck_seconds,
                 heartbeat_seconds=settings.ws_heartbeat_seconds,
                 idle_timeout_seconds=settings.ws_idle_timeout_seconds,
                 send_timeout_seconds=settings.ws_send_timeout_seconds,
                 queue_size=settings.ws_queue_size,
                 max_connections=settings.ws_max_connections,
                 flush_interval_seconds=settings.ws_flush_interval_ms / 1000.0,
+                recheck_seconds=settings.ws_recheck_seconds,
             ),
             active_keys=auth.active_keys,
         )
