@@ -25,7 +25,7 @@ def free_port() -> int:
 
 def run(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LEADSCORE_HOME": str(cwd / "home"), "OMP_NUM_THREADS": "2",
-           "LEADSCORE_JWT_SECRET": "cli-tests-" + "s" * 40}  # fmt: skip
+           "LEADSCORE_JWT_SECRET": "cli-tests-4Hq8Zr2Wm6Kx0Pv3Ny7Jb5Ls9Td1"}  # fmt: skip
     result = subprocess.run(
         [sys.executable, "-m", "leadscore", *args],
         cwd=cwd,
@@ -214,18 +214,25 @@ def test_make_demo_takes_a_port() -> None:
         assert plan.stdout.strip().splitlines()[-1].endswith(f"leadscore demo --port {port}")
 
 
-def test_keys_create_prints_a_key_once_and_stores_only_its_hash(workdir: Path) -> None:
-    import sqlite3
-
-    env = {"LEADSCORE_JWT_SECRET": "k" * 40}
-    result = subprocess.run(
-        [sys.executable, "-m", "leadscore", "keys", "create", "--team", "crm", "--role", "viewer"],
-        cwd=workdir,
-        env={**os.environ, "LEADSCORE_HOME": str(workdir / "keys-home"), **env},
+def without_secret(*args: str, home: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """`leadscore ...` with no LEADSCORE_JWT_SECRET in its environment."""
+    environment = {k: v for k, v in os.environ.items() if k != "LEADSCORE_JWT_SECRET"}
+    return subprocess.run(
+        [sys.executable, "-m", "leadscore", *args],
+        cwd=home.parent,
+        env=environment | {"LEADSCORE_HOME": str(home), "OMP_NUM_THREADS": "2"} | env,
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+def test_keys_create_prints_a_key_once_and_stores_only_its_hash(workdir: Path) -> None:
+    import sqlite3
+
+    # No JWT secret: creating a key signs nothing.
+    result = without_secret("keys", "create", "--team", "crm", "--role", "viewer",
+                            home=workdir / "keys-home")  # fmt: skip
     assert result.returncode == 0, result.stderr
     key = result.stdout.strip()
     assert key.startswith("lsk_")
@@ -288,3 +295,82 @@ def test_retrain_learns_from_a_mapped_crm_export(workdir: Path, tmp_path: Path) 
     shown = json.loads(run("models", "show", result["version"], cwd=tmp_path).stdout)
     assert shown["aliases"] == [f"challenger@team:{shown['team_id']}"]
     assert "800 of them from a CRM export" in json.dumps(shown["card"])
+
+
+def test_keys_list_and_revoke_without_a_jwt_secret(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    for team, role in (("north", "admin"), ("north", "agent"), ("south", "viewer")):
+        made = without_secret("keys", "create", "--team", team, "--role", role, home=home)
+        assert made.returncode == 0, made.stderr
+    listed = without_secret("keys", "list", home=home)
+    assert listed.returncode == 0, listed.stderr
+    header, *rows = [line.split("\t") for line in listed.stdout.splitlines()]
+    assert header == ["id", "team", "name", "role", "prefix", "created_at", "revoked_at"]
+    assert [(r[1], r[3], r[6]) for r in rows] == [
+        ("north", "admin", "active"), ("north", "agent", "active"), ("south", "viewer", "active")
+    ]  # fmt: skip
+    north = without_secret("keys", "list", "--team", "north", home=home).stdout
+    assert "south" not in north
+    agent_id = rows[1][0]
+    revoked = without_secret("keys", "revoke", agent_id, home=home)
+    assert revoked.returncode == 0, revoked.stderr
+    assert revoked.stdout.startswith(f"key {agent_id} (api, agent) revoked at ")
+    again = without_secret("keys", "revoke", agent_id, home=home)
+    assert again.returncode == 0  # idempotent: the first revocation time stays
+    assert again.stdout == revoked.stdout
+    after = without_secret("keys", "list", home=home).stdout.splitlines()[2].split("\t")
+    assert after[0] == agent_id
+    assert after[6] != "active"
+    unknown = without_secret("keys", "revoke", "9999", home=home)
+    assert unknown.returncode == 2
+    assert unknown.stderr.strip() == "error: no key 9999"
+    nobody = without_secret("keys", "list", "--team", "west", home=home)
+    assert nobody.returncode == 2
+    assert "no team named 'west'" in nobody.stderr
+
+
+def test_teams_set_validates_and_prints_the_settings(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    assert without_secret("keys", "create", "--team", "north", home=home).returncode == 0
+    result = without_secret("teams", "set", "--team", "north", "--commission-rate", "0.03",
+                            "--hot", "80", "--warm", "55", home=home)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"team": "north", "commission_rate": 0.03,
+        "hot_threshold": 80.0, "warm_threshold": 55.0, "escalation_confidence": None}  # fmt: skip
+    more = without_secret("teams", "set", "--team", "north", "--escalation-confidence", "0.7",
+                          home=home)  # fmt: skip
+    assert json.loads(more.stdout)["escalation_confidence"] == 0.7
+    assert json.loads(more.stdout)["hot_threshold"] == 80.0  # what was not given stays
+    for args, message in [
+        (["--warm", "85"], "warm_threshold (85) must be below hot_threshold (80)"),
+        (["--commission-rate", "1.5"], "commission_rate: Input should be less than or equal to 1"),
+        (["--hot", "-1"], "hot_threshold: Input should be greater than or equal to 0"),
+    ]:
+        bad = without_secret("teams", "set", "--team", "north", *args, home=home)
+        assert bad.returncode == 2, bad.stdout
+        assert message in bad.stderr
+        assert bad.stderr.count("\n") == 1  # one line, no traceback
+    unknown = without_secret("teams", "set", "--team", "west", "--hot", "90", home=home)
+    assert unknown.returncode == 2
+    assert "no team named 'west'" in unknown.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "env"),
+    [(["demo", "--host", "0.0.0.0"], {}),
+     (["serve", "--host", "0.0.0.0"], {"LEADSCORE_DEMO": "true"}),
+     (["demo", "--host", "192.168.1.10"], {})],
+)  # fmt: skip
+def test_demo_refuses_a_public_host(tmp_path: Path, args: list[str], env: dict[str, str]) -> None:
+    result = without_secret(*args, home=tmp_path / "home", **env)
+    assert result.returncode == 2
+    assert "demo mode" in result.stderr
+    assert "binds only 127.0.0.1" in result.stderr
+    assert not (tmp_path / "home" / "leadscore.db").exists()  # refused before anything started
+
+
+@pytest.mark.parametrize("secret", ["a" * 40, "ab" * 20])
+def test_serve_refuses_a_guessable_secret(tmp_path: Path, secret: str) -> None:
+    result = without_secret("serve", home=tmp_path / "home", LEADSCORE_JWT_SECRET=secret)
+    assert result.returncode == 2
+    assert "LEADSCORE_JWT_SECRET looks guessable" in result.stderr

@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leadscore import __version__
 from leadscore.auth import routes as auth_routes
-from leadscore.auth.service import Authenticator
+from leadscore.auth.service import Authenticator, TeamAdmin
 from leadscore.core.bus import create_bus
 from leadscore.core.cache import create_cache
 from leadscore.core.config import ServiceSettings
@@ -132,6 +132,7 @@ async def _start(settings: ServiceSettings, stack: AsyncExitStack) -> Services:
     bus = create_bus(settings.redis_url)
     stack.push_async_callback(bus.close)
     events = await stack.enter_async_context(EventPublisher(bus))
+    auth = Authenticator(settings, sessions)
     hub = await stack.enter_async_context(
         LiveHub(
             bus,
@@ -143,7 +144,9 @@ async def _start(settings: ServiceSettings, stack: AsyncExitStack) -> Services:
                 queue_size=settings.ws_queue_size,
                 max_connections=settings.ws_max_connections,
                 flush_interval_seconds=settings.ws_flush_interval_ms / 1000.0,
+                recheck_seconds=settings.ws_recheck_seconds,
             ),
+            active_keys=auth.active_keys,
         )
     )
     watcher = ModelWatcher(registry, models, events, hub.worker, settings.model_poll_seconds)
@@ -177,7 +180,8 @@ async def _start(settings: ServiceSettings, stack: AsyncExitStack) -> Services:
         ),
         shadow=shadow,
         outcomes=OutcomeService(sessions, writer),
-        auth=Authenticator(settings, sessions),
+        auth=auth,
+        teams=TeamAdmin(sessions, settings, auth),
         started_at=datetime.now(UTC),
         bus=bus,
         events=events,
@@ -317,6 +321,7 @@ def create_app(
         monitoring_routes.router,
         models_routes.status_router,
         auth_routes.router,
+        auth_routes.teams_router,
         monitoring_routes.root_router,
         live_routes.router,
         models_routes.router,
@@ -326,7 +331,7 @@ def create_app(
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST", "PUT"],
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=["Authorization", "X-API-Key", "Content-Type"],
         )
     app.add_middleware(

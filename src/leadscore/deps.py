@@ -12,7 +12,7 @@ from fastapi.security import APIKeyHeader
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from leadscore.auth.principal import Principal
-from leadscore.auth.service import AuthenticationError, Authenticator, require_role
+from leadscore.auth.service import AuthenticationError, Authenticator, TeamAdmin, require_role
 from leadscore.core.bus import EventBus
 from leadscore.core.cache import Cache
 from leadscore.core.config import ServiceSettings
@@ -50,6 +50,7 @@ class Services:
     scoring: ScoringService
     outcomes: OutcomeService
     auth: Authenticator
+    teams: TeamAdmin
     bus: EventBus
     events: EventPublisher
     hub: LiveHub

@@ -36,7 +36,7 @@ from leadscore.scoring.schemas import EXAMPLE_LEAD
 
 from ..services import postgres_url, redis_url
 
-SECRET = "test-secret-" + "x" * 40
+SECRET = "test-secret-7Qm2Vx9Lk4Pz8Rw3Ht6Jn1Bc5Fd0Gs"
 
 
 def free_port() -> int:

@@ -14,3 +14,5 @@ class Principal:
     team_name: str
     role: str
     commission_rate: float | None = None
+    #: When the credential stops (a token's `exp`, epoch seconds); None for an API key.
+    expires_at: float | None = None

@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from sqlalchemy import select
+from sqlalchemy import Row, Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadscore.core.tables import (
@@ -39,24 +40,45 @@ def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+async def team_by_id(session: AsyncSession, team_id: int) -> Team | None:
+    """The team with this id, if any."""
+    return await session.get(Team, team_id)
+
+
+async def new_api_key(
+    session: AsyncSession, team_id: int, role: str, name: str, now: datetime
+) -> tuple[ApiKey, str]:
+    """Store a new key's hash; returns its row and the key itself, which is never stored."""
+    prefix = secrets.token_hex(6)
+    secret = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
+    key = ApiKey(
+        team_id=team_id, prefix=prefix, key_hash=hash_key(secret), role=role, name=name,
+        created_at=now,
+    )  # fmt: skip
+    session.add(key)
+    await session.flush()
+    return key, secret
+
+
 async def create_api_key(
     session: AsyncSession, team: Team, role: str, name: str, now: datetime
 ) -> str:
     """Store a new key's hash and return the key itself, which is never stored."""
-    prefix = secrets.token_hex(6)
-    secret = f"{KEY_PREFIX}{prefix}_{secrets.token_urlsafe(32)}"
-    session.add(
-        ApiKey(
-            team_id=team.id,
-            prefix=prefix,
-            key_hash=hash_key(secret),
-            role=role,
-            name=name,
-            created_at=now,
-        )
-    )
-    await session.flush()
-    return secret
+    return (await new_api_key(session, team.id, role, name, now))[1]
+
+
+async def list_keys(session: AsyncSession, team_id: int | None) -> Sequence[Row[ApiKey, str]]:
+    """Keys with their team's name, of one team or of all, oldest first."""
+    query = select(ApiKey, Team.name).join(Team, Team.id == ApiKey.team_id).order_by(ApiKey.id)
+    if team_id is not None:
+        query = query.where(ApiKey.team_id == team_id)
+    return (await session.execute(query)).all()
+
+
+async def key_by_id(session: AsyncSession, key_id: int, team_id: int | None) -> ApiKey | None:
+    """One key, revoked or not; None when unknown or (with `team_id`) another team's."""
+    key = await session.get(ApiKey, key_id)
+    return key if key is not None and team_id in (None, key.team_id) else None
 
 
 @dataclass(frozen=True)
@@ -67,6 +89,7 @@ class KeyOwner:
     team_id: int
     team_name: str
     role: str
+    commission_rate: float | None
 
 
 def key_prefix(secret: str) -> str | None:
@@ -77,20 +100,32 @@ def key_prefix(secret: str) -> str | None:
     return prefix if sep and len(prefix) == 12 else None
 
 
+def _owners() -> Select[int, int, str, str, float | None]:
+    """What a key lookup reads, in one query: the key, its team, the team's commission rate."""
+    return select(ApiKey.id, ApiKey.team_id, Team.name, ApiKey.role, Team.commission_rate).join(
+        Team, Team.id == ApiKey.team_id
+    )
+
+
 async def key_owner(session: AsyncSession, secret: str) -> KeyOwner | None:
     """The owner of an active key, compared in constant time; None when unknown or revoked."""
     prefix = key_prefix(secret)
     if prefix is None:
         return None
     result = await session.execute(
-        select(ApiKey, Team.name)
-        .join(Team, Team.id == ApiKey.team_id)
+        _owners()
+        .add_columns(ApiKey.key_hash)
         .where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
     )
     row = result.one_or_none()
-    if row is None:
+    if row is None or not hmac.compare_digest(row.key_hash, hash_key(secret)):
         return None
-    key, team_name = row
-    if not hmac.compare_digest(key.key_hash, hash_key(secret)):
-        return None
-    return KeyOwner(key.id, key.team_id, team_name, key.role)
+    return KeyOwner(*row[:5])
+
+
+async def active_key_owners(session: AsyncSession, key_ids: Collection[int]) -> dict[int, KeyOwner]:
+    """The owners of those keys that exist and are not revoked, by key id."""
+    result = await session.execute(
+        _owners().where(ApiKey.id.in_(list(key_ids)), ApiKey.revoked_at.is_(None))
+    )
+    return {row[0]: KeyOwner(*row) for row in result}

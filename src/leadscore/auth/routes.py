@@ -1,4 +1,4 @@
-"""Authentication routes: the token exchange."""
+"""Authentication routes: the token exchange, a team's keys and its settings."""
 
 from __future__ import annotations
 
@@ -7,18 +7,31 @@ from typing import Annotated
 from fastapi import (
     APIRouter,
     Body,
+    Path,
     Security,
 )
 
-from leadscore.auth.schemas import TokenRequest, TokenResponse
+from leadscore.auth.schemas import (
+    KeyCreate,
+    KeyCreated,
+    KeyOut,
+    TeamSettingsOut,
+    TeamSettingsPatch,
+    TokenRequest,
+    TokenResponse,
+)
 from leadscore.auth.service import AuthenticationError
 from leadscore.core.http import ERROR_RESPONSES
 from leadscore.deps import (
+    SECURED,
+    AdminDep,
+    PrincipalDep,
     ServicesDep,
     api_key_header,
 )
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"], responses=ERROR_RESPONSES)
+teams_router = APIRouter(prefix="/api/v1/teams", tags=["teams"], responses=ERROR_RESPONSES)
 
 
 @router.post("/token", response_model=TokenResponse)
@@ -40,3 +53,39 @@ async def token(
         role=principal.role,
         team=principal.team_name,
     )
+
+
+@router.get("/keys", response_model=list[KeyOut], openapi_extra=SECURED)
+async def list_keys(services: ServicesDep, principal: AdminDep) -> list[KeyOut]:
+    """Admins: their team's keys, revoked ones included (never a secret or its hash)."""
+    return [key for _, key in await services.teams.list_keys(principal.team_id)]
+
+
+@router.post("/keys", response_model=KeyCreated, status_code=201, openapi_extra=SECURED)
+async def create_key(services: ServicesDep, principal: AdminDep, request: KeyCreate) -> KeyCreated:
+    """Admins: a new key of their team; its secret is in this answer only."""
+    return await services.teams.create_key(principal.team_id, request.name, request.role)
+
+
+@router.delete("/keys/{key_id}", response_model=KeyOut, openapi_extra=SECURED)
+async def revoke_key(
+    services: ServicesDep,
+    principal: AdminDep,
+    key_id: Annotated[int, Path(ge=1, le=2_147_483_647)],
+) -> KeyOut:
+    """Admins: revoke a key of their team and every token it issued (idempotent)."""
+    return await services.teams.revoke_key(key_id, principal.team_id)
+
+
+@teams_router.get("/me", response_model=TeamSettingsOut, openapi_extra=SECURED)
+async def my_team(services: ServicesDep, principal: PrincipalDep) -> TeamSettingsOut:
+    """The caller's team settings; null means the server default."""
+    return await services.teams.team_settings(principal.team_id)
+
+
+@teams_router.patch("/me", response_model=TeamSettingsOut, openapi_extra=SECURED)
+async def update_my_team(
+    services: ServicesDep, principal: AdminDep, request: TeamSettingsPatch
+) -> TeamSettingsOut:
+    """Admins: change the fields sent (null resets one); applies within 30 s on every worker."""
+    return await services.teams.update_team_settings(principal.team_id, request)

@@ -12,6 +12,7 @@ from leadscore.cli.db import db_app
 from leadscore.cli.keys import keys_app
 from leadscore.cli.models import models_app, retrain
 from leadscore.cli.serve import demo, serve
+from leadscore.cli.teams import teams_app
 
 
 def register(app: typer.Typer) -> None:
@@ -20,5 +21,6 @@ def register(app: typer.Typer) -> None:
     app.command()(demo)
     app.add_typer(db_app, name="db")
     app.add_typer(keys_app, name="keys")
+    app.add_typer(teams_app, name="teams")
     app.add_typer(models_app, name="models")
     app.command()(retrain)

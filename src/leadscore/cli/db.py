@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from leadscore.core.config import ServiceSettings
+from leadscore.core.config import StoreSettings
 
 if TYPE_CHECKING:
     pass
@@ -20,6 +20,6 @@ def db_upgrade() -> None:
     """Apply every migration to the configured database."""
     from leadscore.core.migrate import upgrade
 
-    settings = ServiceSettings()
+    settings = StoreSettings()
     upgrade(settings.resolved_database_url)
     typer.echo("database schema is current")

@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated, TypeVar
 
 import typer
 
 from leadscore.auth import repository as repo
-from leadscore.core.config import ServiceSettings
+from leadscore.auth.service import ROLES, TeamAdmin
+from leadscore.core.config import StoreSettings
 
-if TYPE_CHECKING:
-    pass
-
-
-ROLES = ("admin", "agent", "viewer")
+T = TypeVar("T")
 
 
 keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
 
 
-async def create_key(settings: ServiceSettings, team: str, role: str, name: str) -> str:
+async def create_key(settings: StoreSettings, team: str, role: str, name: str) -> str:
     from leadscore.core.db import create_engine, session_factory
 
     engine = create_engine(settings.resolved_database_url)
@@ -35,6 +33,24 @@ async def create_key(settings: ServiceSettings, team: str, role: str, name: str)
         await engine.dispose()
 
 
+def with_team_admin(use: Callable[[TeamAdmin], Awaitable[T]]) -> T:
+    """Run one key or team operation against the configured (migrated) database."""
+    from leadscore.core.db import create_engine, session_factory
+    from leadscore.core.migrate import upgrade
+
+    settings = StoreSettings()
+    upgrade(settings.resolved_database_url)
+
+    async def run() -> T:
+        engine = create_engine(settings.resolved_database_url)
+        try:
+            return await use(TeamAdmin(session_factory(engine), settings))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
 @keys_app.command("create")
 def keys_create(
     team: Annotated[str, typer.Option(help="Team name (created if new).", min=1)],
@@ -46,6 +62,35 @@ def keys_create(
 
     if role not in ROLES:
         raise typer.BadParameter(f"role must be one of {', '.join(ROLES)}")
-    settings = ServiceSettings()
+    settings = StoreSettings()
     upgrade(settings.resolved_database_url)
     typer.echo(asyncio.run(create_key(settings, team, role, name)))
+
+
+@keys_app.command("list")
+def keys_list(
+    team: Annotated[str | None, typer.Option(help="Only this team's keys.")] = None,
+) -> None:
+    """Every key (or one team's): id, team, name, role, prefix, created, revoked."""
+
+    async def listed(admin: TeamAdmin) -> list[str]:
+        team_id = None if team is None else await admin.team_id(team)
+        return [
+            "\t".join([str(key.id), team_name, key.name, key.role, key.prefix,
+                       key.created_at.isoformat(),
+                       key.revoked_at.isoformat() if key.revoked_at else "active"])
+            for team_name, key in await admin.list_keys(team_id)
+        ]  # fmt: skip
+
+    rows = with_team_admin(listed)
+    typer.echo("\t".join(["id", "team", "name", "role", "prefix", "created_at", "revoked_at"]))
+    for row in rows:
+        typer.echo(row)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[int, typer.Argument(help="The key's id (`keys list`).")]) -> None:
+    """Revoke a key: it and its tokens stop working within 30 s on every worker."""
+    key = with_team_admin(lambda admin: admin.revoke_key(key_id, None))
+    assert key.revoked_at is not None
+    typer.echo(f"key {key.id} ({key.name}, {key.role}) revoked at {key.revoked_at.isoformat()}")

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
-from leadscore.core.config import ServiceSettings
+from leadscore.core.config import StoreSettings
 from leadscore.core.errors import LeadScoreError
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ T = TypeVar("T")
 models_app = typer.Typer(no_args_is_help=True, help="The model registry: versions and aliases.")
 
 
-async def _with_registry(settings: ServiceSettings, use: Callable[[Registry], Awaitable[T]]) -> T:
+async def _with_registry(settings: StoreSettings, use: Callable[[Registry], Awaitable[T]]) -> T:
     """Run one registry operation against the configured database."""
     from leadscore.core.db import create_engine, session_factory
     from leadscore.models.registry import Registry
@@ -38,7 +38,7 @@ async def _with_registry(settings: ServiceSettings, use: Callable[[Registry], Aw
 def _registry(use: Callable[[Registry], Awaitable[T]]) -> T:
     from leadscore.core.migrate import upgrade
 
-    settings = ServiceSettings()
+    settings = StoreSettings()
     upgrade(settings.resolved_database_url)
     try:
         return asyncio.run(_with_registry(settings, use))
@@ -174,7 +174,7 @@ def retrain(
     async def run(registry: Registry) -> dict[str, Any]:
         from leadscore.models.training import RetrainService
 
-        settings = ServiceSettings()
+        settings = StoreSettings()
         service = RetrainService(registry, settings.resolved_database_url,
                                  settings.home / "models" / "trained",
                                  num_threads=settings.num_threads)  # fmt: skip

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from leadscore.cli.keys import create_key
-from leadscore.core.config import ServiceSettings
+from leadscore.core.config import ServiceSettings, is_loopback
 from leadscore.core.errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -65,6 +65,16 @@ def uvicorn_options() -> dict[str, Any]:
     }
 
 
+def _refuse_public_demo(settings: ServiceSettings, host: str) -> None:
+    """The demo's secret and admin key are printed and public: never serve them to a network."""
+    if settings.demo and not is_loopback(host):
+        raise ConfigurationError(
+            f"demo mode serves a public JWT secret and prints an admin key: it binds only "
+            f"127.0.0.1, ::1 or localhost, not {host!r} (unset LEADSCORE_DEMO and set "
+            "LEADSCORE_JWT_SECRET to serve a network)"
+        )
+
+
 def _prepare(settings: ServiceSettings, workers: int) -> None:
     """What must happen once, before any worker starts: migrations, the model, metrics dir."""
     from leadscore.core.metrics import MULTIPROC_ENV
@@ -94,6 +104,7 @@ def serve(
     import uvicorn
 
     settings = ServiceSettings()
+    _refuse_public_demo(settings, host)
     _prepare(settings, workers)
     uvicorn.run(
         "leadscore.cli.serve:served_app",
@@ -161,5 +172,6 @@ def demo(
 ) -> None:
     """The embedded demo: SQLite, in-process cache, built-in model, a demo team and key."""
     settings = ServiceSettings(demo=True)
+    _refuse_public_demo(settings, host)
     _prepare(settings, 1)
     asyncio.run(_demo(settings, host, port, leads))

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import math
+from collections import Counter
 from pathlib import Path
 from typing import Annotated, Final
 
@@ -11,6 +14,39 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEMO_JWT_SECRET: Final = "leadscore-demo-secret-not-for-production-use"
 MIN_SECRET_LENGTH: Final = 32
+MIN_SECRET_DISTINCT: Final = 10
+MIN_SECRET_BITS_PER_CHAR: Final = 3.0
+#: How long a worker trusts what it read about a key or a team (revocations, team settings).
+KEY_CACHE_SECONDS: Final = 30.0
+
+
+def secret_problem(secret: str | None) -> str | None:
+    """Why this JWT secret is unsafe (missing, the demo's, short or guessable), None if fine."""
+    if secret is None:
+        return "is not set"
+    if secret == DEMO_JWT_SECRET:
+        return "is the public demo secret"
+    if len(secret) < MIN_SECRET_LENGTH:
+        return f"is shorter than {MIN_SECRET_LENGTH} characters"
+    counts = Counter(secret)
+    # Shannon entropy of the secret's own characters: "abab…" or "a"*40 are long, not random.
+    bits = 0.0 - sum(n / len(secret) * math.log2(n / len(secret)) for n in counts.values())
+    if len(counts) < MIN_SECRET_DISTINCT or bits < MIN_SECRET_BITS_PER_CHAR:
+        return (
+            f"looks guessable ({len(counts)} distinct characters, {bits:.1f} bits per "
+            f"character; need at least {MIN_SECRET_DISTINCT} and {MIN_SECRET_BITS_PER_CHAR:.0f})"
+        )
+    return None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether binding this host keeps the server on this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Settings(BaseSettings):
@@ -30,17 +66,31 @@ class Settings(BaseSettings):
     include_protected_features: bool = False
 
 
-class ServiceSettings(Settings):
+class StoreSettings(Settings):
+    """What commands that only touch the database need (`keys`, `teams`, `models`, `db`)."""
+
+    database_url: str | None = Field(default=None, description="Default: SQLite in `home`.")
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The configured database, or the embedded SQLite file."""
+        return self.database_url or f"sqlite+aiosqlite:///{self.home / 'leadscore.db'}"
+
+
+class ServiceSettings(StoreSettings):
     """The API server's configuration; refuses an unsafe JWT secret outside demo mode."""
 
     demo: bool = False
-    database_url: str | None = Field(default=None, description="Default: SQLite in `home`.")
     redis_url: str | None = None
     jwt_secret: SecretStr | None = None
     jwt_algorithm: str = Field(default="HS256", pattern="^HS(256|384|512)$")
     jwt_issuer: str = "leadscore"
     jwt_audience: str = "leadscore-api"
     jwt_ttl_seconds: int = Field(default=900, ge=60, le=86_400)
+    key_cache_seconds: float = Field(
+        default=KEY_CACHE_SECONDS, gt=0, le=KEY_CACHE_SECONDS,
+        description="How long a worker trusts a key lookup: a revoked key works this long.",
+    )  # fmt: skip
     rate_limit_per_minute: int = Field(default=1200, ge=1)
     cors_origins: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Comma-separated origins, or a JSON list."
@@ -88,6 +138,10 @@ class ServiceSettings(Settings):
         default=20.0, ge=0, le=1000,
         description="Events reach clients at most this often: a busy hub writes several at once.",
     )  # fmt: skip
+    ws_recheck_seconds: float = Field(
+        default=10.0, gt=0, le=10,
+        description="How often open WebSockets are checked for an expired token or revoked key.",
+    )  # fmt: skip
     ws_max_connections: int = Field(default=10_000, ge=1, description="Per worker.")
     batch_progress_chunk: int = Field(
         default=25, ge=1, le=100, description="Leads per batch chunk (one progress event each)."
@@ -112,17 +166,14 @@ class ServiceSettings(Settings):
             if secret is None:
                 self.jwt_secret = SecretStr(DEMO_JWT_SECRET)
             return self
-        if secret is None or secret == DEMO_JWT_SECRET or len(secret) < MIN_SECRET_LENGTH:
+        problem = secret_problem(secret)
+        if problem is not None:
             raise ValueError(
-                f"LEADSCORE_JWT_SECRET must be set to a random secret of at least "
-                f"{MIN_SECRET_LENGTH} characters (or run the demo with LEADSCORE_DEMO=true)"
+                f"LEADSCORE_JWT_SECRET {problem}: set it to a random secret of at least "
+                f"{MIN_SECRET_LENGTH} characters, e.g. `python -c 'import secrets; "
+                f"print(secrets.token_urlsafe(48))'` (or run the demo with LEADSCORE_DEMO=true)"
             )
         return self
-
-    @property
-    def resolved_database_url(self) -> str:
-        """The configured database, or the embedded SQLite file."""
-        return self.database_url or f"sqlite+aiosqlite:///{self.home / 'leadscore.db'}"
 
     @property
     def secret(self) -> str:

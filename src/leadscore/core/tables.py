@@ -75,7 +75,11 @@ class Team(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
+    # A team's own settings; null means the server's default (LEADSCORE_*).
     commission_rate: Mapped[float | None] = mapped_column(Float)
+    hot_threshold: Mapped[float | None] = mapped_column(Float)
+    warm_threshold: Mapped[float | None] = mapped_column(Float)
+    escalation_confidence: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime]
 
 

@@ -9,7 +9,7 @@ import os
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from leadscore.auth.principal import Principal
+from leadscore.auth.service import CredentialsUnavailableError
 from leadscore.core.bus import BusUnavailableError, EventBus
 from leadscore.core.lifecycle import Background
 from leadscore.core.schemas import validation_detail
@@ -44,7 +45,8 @@ log = logging.getLogger(__name__)
 # Close codes (documented in docs/websocket.md).
 CLOSE_GOING_AWAY: Final = 1001  # the server is shutting down
 CLOSE_TRY_AGAIN: Final = 1013  # this worker holds its maximum number of connections
-CLOSE_UNAUTHORIZED: Final = 4401  # no, invalid or expired credentials
+CLOSE_UNAUTHORIZED: Final = 4401  # no, invalid or expired credentials (also: token expired)
+CLOSE_KEY_REVOKED: Final = 4403  # the connection's key was revoked while it was open
 CLOSE_IDLE: Final = 4408  # nothing heard from the client within the idle timeout
 CLOSE_TOO_SLOW: Final = 4409  # one send stalled longer than the send timeout
 
@@ -121,6 +123,11 @@ class HubSettings:
     queue_size: int = 1000
     max_connections: int = 10_000
     flush_interval_seconds: float = 0.02
+    recheck_seconds: float = 10.0  # how often open credentials are checked
+
+
+#: Which of these key ids are still active (the authenticator's `active_keys`).
+KeyCheck = Callable[[Collection[int]], Awaitable[set[int]]]
 
 
 class Connection:
@@ -181,6 +188,12 @@ class Connection:
             "team_id": self.principal.team_id,
             "team": self.principal.team_name,
             "role": self.principal.role,
+            "key_id": self.principal.key_id,
+            "credentials_expire_at": (
+                None
+                if self.principal.expires_at is None
+                else iso_z(datetime.fromtimestamp(self.principal.expires_at, UTC))
+            ),
             "state": self.state.value,
             "connected_at": iso_z(self.connected_at),
             "last_heartbeat": iso_z(self.last_heartbeat_at) if self.last_heartbeat_at else None,
@@ -204,11 +217,16 @@ class LiveHub(Background):
     """This worker's WebSocket connections and the fan-out of bus events to them."""
 
     def __init__(
-        self, bus: EventBus, publisher: EventPublisher, settings: HubSettings | None = None
+        self,
+        bus: EventBus,
+        publisher: EventPublisher,
+        settings: HubSettings | None = None,
+        active_keys: KeyCheck | None = None,
     ) -> None:
         self.bus = bus
         self.publisher = publisher
         self.settings = settings or HubSettings()
+        self.active_keys = active_keys
         self.worker = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._connections: dict[str, Connection] = {}
         self._latency_ms: deque[float] = deque(maxlen=LATENCY_SAMPLES)
@@ -219,6 +237,7 @@ class LiveHub(Background):
         self._closed_by: dict[str, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._ticker: asyncio.Task[None] | None = None
+        self._checker: asyncio.Task[None] | None = None
         self._pending: list[Event] = []
         self._flush_handle: asyncio.Handle | None = None
         self._last_flush = 0.0
@@ -232,6 +251,8 @@ class LiveHub(Background):
             self.publisher.audience.expect_others(AUDIENCE_WARMUP_SECONDS)
         self._ticker = asyncio.create_task(self._heartbeat(), name="ws-heartbeat")
         self._ticker.add_done_callback(_report_crash)
+        self._checker = asyncio.create_task(self._recheck_loop(), name="ws-recheck")
+        self._checker.add_done_callback(_report_crash)
 
     # -- fan-out ---------------------------------------------------------------------------
 
@@ -450,6 +471,37 @@ class LiveHub(Background):
                     connection.last_heartbeat_at = datetime.now(UTC)
                     connection.offer(self._reply(EventType.PING, {}))
 
+    async def _recheck_loop(self) -> None:
+        """Every `recheck_seconds`: close connections whose credentials no longer hold."""
+        while True:
+            await asyncio.sleep(self.settings.recheck_seconds)
+            try:
+                await self.recheck()
+            except CredentialsUnavailableError as exc:  # the next round tries again
+                log.warning("open connections not rechecked: %s", exc)
+
+    async def recheck(self) -> int:
+        """Close (4401) connections whose token expired and (4403) those whose key was
+        revoked; the keys are read from the database in one query. Returns how many closed."""
+        now = time.time()
+        open_ = [c for c in self._connections.values() if c.state is ConnectionState.OPEN]
+        closing: list[tuple[Connection, int, str]] = []
+        for connection in open_:
+            expires_at = connection.principal.expires_at
+            if expires_at is not None and expires_at <= now:
+                closing.append((connection, CLOSE_UNAUTHORIZED, "token expired"))
+        expired = {c.id for c, _, _ in closing}
+        rest = [c for c in open_ if c.id not in expired]
+        if self.active_keys is not None and rest:
+            active = await self.active_keys({c.principal.key_id for c in rest})
+            closing += [
+                (c, CLOSE_KEY_REVOKED, "key revoked")
+                for c in rest if c.principal.key_id not in active
+            ]  # fmt: skip
+        for connection, code, reason in closing:
+            self._spawn(self.close_connection(connection, code, reason))
+        return len(closing)
+
     async def _announce_if_changed(
         self, prospective: tuple[Connection, set[str]] | None = None
     ) -> None:
@@ -598,11 +650,12 @@ class LiveHub(Background):
         return [mine] + [orjson.loads(v) for k, v in sorted(others.items()) if k != self.worker]
 
     async def close(self) -> None:
-        """Close every connection (1001: going away) and stop the heartbeat."""
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+        """Close every connection (1001: going away) and stop the heartbeat and rechecks."""
+        for task in (self._ticker, self._checker):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await asyncio.gather(
             *(
                 self.close_connection(c, CLOSE_GOING_AWAY, "server shutting down")
