@@ -29,8 +29,14 @@ from leadscore.auth.service import Authenticator
 from leadscore.core.bus import create_bus
 from leadscore.core.cache import create_cache
 from leadscore.core.config import ServiceSettings
-from leadscore.core.db import create_engine, session_factory
-from leadscore.core.errors import ConfigurationError, LeadScoreError
+from leadscore.core.db import (
+    CONNECTION_ERRORS,
+    create_engine,
+    is_connection_error,
+    session_factory,
+)
+from leadscore.core.errors import ConfigurationError, DatabaseUnavailableError, LeadScoreError
+from leadscore.core.logs import DependencyLog
 from leadscore.core.metrics import Metrics
 from leadscore.core.ratelimit import create_rate_limiter
 from leadscore.core.schemas import validation_detail
@@ -54,7 +60,7 @@ from leadscore.outcomes import routes as outcomes_routes
 from leadscore.outcomes.service import OutcomeIn, OutcomeService
 from leadscore.scoring import routes as scoring_routes
 from leadscore.scoring.schemas import ScoreRequest
-from leadscore.scoring.service import ScoringService, persist_scores
+from leadscore.scoring.service import ScoringService, persist_scores, record_key
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +114,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             batch_max=settings.write_batch_max,
             interval_ms=settings.write_interval_ms,
             durable=settings.durable_scores,
+            key=record_key,
+            database=app.state.database_log,
         )
         writer.start()
         shadow = ShadowScorer(partial(persist_shadow_scores, sessions))
@@ -245,6 +253,18 @@ async def _client_gone(_request: Request, _exc: Exception) -> Response:
     return Response(status_code=400)
 
 
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    """Any route, when the database is unreachable: 503 with Retry-After, logged per outage
+    (one line when it starts, counts every 30 s), not a traceback per request."""
+    if not is_connection_error(exc):
+        return await _unexpected(request, exc)
+    reason = f"{type(exc).__name__}: {str(exc)[:200]}"
+    database_log: DependencyLog = request.app.state.database_log
+    database_log.down(reason)
+    error = DatabaseUnavailableError(f"the database is unreachable, retry shortly ({reason})")
+    return _error(error.status_code, error.code, str(error), error.headers())
+
+
 async def _unexpected(_request: Request, exc: Exception) -> Response:
     log.exception("unhandled error", exc_info=exc)
     return _error(500, "internal_error", "an unexpected error occurred; it has been logged")
@@ -317,11 +337,15 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    # One per worker: the 503 handler and the score writer log one outage once between them.
+    app.state.database_log = DependencyLog(log, "database")
     app.add_exception_handler(LeadScoreError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ValidationError, _body_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(ClientDisconnect, _client_gone)
+    for connection_error in CONNECTION_ERRORS:
+        app.add_exception_handler(connection_error, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected)
     for router in (
         scoring_routes.router,

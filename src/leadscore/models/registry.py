@@ -16,13 +16,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, cast
 
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leadscore.auth import repository as auth_repo
 from leadscore.auth.principal import Principal
 from leadscore.auth.service import ForbiddenError
+from leadscore.core.db import is_connection_error
 from leadscore.core.errors import LeadScoreError, ModelArtifactError, NotFoundError
+from leadscore.core.logs import DependencyLog
 from leadscore.core.tables import ModelChangeRow, ModelVersionRow
 from leadscore.core.timestamps import iso_z
 from leadscore.engine.model import LeadModel
@@ -441,6 +442,9 @@ class ModelWatcher:
         self._task: asyncio.Task[None] | None = None
         self._broken: set[str] = set()
         self._installed: dict[str, ScopePlan] | None = None
+        # Checked every second: an outage is one line (and a count every 30 s), not a traceback
+        # per check.
+        self.database = DependencyLog(log, "database (model watcher, serving what we have)")
 
     async def refresh(self) -> bool:
         """Load changed models and swap every lineup in together; True when something changed."""
@@ -499,10 +503,13 @@ class ModelWatcher:
             await asyncio.sleep(self.interval)
             try:
                 await self.refresh()
-            except SQLAlchemyError as exc:
-                log.warning("model registry check failed (serving what we have): %s", exc)
-            except Exception:  # the watcher must outlive any one bad check
-                log.exception("model registry check failed (serving what we have)")
+            except Exception as exc:  # the watcher must outlive any one bad check
+                if not is_connection_error(exc):
+                    log.exception("model registry check failed (serving what we have)")
+                    continue
+                self.database.down(f"{type(exc).__name__}: {str(exc)[:200]}")
+            else:
+                self.database.up()
 
     async def close(self) -> None:
         """Stop watching."""
