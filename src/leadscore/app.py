@@ -261,7 +261,7 @@ async def _database_unavailable(request: Request, exc: Exception) -> Response:
     reason = f"{type(exc).__name__}: {str(exc)[:200]}"
     database_log: DependencyLog = request.app.state.database_log
     database_log.down(reason)
-    error = DatabaseUnavailableError(f"the database is unreachable, retry shortly ({reason})")
+    error = DatabaseUnavailableError("the database is unreachable; retry shortly")
     return _error(error.status_code, error.code, str(error), error.headers())
 
 

@@ -32,7 +32,6 @@ class DependencyLog:
         self.is_down = False
         self.down_since = 0.0
         self.refused = 0  # failures seen since the outage began
-        self.outages = 0
         self._reported_at = 0.0
         self._reported_refused = 0
 
@@ -44,7 +43,6 @@ class DependencyLog:
             self.is_down = True
             self.down_since = self._reported_at = now
             self._reported_refused = self.refused
-            self.outages += 1
             self.logger.warning("%s down: %s", self.name, reason)
             return
         if now - self._reported_at >= self.every:
