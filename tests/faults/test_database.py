@@ -166,3 +166,35 @@ def test_kill_9_under_load_loses_no_acknowledged_durable_write(
     }
     assert scored - stored_scores == set()
     assert outcomes - stored_outcomes == set()
+
+
+def test_a_durable_score_during_an_outage_is_refused_fast_and_written_after_it(
+    deployment: Deployment, dependencies: Dependencies, tmp_path: Path
+) -> None:
+    agent = {"X-API-Key": deployment.keys["acme-admin"]}
+    with (
+        serve(deployment, tmp_path / "server.log", LEADSCORE_DURABLE_SCORES="true") as server,
+        httpx.Client(base_url=server.url, timeout=10) as client,
+    ):
+        assert client.post(SCORE, json=lead("durable-before"), headers=agent).is_success
+        dependencies.stop_postgres()
+        try:
+            started = time.monotonic()
+            refused = client.post(SCORE, json=lead("durable-during"), headers=agent)
+            seconds = time.monotonic() - started
+        finally:
+            dependencies.start_postgres()
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"] == "database_unavailable"
+        assert int(refused.headers["retry-after"]) >= 1
+        assert seconds < MAX_SECONDS
+        # Not acknowledged, but not lost either: it was queued, and is written after.
+        wait_for(
+            lambda: bool(
+                dependencies.query("SELECT 1 FROM scores WHERE lead_id = 'durable-during'")
+            ),
+            30,
+            "the refused durable score is written once the database is back",
+        )
+        after = client.post(SCORE, json=lead("durable-after"), headers=agent)
+        assert after.status_code == 200
