@@ -122,3 +122,24 @@ async def test_a_durable_score_answers_503_within_the_bound_and_is_written_later
     database.down = False
     await wait_until(lambda: database.rows == [5], seconds=10)
     await writer.close()
+
+
+async def test_a_shutdown_during_an_outage_gives_up_after_the_drain_time(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    database = FakeDatabase(bad=set())
+    database.down = True
+    writer: ScoreWriter[int] = ScoreWriter(
+        database.persist, batch_max=2, interval_ms=1, durable=False
+    )
+    writer.start()
+    await writer.submit([1, 2, 3, 4, 5])
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with caplog.at_level(logging.ERROR, logger="leadscore.core.writer"):
+        await writer.close(drain_seconds=0.5)
+    assert loop.time() - started < 1.5
+    assert database.rows == []
+    assert [r.getMessage() for r in caplog.records] == [
+        "shutdown: 5 scores not written, the database stayed unreachable for 0.5 s"
+    ]

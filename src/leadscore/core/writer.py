@@ -15,6 +15,7 @@ one bad record never holds up every score queued behind it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Sequence
@@ -29,6 +30,8 @@ MAX_PENDING: Final = 100_000
 RETRY_SECONDS: Final = (0.05, 0.2, 1.0, 2.0)
 #: How long a request waits on the writer (a durable commit, a barrier) before answering 503.
 WAIT_SECONDS: Final = 1.5
+#: How long a shutdown keeps retrying while the database is unreachable before giving up.
+DRAIN_SECONDS: Final = 30.0
 #: The last records set aside, kept for inspection.
 SET_ASIDE_KEPT: Final = 100
 
@@ -81,6 +84,7 @@ class ScoreWriter(Generic[R]):
         self._unwritten: dict[Hashable, R] = {}
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+        self._in_flight = 0
         self.written = 0
         self.failures = 0
         self.rejected = 0
@@ -186,6 +190,7 @@ class ScoreWriter(Generic[R]):
     async def _write(self, batch: list[_Item[R]]) -> None:
         """Commit one batch; when refused, each record alone, setting aside those refused."""
         records = [record for record, _ in batch if record is not None]
+        self._in_flight = len(records)
         refused: set[int] = set()
         if records:
             error = await self._commit(records)
@@ -195,6 +200,7 @@ class ScoreWriter(Generic[R]):
                     if alone is not None:
                         refused.add(id(record))
                         self._reject(record, alone)
+        self._in_flight = 0
         self.written += len(records) - len(refused)
         for written, future in batch:
             if written is not None and self._key is not None:
@@ -218,10 +224,23 @@ class ScoreWriter(Generic[R]):
             if batch:
                 await self._write(batch)
 
-    async def close(self) -> None:
-        """Refuse new scores, commit every queued one, then stop: shutdown loses nothing."""
+    async def close(self, drain_seconds: float = DRAIN_SECONDS) -> None:
+        """Refuse new scores, commit every queued one, then stop: shutdown loses nothing,
+        unless the database stays unreachable for `drain_seconds` (then it does not hang:
+        the scores still queued are counted in one error line)."""
         self._closing = True
         if self._task is None:
             return
         self._queue.put_nowait(None)
-        await self._task
+        done, _ = await asyncio.wait([self._task], timeout=drain_seconds)
+        if done:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        lost = self._in_flight
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            lost += item is not None and item[0] is not None
+        log.error("shutdown: %d scores not written, the database stayed unreachable for "
+                  "%g s", lost, drain_seconds)  # fmt: skip
