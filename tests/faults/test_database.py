@@ -118,6 +118,9 @@ def test_postgres_stopped_under_load_answers_503_fast_and_recovers(
         assert {i for i in ok if i.startswith("outage-")} <= stored
         after = httpx.post(server.url + SCORE, json=lead("after-outage"), headers=agent)
         assert after.status_code == 200
+        status = httpx.get(f"{server.url}/api/v1/ml/model/status", headers=agent).json()
+        assert status["persistence"]["rejected_by_this_worker"] == 0  # an outage rejects none
+        assert status["persistence"]["database_down"] is False
         again = httpx.get(f"{server.url}{SCORE}/after-outage/history", headers=agent)
         assert again.status_code == 200
         assert again.json()["scores"]
