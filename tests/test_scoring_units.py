@@ -74,7 +74,10 @@ async def test_writer_retries_until_the_database_answers() -> None:
 
 
 class _NoWriter:
-    async def submit(self, records: object) -> None:
+    async def submit(self, records: object, *, wait: bool = False) -> None:
+        return None
+
+    def unwritten(self, key: object) -> None:
         return None
 
 

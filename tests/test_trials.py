@@ -79,7 +79,7 @@ class _Recorder:
     async def persist(self, records: Sequence[ShadowRecord]) -> None:
         self.records += records
 
-    async def submit(self, records: Sequence[ScoreRecord]) -> None:
+    async def submit(self, records: Sequence[ScoreRecord], *, wait: bool = False) -> None:
         self.scores += records
 
 

@@ -27,8 +27,14 @@ from leadscore.auth.service import Authenticator, TeamAdmin
 from leadscore.core.bus import create_bus
 from leadscore.core.cache import create_cache
 from leadscore.core.config import ServiceSettings
-from leadscore.core.db import create_engine, session_factory
-from leadscore.core.errors import ConfigurationError, LeadScoreError
+from leadscore.core.db import (
+    CONNECTION_ERRORS,
+    create_engine,
+    is_connection_error,
+    session_factory,
+)
+from leadscore.core.errors import ConfigurationError, DatabaseUnavailableError, LeadScoreError
+from leadscore.core.logs import DependencyLog
 from leadscore.core.metrics import Metrics
 from leadscore.core.ratelimit import create_rate_limiter
 from leadscore.core.schemas import validation_detail
@@ -52,7 +58,7 @@ from leadscore.outcomes import routes as outcomes_routes
 from leadscore.outcomes.service import OutcomeIn, OutcomeService
 from leadscore.scoring import routes as scoring_routes
 from leadscore.scoring.schemas import ScoreRequest
-from leadscore.scoring.service import ScoringService, persist_scores
+from leadscore.scoring.service import ScoringService, persist_scores, record_key
 
 log = logging.getLogger(__name__)
 
@@ -84,14 +90,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Build the worker's components on one exit stack, serve, then close them in reverse."""
     settings: ServiceSettings = app.state.settings
     async with AsyncExitStack() as stack:
-        app.state.services = await _start(settings, stack)
+        app.state.services = await _start(settings, stack, app.state.database_log)
         started: Callable[[], None] | None = app.state.on_started
         if started is not None:
             started()
         yield
 
 
-async def _start(settings: ServiceSettings, stack: AsyncExitStack) -> Services:
+async def _start(
+    settings: ServiceSettings, stack: AsyncExitStack, database_log: DependencyLog
+) -> Services:
     """Start every component in dependency order; each is stopped by the stack, so a failure
     while starting stops, in reverse, whatever had started."""
     from leadscore.core.migrate import current_revision, head_revision
@@ -121,6 +129,8 @@ async def _start(settings: ServiceSettings, stack: AsyncExitStack) -> Services:
             batch_max=settings.write_batch_max,
             interval_ms=settings.write_interval_ms,
             durable=settings.durable_scores,
+            key=record_key,
+            database=database_log,
         )
     )
 
@@ -233,6 +243,18 @@ async def _client_gone(_request: Request, _exc: Exception) -> Response:
     return Response(status_code=400)
 
 
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    """Any route, when the database is unreachable: 503 with Retry-After, logged per outage
+    (one line when it starts, counts every 30 s), not a traceback per request."""
+    if not is_connection_error(exc):
+        return await _unexpected(request, exc)
+    reason = f"{type(exc).__name__}: {str(exc)[:200]}"
+    database_log: DependencyLog = request.app.state.database_log
+    database_log.down(reason)
+    error = DatabaseUnavailableError("the database is unreachable; retry shortly")
+    return _error(error.status_code, error.code, str(error), error.headers())
+
+
 async def _unexpected(_request: Request, exc: Exception) -> Response:
     log.exception("unhandled error", exc_info=exc)
     return _error(500, "internal_error", "an unexpected error occurred; it has been logged")
@@ -309,11 +331,15 @@ def create_app(
     )
     app.state.settings = settings
     app.state.on_started = on_started
+    # One per worker: the 503 handler and the score writer log one outage once between them.
+    app.state.database_log = DependencyLog(log, "database")
     app.add_exception_handler(LeadScoreError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(ValidationError, _body_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(ClientDisconnect, _client_gone)
+    for connection_error in CONNECTION_ERRORS:
+        app.add_exception_handler(connection_error, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected)
     for router in (
         scoring_routes.router,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -17,6 +17,7 @@ from leadscore.core.bus import EventBus
 from leadscore.core.cache import Cache
 from leadscore.core.config import ServiceSettings
 from leadscore.core.errors import RateLimitedError
+from leadscore.core.logs import DependencyLog
 from leadscore.core.metrics import Metrics
 from leadscore.core.ratelimit import RateLimiter, RateLimitUnavailableError
 from leadscore.core.writer import ScoreWriter
@@ -60,6 +61,9 @@ class Services:
     model_admin: ModelAdmin
     training: RetrainService
     drift: DriftService
+    limiter_log: DependencyLog = field(
+        default_factory=lambda: DependencyLog(log, "redis (rate limiter, failing open)")
+    )
 
 
 async def get_services(request: Request) -> Services:
@@ -134,10 +138,11 @@ async def authenticate_credentials(
         decision = await services.limiter.hit(
             f"key:{principal.key_id}", services.settings.rate_limit_per_minute, 60.0
         )
-    except RateLimitUnavailableError:
+    except RateLimitUnavailableError as exc:
         # Failing open: an outage of the limiter's Redis must not stop scoring; health shows it.
-        log.warning("rate limiter unavailable; request allowed")
+        services.limiter_log.down(str(exc)[:200])
         return principal
+    services.limiter_log.up()
     if not decision.allowed:
         raise RateLimitedError(decision.retry_after_seconds)
     return principal

@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from leadscore.core.cache import redis_client
 from leadscore.core.errors import LeadScoreError
+from leadscore.core.logs import DependencyLog
 
 log = logging.getLogger(__name__)
 #: A member this long expired is gone for good (a dead worker), and is deleted from the hash.
@@ -110,6 +111,8 @@ class RedisBus:
         self._pubsub: PubSub | None = None
         self._reader: asyncio.Task[None] | None = None
         self._subscribers: list[Deliver] = []
+        # Retried every half second: one line per outage (and counts), not two a second.
+        self._subscription = DependencyLog(log, "redis (event bus subscription)")
 
     async def publish(self, message: bytes) -> None:
         """PUBLISH on the channel; every worker subscribed (this one included) receives it."""
@@ -149,9 +152,10 @@ class RedisBus:
                 pubsub = self._pubsub or await self._connect()
                 message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
             except (RedisError, OSError) as exc:
-                log.warning("event bus subscription lost (%s); reconnecting", exc)
+                self._subscription.down(f"subscription lost ({exc}); reconnecting every 0.5 s")
                 await asyncio.sleep(0.5)
                 continue
+            self._subscription.up()
             if message is None or message.get("type") != "message":
                 continue
             data = message["data"]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
+import asyncpg  # type: ignore[import-untyped]
 import orjson
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -14,6 +16,53 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+# Bounds so that no request waits on a dead database for long: a connection attempt, a
+# checkout from a full pool, and one statement (generous: training reads whole histories).
+CONNECT_TIMEOUT_SECONDS: Final = 1.5
+POOL_TIMEOUT_SECONDS: Final = 2.0
+COMMAND_TIMEOUT_SECONDS: Final = 60.0
+
+#: What a lost, refused or timed-out database connection raises, raw or wrapped by SQLAlchemy.
+CONNECTION_ERRORS: Final[tuple[type[Exception], ...]] = (
+    OSError,  # ConnectionRefusedError, ConnectionResetError, TimeoutError (asyncpg's connect)
+    sa_exc.DBAPIError,
+    sa_exc.TimeoutError,  # no pooled connection within POOL_TIMEOUT_SECONDS
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08: the connection failed
+    asyncpg.InterfaceError,  # a connection closed under a query
+    # Class 57: shutting down or starting up (CannotConnectNow), sessions terminated by an
+    # administrator or a crash, statements cancelled by a timeout.
+    asyncpg.OperatorInterventionError,
+)
+
+# OSErrors of files, not of sockets: a missing model file is not a database outage.
+_FILE_ERRORS: Final = (
+    FileNotFoundError,
+    FileExistsError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """Whether `exc` means the database is unreachable (transient) rather than that it refused
+    this statement (an integrity or data error, which retrying never fixes)."""
+    if isinstance(exc, sa_exc.DBAPIError):
+        if exc.connection_invalidated or isinstance(
+            exc, sa_exc.OperationalError | sa_exc.InterfaceError
+        ):
+            return True
+        return exc.orig is not None and is_connection_error(exc.orig)
+    if isinstance(exc, sa_exc.SQLAlchemyError) and not isinstance(exc, sa_exc.TimeoutError):
+        return False
+    if isinstance(exc, _FILE_ERRORS):
+        return False
+    if isinstance(exc, CONNECTION_ERRORS):
+        return True
+    # The adapter wraps asyncpg's errors: the original is the cause.
+    cause = exc.__cause__
+    return cause is not None and cause is not exc and is_connection_error(cause)
 
 
 def _dumps(value: Any) -> str:
@@ -49,7 +98,19 @@ def create_engine(url: str) -> AsyncEngine:
             cursor.close()
 
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True, **_JSON)
+    # pre_ping replaces connections that died with the server: recovery needs no restart.
+    return create_async_engine(
+        url,
+        pool_size=10,
+        max_overflow=10,
+        pool_pre_ping=True,
+        pool_timeout=POOL_TIMEOUT_SECONDS,
+        connect_args={
+            "timeout": CONNECT_TIMEOUT_SECONDS,
+            "command_timeout": COMMAND_TIMEOUT_SECONDS,
+        },
+        **_JSON,
+    )
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -16,6 +16,7 @@ from leadscore.engine.errors import (
 
 __all__ = [
     "ConfigurationError",
+    "DatabaseUnavailableError",
     "InvalidInputError",
     "LeadScoreError",
     "MappingError",
@@ -61,3 +62,15 @@ class PayloadTooLargeError(LeadScoreError):
 
     status_code = 413
     code = "payload_too_large"
+
+
+class DatabaseUnavailableError(LeadScoreError):
+    """The database cannot be reached (or did not answer in time): retry shortly."""
+
+    status_code = 503
+    code = "database_unavailable"
+    retry_after_seconds = 5
+
+    def headers(self) -> dict[str, str]:
+        """Retry-After: an outage is usually a restart or a failover, seconds not minutes."""
+        return {"Retry-After": str(self.retry_after_seconds)}

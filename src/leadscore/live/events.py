@@ -17,6 +17,7 @@ import orjson
 
 from leadscore.core.bus import BusUnavailableError, EventBus
 from leadscore.core.lifecycle import Background
+from leadscore.core.logs import DependencyLog
 from leadscore.core.timestamps import iso_z
 
 log = logging.getLogger(__name__)
@@ -293,6 +294,7 @@ class EventPublisher(Background):
         self.max_events = max_events_per_message
         self.published = 0
         self.lost = 0
+        self._bus_state = DependencyLog(log, "redis (live events)")
         self._pending: list[Event] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -317,8 +319,9 @@ class EventPublisher(Background):
             except BusUnavailableError as exc:
                 # Live events are notifications; the scores they announce are already stored.
                 self.lost += len(chunk)
-                log.warning("%d live events lost: %s", len(chunk), exc)
+                self._bus_state.down(f"live events lost: {exc}", refused=len(chunk))
                 continue
+            self._bus_state.up()
             self.published += len(chunk)
 
     async def _run(self) -> None:

@@ -23,6 +23,7 @@ from leadscore.auth.principal import Principal
 from leadscore.auth.service import CredentialsUnavailableError
 from leadscore.core.bus import BusUnavailableError, EventBus
 from leadscore.core.lifecycle import Background
+from leadscore.core.logs import DependencyLog
 from leadscore.core.schemas import validation_detail
 from leadscore.core.timestamps import iso_z
 from leadscore.live.events import (
@@ -229,6 +230,8 @@ class LiveHub(Background):
         self.active_keys = active_keys
         self.worker = f"{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self._connections: dict[str, Connection] = {}
+        # Shared every second: an outage is one line and a count every 30 s.
+        self._sharing = DependencyLog(log, "redis (hub state)")
         self._latency_ms: deque[float] = deque(maxlen=LATENCY_SAMPLES)
         self._counts = {
             "opened": 0, "closed": 0, "refused": 0, "messages_in": 0, "messages_out": 0,
@@ -453,7 +456,9 @@ class LiveHub(Background):
             try:
                 await self.share(SHARE_TTL_SECONDS)
             except BusUnavailableError as exc:
-                log.warning("hub state not shared: %s", exc)
+                self._sharing.down(f"hub state not shared: {exc}")
+            else:
+                self._sharing.up()
             async with self._announcing:  # others forget an announcement after 5 s
                 if self._listening:
                     await self._announce()

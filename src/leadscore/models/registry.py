@@ -15,14 +15,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, cast
 
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leadscore.auth import repository as auth_repo
 from leadscore.auth.principal import Principal
 from leadscore.auth.service import ForbiddenError
+from leadscore.core.db import is_connection_error
 from leadscore.core.errors import LeadScoreError, ModelArtifactError, NotFoundError
 from leadscore.core.lifecycle import Background, Periodic
+from leadscore.core.logs import DependencyLog
 from leadscore.core.tables import ModelChangeRow, ModelVersionRow
 from leadscore.core.timestamps import iso_z
 from leadscore.engine.model import LeadModel
@@ -448,10 +449,13 @@ class ModelWatcher(Background):
         self.publisher = publisher
         self.worker = worker
         self._ticker = Periodic(
-            "model-watcher", interval_seconds, self.refresh, on_error=self._failed
+            "model-watcher", interval_seconds, self._check, on_error=self._failed
         )
         self._broken: set[str] = set()
         self._installed: dict[str, ScopePlan] | None = None
+        # Checked every second: an outage is one line (and a count every 30 s), not a traceback
+        # per check.
+        self.database = DependencyLog(log, "database (model watcher, serving what we have)")
 
     async def refresh(self) -> bool:
         """Load changed models and swap every lineup in together; True when something changed."""
@@ -505,12 +509,19 @@ class ModelWatcher(Background):
         """Watch in the background."""
         self._ticker.start()
 
-    @staticmethod
-    def _failed(exc: Exception) -> None:
-        if isinstance(exc, SQLAlchemyError):
-            log.warning("model registry check failed (serving what we have): %s", exc)
+    def _failed(self, exc: Exception) -> None:
+        log.error("model registry check failed (serving what we have)", exc_info=exc)
+
+    async def _check(self) -> None:
+        """One refresh; an unreachable database is one logged outage, not one line a second."""
+        try:
+            await self.refresh()
+        except Exception as exc:
+            if not is_connection_error(exc):
+                raise
+            self.database.down(f"{type(exc).__name__}: {str(exc)[:200]}")
         else:
-            log.error("model registry check failed (serving what we have)", exc_info=exc)
+            self.database.up()
 
     async def close(self) -> None:
         """Stop watching."""

@@ -18,7 +18,9 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from leadscore.core.db import is_connection_error
 from leadscore.core.lifecycle import Background
+from leadscore.core.logs import DependencyLog
 from leadscore.engine.schema import Lead
 from leadscore.models import repository as repo
 from leadscore.models.holder import LiveModel
@@ -63,6 +65,7 @@ class ShadowScorer(Background):
         self.scored = 0
         self.dropped = 0
         self.failures = 0
+        self.database = DependencyLog(log, "database (shadow scores, dropped)")
 
     def start(self) -> None:
         """Score in the background (inside the running loop)."""
@@ -108,10 +111,16 @@ class ShadowScorer(Background):
             ]
         try:
             await self._persist(records)
-        except Exception:  # the database is down: shadow scores are expendable, requests not
+        except Exception as exc:  # shadow scores are expendable, requests are not
             self.failures += 1
-            log.exception("storing %d shadow scores failed; they are dropped", len(records))
+            if not is_connection_error(exc):
+                log.exception("storing %d shadow scores failed; they are dropped", len(records))
+                return
+            # Every batch of an outage fails alike: one line for it, and counts.
+            self.database.down(f"{len(records)} shadow scores dropped ({type(exc).__name__})",
+                               refused=len(records))  # fmt: skip
             return
+        self.database.up()
         self.scored += len(records)
 
     async def _run(self) -> None:

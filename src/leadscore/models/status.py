@@ -59,6 +59,9 @@ def model_status(
         "persistence": {
             "pending": writer.pending,
             "written_by_this_worker": writer.written,
+            "rejected_by_this_worker": writer.rejected,
+            "retries_by_this_worker": writer.failures,
+            "database_down": writer.database.is_down,
             "durable": writer.durable,
         },
     }

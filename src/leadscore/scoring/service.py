@@ -155,12 +155,13 @@ class ScoringService:
         except CacheUnavailableError:
             return [None] * len(keys)
 
-    async def _cache_set_many(self, items: list[tuple[str, bytes, float]]) -> None:
-        """A cache outage must not fail a score: the entries are simply not stored."""
+    async def _cache_set_many(self, items: list[tuple[str, bytes, float]]) -> bool:
+        """A cache outage must not fail a score: the entries are simply not stored (False)."""
         try:
             await self.cache.set_many(items)
         except CacheUnavailableError:
-            return
+            return False
+        return True
 
     def _prepare(self, lead: Lead, lineup: Lineup, options: ScoreOptions) -> _Scored:
         data = lead.lead_data.model_dump(mode="json")
@@ -251,8 +252,10 @@ class ScoringService:
                 shadows.append(ShadowJob(team, item.lead, item.shadow, item.live.version, now))
         # One round trip stores every new score as its lead's latest answer, before replying:
         # any worker reads it at once, and it answers repeats while fresh (TTL by confidence).
-        await self._cache_set_many(writes)
-        await self.writer.submit(records)
+        cached_latest = await self._cache_set_many(writes)
+        # Without the cache, another worker finds a score only in the database: wait for its
+        # commit (bounded) before answering, so a read right after the answer finds it.
+        await self.writer.submit(records, wait=not cached_latest)
         if shadows:
             self.shadow.submit(shadows)
         return bodies
@@ -324,6 +327,9 @@ class ScoringService:
         [cached] = await self._cache_get_many([_lead_key(principal.team_id, lead_id)])
         if cached is not None:
             return _unpack(cached)[2]
+        unwritten = self.writer.unwritten(score_key(principal.team_id, lead_id))
+        if unwritten is not None:  # acknowledged, not committed yet, and the cache is down
+            return orjson.dumps(unwritten.result)
         async with self.sessions() as session:
             row = await repo.latest_score(session, principal.team_id, lead_id)
         if row is None:
@@ -353,6 +359,16 @@ class ScoringService:
                 ],
             }
         )
+
+
+def score_key(team_id: int, lead_id: str) -> tuple[int, str]:
+    """What identifies a lead's latest score in the writer's not-yet-committed records."""
+    return (team_id, lead_id)
+
+
+def record_key(record: repo.ScoreRecord) -> tuple[int, str]:
+    """The writer's key of a score record."""
+    return score_key(record.team_id, record.lead_id)
 
 
 async def persist_scores(

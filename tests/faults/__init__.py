@@ -1,0 +1,1 @@
+"""Behaviour under dependency faults, on real PostgreSQL, Redis and server processes."""
