@@ -3,7 +3,7 @@
 Run: `uv run python benchmarks/upload.py [--mib 200]`. `leadscore serve` (one worker, SQLite,
 in a temporary home) gets an admin key; a CSV export with outcome columns (generated leads,
 repeated under new ids up to the size) is streamed to `POST /api/v1/ml/models/train/export`
-with httpx while another thread sends `GET /api/v1/ml/health` again and again: the probes'
+with httpx while another process sends `GET /api/v1/ml/health` again and again: the probes'
 latency is how long a request waits for the worker's event loop. Prints the probes' p50, p99
 and max during the upload (until the 202) and during the training job, the peak RSS (VmHWM)
 of the worker and of its training process, and whether the upload's temporary file is gone.
@@ -12,14 +12,16 @@ of the worker and of its training process, and whether the upload's temporary fi
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import secrets
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
+from multiprocessing import Queue
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
 import httpx
@@ -77,28 +79,23 @@ def multipart(path: Path, boundary: str) -> tuple[Iterator[bytes], int]:
     return body(), len(head) + path.stat().st_size + len(tail)
 
 
-class Prober(threading.Thread):
-    """GET /health in a tight loop; latencies (ms) recorded under the current phase's name."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__(daemon=True)
-        self.url = url
-        self.phase = "idle"
-        self.samples: dict[str, list[float]] = {}
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        with httpx.Client(base_url=self.url, timeout=30) as http:
-            while not self.stopped.is_set():
-                phase = self.phase
-                started = time.perf_counter()
-                try:
-                    http.get("/api/v1/ml/health").raise_for_status()
-                except httpx.TransportError:
-                    return  # the server stopped (the benchmark failed)
-                elapsed = (time.perf_counter() - started) * 1000
-                self.samples.setdefault(phase, []).append(elapsed)
-                time.sleep(0.002)
+def probe(
+    url: str, ready: EventType, stop: EventType, out: Queue[list[tuple[float, float]]]
+) -> None:
+    """GET /health in a tight loop, in a process of its own (in the uploading process it would
+    wait for that process's GIL too): (monotonic start, latency ms) of every probe."""
+    samples = []
+    with httpx.Client(base_url=url, timeout=30) as http:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                http.get("/api/v1/ml/health").raise_for_status()
+            except httpx.TransportError:
+                break  # the server stopped (the benchmark failed)
+            samples.append((started, (time.monotonic() - started) * 1000))
+            ready.set()
+            time.sleep(0.002)
+    out.put(samples)
 
 
 def status_kib(pid: int, field: str) -> int:
@@ -118,14 +115,17 @@ def training_process(worker: int) -> int | None:
     return None
 
 
-def show(name: str, lags: list[float]) -> None:
-    lags = sorted(lags)
-    if not lags:
+def show(name: str, samples: list[tuple[float, float]], start: float, end: float) -> None:
+    inside = [(lag, at) for at, lag in samples if start <= at < end]
+    if not inside:
         print(f"{name}: no probes")
         return
+    slowest, when = max(inside)
+    lags = sorted(lag for lag, _ in inside)
     print(
         f"{name}: probes {len(lags):,}  p50 {lags[len(lags) // 2]:.1f} ms  "
-        f"p99 {lags[int(len(lags) * 0.99)]:.1f} ms  max {lags[-1]:.1f} ms"
+        f"p99 {lags[int(len(lags) * 0.99)]:.1f} ms  max {slowest:.1f} ms "
+        f"(sent {when - start:.2f} s into it)"
     )
 
 
@@ -150,39 +150,43 @@ def run(home: Path, mib: int) -> None:
     headers = {"X-API-Key": key}
     try:
         print(f"worker RSS before the upload: {status_kib(worker, 'VmRSS') / 1024:.0f} MiB")
-        prober = Prober(server.url)
+        spawn = multiprocessing.get_context("spawn")
+        ready, stop, out = spawn.Event(), spawn.Event(), spawn.Queue()
+        prober = spawn.Process(target=probe, args=(server.url, ready, stop, out), daemon=True)
         prober.start()
-        time.sleep(2)
+        assert ready.wait(120), "the probing process did not start"
+        t_idle = time.monotonic()
+        time.sleep(3)
         boundary = secrets.token_hex(16)
         body, length = multipart(export, boundary)
-        prober.phase = "upload"
-        started = time.perf_counter()
+        t_upload = time.monotonic()
         with httpx.Client(base_url=server.url, timeout=600) as http:
             answer = http.post(URL, content=body, headers=headers | {
                 "Content-Type": f"multipart/form-data; boundary={boundary}",
                 "Content-Length": str(length),
             })  # fmt: skip
-            accepted = time.perf_counter() - started
-            prober.phase = "training"
+            t_accepted = time.monotonic()
             assert answer.status_code == 202, answer.text
             while True:
                 mine = [m for m in http.get("/api/v1/ml/models", headers=headers).json()
                         if m["team_id"] is not None]  # fmt: skip
                 if mine:
                     break
-                assert time.perf_counter() - started < 1800, "the job never finished"
+                assert time.monotonic() - t_upload < 1800, "the job never finished"
                 time.sleep(1)
-        trained = time.perf_counter() - started
-        prober.phase = "after"
-        time.sleep(1)
-        prober.stopped.set()
+        t_trained = time.monotonic()
+        load = os.getloadavg()[0]
+        stop.set()
+        samples = out.get(timeout=60)
         prober.join()
+        accepted = t_accepted - t_upload
         print(f"upload + checks until the 202: {accepted:.1f} s "
               f"({size / (1 << 20) / accepted:.0f} MiB/s)")  # fmt: skip
-        print(f"202 until the challenger is registered: {trained - accepted:.1f} s")
-        show("health probes, idle", prober.samples.get("idle", []))
-        show("health probes during the upload", prober.samples.get("upload", []))
-        show("health probes during the training job", prober.samples.get("training", []))
+        print(f"202 until the challenger is registered: {t_trained - t_accepted:.1f} s")
+        show("health probes, idle", samples, t_idle, t_upload)
+        show("health probes during the upload", samples, t_upload, t_accepted)
+        show("health probes during the training job", samples, t_accepted, t_trained)
+        print(f"load average (1 min) at the end: {load:.1f}")
         print(f"worker peak RSS (VmHWM): {status_kib(worker, 'VmHWM') / 1024:.0f} MiB")
         child = training_process(worker)
         if child is not None:

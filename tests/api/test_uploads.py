@@ -172,3 +172,30 @@ def test_a_non_multipart_body_is_refused(client: httpx.Client, as_role: Headers)
     )  # fmt: skip
     assert promote.status_code == 422
     assert "`promote`: expected true or false" in promote.json()["detail"]
+
+
+def test_a_job_that_fails_past_the_checked_rows_still_removes_its_file(
+    deployment: Deployment, client: httpx.Client, as_role: Headers, tmp_path: Path
+) -> None:
+    """Row 700 holds no date: the first 500 rows pass, the training process refuses the file."""
+    path = export(tmp_path, n=800, positives=200)
+    bad_row = pl.int_range(pl.len()) == 700
+    pl.read_csv(path).with_columns(
+        pl.when(bad_row).then(pl.lit("not a date")).otherwise(pl.col("Created")).alias("Created")
+    ).write_csv(path)
+    admin = as_role("acme-admin")
+    files = {"export": ("crm.csv", path.read_bytes(), CSV), "mapping": ("m.yaml", GOOD.encode(),
+                                                                         YAML)}  # fmt: skip
+    answer = client.post(URL, files=files, headers=admin)
+    assert answer.status_code == 202, answer.text
+    deadline = time.monotonic() + 120
+    while left_behind(deployment):
+        assert time.monotonic() < deadline, "the failed job's upload was never removed"
+        time.sleep(0.2)
+    again = client.post(URL, files=files, headers=admin)  # the lease was released too
+    assert again.status_code == 202, again.text
+    while left_behind(deployment):
+        assert time.monotonic() < deadline, "the failed job's upload was never removed"
+        time.sleep(0.2)
+    models = client.get("/api/v1/ml/models", headers=admin).json()
+    assert [m for m in models if m["team_id"] is not None] == []

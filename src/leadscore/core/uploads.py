@@ -10,7 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Final
+from typing import TYPE_CHECKING, BinaryIO, Final, Literal
 
 from pydantic import TypeAdapter, ValidationError
 from python_multipart.exceptions import FormParserError
@@ -41,7 +41,7 @@ class Upload:
 class _Part:
     name: str = ""
     filename: str | None = None
-    kind: str = "ignored"  # disk | memory | ignored
+    kind: Literal["disk", "memory", "ignored"] = "ignored"
     headers: dict[bytes, bytes] = field(default_factory=dict)
     data: bytearray = field(default_factory=bytearray)
     path: Path | None = None
@@ -70,21 +70,22 @@ class Form:
     """A parsed multipart form: files on disk, small parts in memory."""
 
     def __init__(self) -> None:
-        self._parts: list[_Part] = []
+        self.parts: list[_Part] = []
 
-    def _named(self, name: str) -> _Part | None:
-        return next((p for p in self._parts if p.name == name), None)
+    def named(self, name: str) -> _Part | None:
+        """The part sent under `name`, if any."""
+        return next((p for p in self.parts if p.name == name), None)
 
     def file(self, name: str) -> Upload:
         """A file part that was written to disk; refused when absent."""
-        part = self._named(name)
+        part = self.named(name)
         if part is None or part.path is None:
             raise InvalidInputError(f"`{name}`: a file is required")
         return Upload(part.path, part.filename or "")
 
     def data(self, name: str) -> tuple[str, bytes] | None:
         """A part kept in memory, with its file name (empty for a plain field), if sent."""
-        part = self._named(name)
+        part = self.named(name)
         return None if part is None else (part.filename or "", bytes(part.data))
 
     def flag(self, name: str, default: bool = False) -> bool:
@@ -99,7 +100,7 @@ class Form:
 
     def discard(self) -> None:
         """Remove every file written for this form."""
-        for part in self._parts:
+        for part in self.parts:
             part.discard()
 
 
@@ -148,7 +149,7 @@ class _Receiver:
         filename = options.get(b"filename")
         part.filename = None if filename is None else filename.decode("utf-8", "replace")
         known = part.name in self.to_disk or part.name in self.in_memory
-        if known and self.form._named(part.name) is not None:
+        if known and self.form.named(part.name) is not None:
             raise InvalidInputError(f"`{part.name}` was sent twice")
         if part.name in self.to_disk:
             self.to_disk[part.name](part.filename or "")  # refuse a bad name before writing
@@ -160,7 +161,7 @@ class _Receiver:
         elif part.name in self.in_memory:
             part.kind = "memory"
         if known:
-            self.form._parts.append(part)
+            self.form.parts.append(part)
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         part = self.part
@@ -175,14 +176,19 @@ class _Receiver:
         self.part.ended = True
 
     async def flush(self) -> None:
-        """Write what the last chunk brought to disk, in a thread, a megabyte at a time."""
-        for part in self.form._parts:
+        """Write what the last chunk brought to disk, in a thread, a megabyte at a time; else
+        let other requests in (a buffered body arrives without the loop ever waiting)."""
+        wrote = False
+        for part in self.form.parts:
             if part.kind == "disk" and (len(part.data) >= WRITE_CHUNK or part.ended):
                 if part.handle is not None and part.handle.closed:
                     continue
                 chunk = bytes(part.data)
                 part.data.clear()
                 await asyncio.to_thread(part.write, chunk)
+                wrote = True
+        if not wrote:
+            await asyncio.sleep(0)
 
 
 @contextlib.asynccontextmanager
@@ -220,7 +226,7 @@ async def receive_form(
         except FormParserError as exc:
             raise InvalidInputError(f"malformed multipart body: {exc}") from exc
         await receiver.flush()
-        if any(part.kind == "disk" and not part.ended for part in form._parts):
+        if any(part.kind == "disk" and not part.ended for part in form.parts):
             raise InvalidInputError("malformed multipart body: it ends inside a file")
         yield form
     except BaseException:

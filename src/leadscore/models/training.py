@@ -274,6 +274,10 @@ class RetrainService:
         )
         self._jobs.add(task)
         task.add_done_callback(self._finished)
+        if export is not None and export.temporary:
+            # However the job ends: done, failed, or cancelled (even before it began).
+            upload = export.path
+            task.add_done_callback(lambda _: upload.unlink(missing_ok=True))
         return job, task
 
     async def start_with_export(
@@ -325,9 +329,6 @@ class RetrainService:
             self._announce("training_failed", "", {"team_id": team_id, "job": job,
                                                    "error": str(exc)})  # fmt: skip
             raise
-        finally:
-            if export is not None and export.temporary:
-                export.path.unlink(missing_ok=True)
 
     @contextlib.asynccontextmanager
     async def _leased(self, scope: str, job: str) -> AsyncIterator[None]:
