@@ -199,3 +199,17 @@ def test_a_job_that_fails_past_the_checked_rows_still_removes_its_file(
         time.sleep(0.2)
     models = client.get("/api/v1/ml/models", headers=admin).json()
     assert [m for m in models if m["team_id"] is not None] == []
+
+
+def test_endless_part_headers_are_refused_before_anything_is_written(
+    deployment: Deployment, client: httpx.Client, as_role: Headers
+) -> None:
+    body = (
+        b'--b0\r\nContent-Disposition: form-data; name="export"; filename="crm.csv"\r\n'
+        + b"X-Pad: " + b"a" * 20_000 + b"\r\n\r\nlead_id,converted\r\n--b0--\r\n"
+    )  # fmt: skip
+    answer = client.post(URL, content=body, headers=as_role("acme-admin") | {
+        "Content-Type": "multipart/form-data; boundary=b0"})  # fmt: skip
+    assert answer.status_code == 422
+    assert "malformed multipart body: Maximum header size exceeded" in answer.json()["detail"]
+    assert left_behind(deployment) == []

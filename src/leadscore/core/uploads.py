@@ -128,6 +128,7 @@ class _Receiver:
             "on_part_begin": self.on_part_begin,
             "on_part_data": self.on_part_data,
             "on_part_end": self.on_part_end,
+            # python-multipart bounds a part's headers (8 of at most 4 KiB each).
             "on_header_field": lambda data, start, end: self.header_name.extend(data[start:end]),
             "on_header_value": lambda data, start, end: self.header_value.extend(data[start:end]),
             "on_header_end": self.on_header_end,
