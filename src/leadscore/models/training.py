@@ -159,7 +159,7 @@ class CrmExport:
     def _unreadable(self, fmt: str, exc: BaseException) -> InvalidInputError:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         detail = detail.replace(str(self.path), self.name)
-        if str(self.path.parent) in detail:  # whatever it says, not where the server keeps it
+        if self.temporary and str(self.path.parent) in detail:  # not where the server keeps it
             detail = type(exc).__name__
         return InvalidInputError(f"{self.name}: cannot be read as {fmt} ({detail})")
 
