@@ -222,6 +222,11 @@ def test_an_uploaded_crm_export_trains_a_team_model(
     detail = client.get(f"/api/v1/ml/models/{mine[0]['version']}", headers=admin).json()
     assert "800 of them from a CRM export" in detail["card"]["training_data"]["description"]
     assert detail["trained_by"].startswith("key ")
+    uploads = deployment.settings.home / "uploads"
+    assert uploads.is_dir()  # the export was streamed to a file there ...
+    while list(uploads.iterdir()):  # ... which goes once its job is done
+        assert time.monotonic() < deadline, "the upload's file outlived its job"
+        time.sleep(0.1)
     small = deployment.start(max_upload_bytes=4096)
     try:
         with httpx.Client(base_url=small.url, timeout=30) as http:

@@ -17,6 +17,7 @@ from leadscore.engine.io import (
     iter_chunks,
     leads_to_frame,
     read_frame,
+    read_head,
     write_frame,
 )
 from leadscore.engine.raw import raw_from_leads
@@ -64,3 +65,22 @@ def test_a_column_of_the_wrong_type_is_refused() -> None:
     frame = pl.DataFrame({"lead_id": ["a"], "household_size": ["a big family"]})
     with pytest.raises(InvalidInputError, match="expected type"):
         canonicalise(frame)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])
+def test_read_head_reads_the_first_rows_only(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"leads{suffix}"
+    frame = generate(3_000, seed=5).drop("as_of")
+    write_frame(frame, path)
+    head = read_head(path, 50)
+    assert head.height == 50
+    assert head["lead_id"].to_list() == frame["lead_id"][:50].to_list()
+    assert read_head(path, 5_000).height == 3_000  # a shorter file: all of it
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_read_head_refuses_a_first_line_that_is_not_utf8(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / f"latin1{suffix}"
+    path.write_bytes("lead_id,sourcé\n1,x\n".encode("latin-1"))
+    with pytest.raises(InvalidInputError, match=r"first line is not UTF-8 text \(byte 0xe9 at"):
+        read_head(path, 10)

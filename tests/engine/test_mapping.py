@@ -8,7 +8,13 @@ import polars as pl
 import pytest
 
 from leadscore.core.errors import MappingError, TrainingDataError
-from leadscore.engine.mapping import apply_mapping, load_mapping, load_training_frame
+from leadscore.engine.mapping import (
+    MAX_MAPPING_BYTES,
+    apply_mapping,
+    load_mapping,
+    load_training_frame,
+    parse_mapping,
+)
 from leadscore.engine.model import ModelConfig, train
 from leadscore.engine.training import TrainingInput
 
@@ -86,6 +92,24 @@ def test_bad_mappings_are_refused_in_one_line(tmp_path: Path, text: str, message
     with pytest.raises(MappingError, match=message) as info:
         load_training_frame(export(tmp_path), load_mapping(write(tmp_path, text)))
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        (b"a: &x [1]\nb: *x\n", "YAML aliases (*x) are not accepted"),
+        (b"[" * 11 + b"]" * 11, "nested deeper than 10 levels"),
+        (b"[" * 10 + b"]" * 10, "expected a YAML mapping at the top level"),  # 10 is allowed
+        (b"x: " + b"y" * MAX_MAPPING_BYTES, "bytes; a mapping has at most 65,536"),
+        (b"x: \xff", "not UTF-8 text (byte 0xff at offset 3)"),
+        (b"!!python/object/apply:os.system [echo]", "not valid YAML (ConstructorError)"),
+    ],
+)
+def test_a_mapping_is_bounded_before_it_is_built(raw: bytes, message: str) -> None:
+    with pytest.raises(MappingError) as info:
+        parse_mapping(raw, "mapping m.yaml")
+    assert str(info.value).startswith("mapping m.yaml: ")
+    assert message in str(info.value)
 
 
 def test_too_few_positive_examples_are_refused(tmp_path: Path) -> None:

@@ -163,12 +163,13 @@ def retrain(
     ] = None,
 ) -> None:
     """Train a team model on its outcomes (and its CRM history), gate it, register it."""
-    from leadscore.engine.mapping import load_mapping, load_training_frame
+    from leadscore.engine.mapping import load_mapping
+    from leadscore.models.training import CrmExport
 
     if mapping is not None and data is None:
         raise typer.BadParameter("--mapping maps the columns of --data: give both")
-    export = None if data is None else load_training_frame(
-        data, load_mapping(mapping) if mapping else None
+    export = None if data is None else CrmExport(
+        data, str(data), load_mapping(mapping) if mapping else None
     )  # fmt: skip
 
     async def run(registry: Registry) -> dict[str, Any]:

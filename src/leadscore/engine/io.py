@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Final
@@ -138,6 +139,45 @@ def read_frame(path: Path, read_options: Mapping[str, Any] | None = None) -> pl.
     if fmt == "parquet":
         return pl.read_parquet(path)
     return pl.read_ndjson(path, infer_schema_length=None)
+
+
+def read_head(path: Path, rows: int, read_options: Mapping[str, Any] | None = None) -> pl.DataFrame:
+    """The first `rows` rows of a file as they are, without reading the rest: enough to check
+    its columns and types before a job reads it whole. Errors never name the path."""
+    fmt = file_format(path)
+    if fmt != "parquet":
+        _utf8_first_line(path)
+    options = dict(read_options or {})
+    if fmt == "csv":
+        return pl.read_csv(
+            path,
+            separator=options.get("delimiter", ","),
+            null_values=options.get("null_values"),
+            n_rows=rows,
+            infer_schema_length=rows,
+        )
+    if fmt == "parquet":
+        return pl.scan_parquet(path).head(rows).collect()
+    # polars reads past `n_rows` in JSONL and then refuses a type its inference did not see:
+    # hand it those lines alone (at most 1 MiB each: a lead is a few KiB).
+    with path.open("rb") as handle:
+        lines = b"".join(handle.readline(1 << 20) for _ in range(rows))
+    return pl.read_ndjson(io.BytesIO(lines), infer_schema_length=None)
+
+
+def _utf8_first_line(path: Path, limit: int = 1 << 20) -> None:
+    """Refuse a text file whose first line (a CSV's header) is not UTF-8: polars would read
+    its column names with replacement characters, and a mapping would not find them."""
+    with path.open("rb") as handle:
+        start = handle.read(limit)
+    line = start.split(b"\n", 1)[0]
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInputError(
+            f"the first line is not UTF-8 text (byte 0x{line[exc.start]:02x} at offset "
+            f"{exc.start}): save the export as UTF-8"
+        ) from exc
 
 
 def scan_frame(path: Path) -> pl.LazyFrame:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import polars as pl
 import yaml
@@ -85,22 +85,58 @@ class ColumnMapping(_Spec):
         return AttributeSpec(tuple(self.attributes.numeric), tuple(self.attributes.categorical))
 
 
+#: A mapping is a page of YAML: anything larger or deeper is not one, and is refused unread.
+MAX_MAPPING_BYTES: Final = 64 * 1024
+MAX_MAPPING_DEPTH: Final = 10
+
+
 def load_mapping(path: Path) -> ColumnMapping:
     """Read and validate a mapping file; any problem is one clear line."""
     if not path.is_file():
         raise MappingError(f"mapping {path}: no such file")
+    return parse_mapping(path.read_bytes(), f"mapping {path}")
+
+
+def parse_mapping(raw: bytes, source: str) -> ColumnMapping:
+    """Validate a mapping's bytes (`source` names it in errors: an upload's name, not a server
+    path); bounded in size and depth and without aliases, so no YAML can cost much to read."""
+    if len(raw) > MAX_MAPPING_BYTES:
+        raise MappingError(f"{source}: {len(raw):,} bytes; a mapping has at most "
+                           f"{MAX_MAPPING_BYTES:,}")  # fmt: skip
     try:
-        data = yaml.safe_load(path.read_text())
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MappingError(
+            f"{source}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})"
+        ) from exc
+    try:
+        _check_shape(text, source)
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise MappingError(f"mapping {path}: not valid YAML ({exc.__class__.__name__})") from exc
+        raise MappingError(f"{source}: not valid YAML ({exc.__class__.__name__})") from exc
     if not isinstance(data, dict):
-        raise MappingError(f"mapping {path}: expected a YAML mapping at the top level")
+        raise MappingError(f"{source}: expected a YAML mapping at the top level")
     try:
         return ColumnMapping.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "mapping"
-        raise MappingError(f"mapping {path}: {where}: {first['msg']}") from exc
+        raise MappingError(f"{source}: {where}: {first['msg']}") from exc
+
+
+def _check_shape(text: str, source: str) -> None:
+    """Refuse aliases (a few lines of them expand to billions of nodes) and nesting deeper
+    than any mapping needs, from the parser's events, before anything is built."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.AliasEvent):
+            raise MappingError(f"{source}: YAML aliases (*{event.anchor}) are not accepted")
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_MAPPING_DEPTH:
+                raise MappingError(f"{source}: nested deeper than {MAX_MAPPING_DEPTH} levels")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 def _positive(series: pl.Series, positive: list[Any]) -> pl.Series:

@@ -92,7 +92,9 @@ class Scorer:
     Examples
     --------
     >>> from leadscore.engine.io import frame_to_leads
-    >>> from leadscore.engine.model import AttributeSpec, ModelConfig, TrainingInput, train
+    >>> from leadscore.engine.attributes import AttributeSpec
+    >>> from leadscore.engine.model import ModelConfig, train
+    >>> from leadscore.engine.training import TrainingInput
     >>> from leadscore.engine.synthetic import generate
     >>> history = generate(3_000, seed=1)
     >>> data = TrainingInput.from_frame(history, AttributeSpec())

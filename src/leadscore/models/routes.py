@@ -4,24 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import (
-    APIRouter,
-    File,
-    Form,
-    Path,
-    Query,
-    UploadFile,
-)
+from fastapi import APIRouter, Path, Query, Request
 
 from leadscore.core.http import ERROR_RESPONSES, VersionPath
 from leadscore.core.schemas import ErrorResponse
+from leadscore.core.uploads import receive_form
 from leadscore.deps import (
     SECURED,
     AdminDep,
     PrincipalDep,
     ServicesDep,
 )
+from leadscore.engine.mapping import MAX_MAPPING_BYTES
 from leadscore.models.schemas import (
+    EXPORT_FORM,
     Comparison,
     ModelChange,
     ModelDetail,
@@ -36,6 +32,10 @@ from leadscore.models.schemas import (
     TrialState,
 )
 from leadscore.models.status import team_model_status
+from leadscore.models.training import export_format
+
+#: Where uploads are written under the server's home while their job needs them.
+UPLOADS = "uploads"
 
 JobIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
 
@@ -92,23 +92,24 @@ async def train_model(
     return {"job": job, "team_id": principal.team_id, "status": "started"}
 
 
-@router.post("/train/export", status_code=202, response_model=TrainStarted, openapi_extra=SECURED)
+@router.post(
+    "/train/export", status_code=202, response_model=TrainStarted,
+    openapi_extra=SECURED | EXPORT_FORM,
+)  # fmt: skip
 async def train_model_with_export(
-    services: ServicesDep,
-    principal: AdminDep,
-    export: Annotated[
-        UploadFile, File(description="CRM export with outcomes: .csv/.parquet/.jsonl")
-    ],
-    mapping: Annotated[UploadFile | None, File(description="YAML column mapping")] = None,
-    promote: Annotated[bool, Form()] = False,
+    request: Request, services: ServicesDep, principal: AdminDep
 ) -> dict[str, Any]:
     """Admins: train the team's model on its outcomes plus its CRM history (multipart upload,
-    up to LEADSCORE_MAX_UPLOAD_BYTES); same job, events and gate as `/train`."""
-    job, _ = await services.training.start_with_export(
-        principal.team_id, actor=f"key {principal.key_id}", promote=promote,
-        name=export.filename or "export.csv", content=export.file,
-        mapping=await mapping.read() if mapping is not None else None,
-    )  # fmt: skip
+    up to LEADSCORE_MAX_UPLOAD_BYTES, streamed to disk); same job, events and gate as `/train`."""
+    async with receive_form(
+        request, services.settings.home / UPLOADS, to_disk={"export": export_format},
+        in_memory={"mapping": MAX_MAPPING_BYTES, "promote": 16},
+    ) as form:  # fmt: skip
+        upload = form.file("export")
+        job, _ = await services.training.start_with_export(
+            principal.team_id, actor=f"key {principal.key_id}", promote=form.flag("promote"),
+            export=upload.path, name=upload.filename, mapping=form.data("mapping"),
+        )  # fmt: skip
     return {"job": job, "team_id": principal.team_id, "status": "started"}
 
 

@@ -152,3 +152,34 @@ class TrainResult(BaseModel):
     metrics: dict[str, Any]
     gate: dict[str, Any]
     promoted: bool
+
+
+#: The multipart body of `POST /models/train/export`, which the route streams to disk itself.
+EXPORT_FORM: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "title": "TrainExportForm",
+                    "type": "object",
+                    "required": ["export"],
+                    "properties": {
+                        "export": {
+                            "type": "string",
+                            "contentMediaType": "application/octet-stream",
+                            "description": "CRM export with outcomes: .csv/.parquet/.jsonl, "
+                            "up to LEADSCORE_MAX_UPLOAD_BYTES",
+                        },
+                        "mapping": {
+                            "type": "string",
+                            "contentMediaType": "application/octet-stream",
+                            "description": "YAML column mapping, UTF-8, up to 64 KiB",
+                        },
+                        "promote": {"type": "boolean", "default": False},
+                    },
+                }
+            }
+        },
+    }
+}

@@ -7,14 +7,13 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
-import shutil
-import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, BinaryIO, Final
+from typing import Any, Final
 
 import numpy as np
 import orjson
@@ -33,8 +32,13 @@ from leadscore.core.tables import TrainingJobRow
 from leadscore.core.timestamps import iso_z
 from leadscore.engine.attributes import AttributeSpec
 from leadscore.engine.gate import GateConfig, promotion_gate, recalibrate, time_holdout
-from leadscore.engine.io import file_format, leads_to_frame
-from leadscore.engine.mapping import load_mapping, load_training_frame
+from leadscore.engine.io import canonicalise, file_format, leads_to_frame, read_head
+from leadscore.engine.mapping import (
+    ColumnMapping,
+    apply_mapping,
+    load_training_frame,
+    parse_mapping,
+)
 from leadscore.engine.model import LeadModel, ModelConfig, train
 from leadscore.engine.schema import Lead
 from leadscore.engine.textparse import parse_timeline_months
@@ -104,33 +108,70 @@ def training_frame(leads: Sequence[repo.TrainingLead]) -> pl.DataFrame:
     )
 
 
+#: What an export without a mapping must have: the leads' ids and whether each converted.
+EXPORT_COLUMNS: Final = ("lead_id", "converted")
+
+
 def with_export(frame: pl.DataFrame, export: pl.DataFrame) -> pl.DataFrame:
     """The team's rows plus its CRM history; a lead in both is taken from its live outcome."""
-    missing = {"lead_id", "converted"} - set(export.columns)
-    if missing:
-        raise TrainingDataError(f"the CRM export has no {', '.join(sorted(missing))} column")
     history = export.filter(~pl.col("lead_id").is_in(frame["lead_id"].implode()))
     shared = [c for c in frame.columns if c in history.columns]
     return pl.concat([frame, history.select(shared)], how="diagonal_relaxed")
 
 
-def read_export(name: str, content: BinaryIO, mapping: bytes | None) -> pl.DataFrame:
-    """An uploaded CRM export (CSV, Parquet or JSONL, by its name) as canonical training rows,
-    mapped when a YAML mapping came with it; a file that cannot be read is the caller's error."""
-    suffix = Path(name).suffix.lower()
-    with tempfile.TemporaryDirectory(prefix="leadscore-export-") as tmp:
-        data = Path(tmp) / f"export{suffix}"
-        file_format(data)  # refuse an unknown type before copying anything
-        with data.open("wb") as out:
-            shutil.copyfileobj(content, out)
-        spec = None
-        if mapping is not None:
-            (Path(tmp) / "mapping.yaml").write_bytes(mapping)
-            spec = load_mapping(Path(tmp) / "mapping.yaml")
+def export_format(name: str) -> str:
+    """The format of an export by the name its sender gave it (refused when unknown)."""
+    return file_format(Path(name))
+
+
+@dataclass(frozen=True)
+class CrmExport:
+    """A team's CRM history in a file, with its mapping; `name` is what errors call it (an
+    upload's own name: the path is the server's), and a `temporary` file (an upload) is
+    removed when its job ends."""
+
+    path: Path
+    name: str
+    mapping: ColumnMapping | None = None
+    temporary: bool = False
+
+    def check(self, rows: int) -> int:
+        """Read the first `rows` rows only and refuse missing columns, a mapping that does not
+        fit, or values of the wrong type; how many rows were there (at most `rows`)."""
+        fmt = export_format(self.name)
+        options = self.mapping.read.model_dump() if self.mapping is not None else None
         try:
-            return load_training_frame(data, spec)
+            head = read_head(self.path, rows, options)
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{self.name}: {exc}") from exc
         except (pl.exceptions.PolarsError, UnicodeDecodeError, OSError) as exc:
-            raise InvalidInputError(f"{name}: cannot be read as {suffix[1:]} ({exc})") from exc
+            raise self._unreadable(fmt, exc) from exc
+        if self.mapping is not None:
+            apply_mapping(head, self.mapping)
+            return head.height
+        missing = [c for c in EXPORT_COLUMNS if c not in head.columns]
+        if missing:
+            raise TrainingDataError(
+                f"{self.name}: no {' or '.join(missing)} column; an export without a mapping "
+                f"needs the columns {', '.join(EXPORT_COLUMNS)} (closed and "
+                "closed_within_timeline are optional outcomes); else send a mapping"
+            )
+        canonicalise(head)
+        return head.height
+
+    def frame(self) -> pl.DataFrame:
+        """The whole export as canonical training rows (in the training process)."""
+        try:
+            return load_training_frame(self.path, self.mapping)
+        except (pl.exceptions.PolarsError, UnicodeDecodeError, OSError) as exc:
+            raise self._unreadable(export_format(self.name), exc) from exc
+
+    def _unreadable(self, fmt: str, exc: BaseException) -> InvalidInputError:
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        detail = detail.replace(str(self.path), self.name)
+        if self.temporary and str(self.path.parent) in detail:  # not where the server keeps it
+            detail = type(exc).__name__
+        return InvalidInputError(f"{self.name}: cannot be read as {fmt} ({detail})")
 
 
 def _older_and_newest(data: TrainingInput, share: float) -> tuple[TrainingInput, TrainingInput]:
@@ -236,16 +277,17 @@ class RetrainService:
         *,
         actor: str,
         promote: bool,
-        export: pl.DataFrame | None = None,
+        export: CrmExport | None = None,
     ) -> tuple[str, asyncio.Task[dict[str, Any]]]:
         """Begin a job in the background; refused while another runs for the team anywhere.
 
-        `export`: the team's history from its CRM (a canonical training frame, e.g. from
-        `load_training_frame` with a mapping), learned from together with its outcomes.
+        `export`: the team's history from its CRM, learned from together with its outcomes;
+        its first rows are checked here, the training process reads it whole.
         """
         async with self.registry.sessions() as session:
             labelled = await repo.leads_with_outcomes(session, team_id)
-        available = labelled + (export.height if export is not None else 0)
+        rows = 0 if export is None else await asyncio.to_thread(export.check, MIN_TEAM_LEADS)
+        available = labelled + rows
         if available < MIN_TEAM_LEADS:
             raise _too_few(team_id, available, MIN_TEAM_LEADS, TEAM_MODEL)
         job = uuid.uuid4().hex[:12]
@@ -266,6 +308,10 @@ class RetrainService:
         )
         self._jobs.add(task)
         task.add_done_callback(self._finished)
+        if export is not None and export.temporary:
+            # However the job ends: done, failed, or cancelled (even before it began).
+            upload = export.path
+            task.add_done_callback(lambda _: upload.unlink(missing_ok=True))
         return job, task
 
     async def start_with_export(
@@ -274,17 +320,27 @@ class RetrainService:
         *,
         actor: str,
         promote: bool,
+        export: Path,
         name: str,
-        content: BinaryIO,
-        mapping: bytes | None,
+        mapping: tuple[str, bytes] | None,
     ) -> tuple[str, asyncio.Task[dict[str, Any]]]:
-        """Begin a job on the team's outcomes plus an uploaded CRM export (read first: a bad
-        file or mapping is refused before any job starts)."""
-        export = await asyncio.to_thread(read_export, name, content, mapping)
-        return await self.start(team_id, actor=actor, promote=promote, export=export)
+        """Begin a job on the team's outcomes plus an uploaded CRM export (file and mapping
+        checked first, a bad one refused before any job starts). The file is the service's
+        from here: removed when the job ends, or at once when refused."""
+        try:
+            spec = None
+            if mapping is not None:
+                spec = await asyncio.to_thread(
+                    parse_mapping, mapping[1], f"mapping {mapping[0] or 'field'}"
+                )
+            upload = CrmExport(export, name, spec, temporary=True)
+            return await self.start(team_id, actor=actor, promote=promote, export=upload)
+        except BaseException:
+            export.unlink(missing_ok=True)
+            raise
 
     async def retrain(
-        self, team_id: int, *, actor: str, promote: bool, export: pl.DataFrame | None = None
+        self, team_id: int, *, actor: str, promote: bool, export: CrmExport | None = None
     ) -> dict[str, Any]:
         """Run a job to its end (the command line)."""
         _, task = await self.start(team_id, actor=actor, promote=promote, export=export)
@@ -296,7 +352,7 @@ class RetrainService:
             log.warning("training job %s failed: %s", task.get_name(), task.exception())
 
     async def _job(
-        self, team_id: int, job: str, actor: str, promote: bool, export: pl.DataFrame | None
+        self, team_id: int, job: str, actor: str, promote: bool, export: CrmExport | None
     ) -> dict[str, Any]:
         try:
             async with self._leased(scope_of(team_id), job):
@@ -408,7 +464,7 @@ class RetrainService:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def _retrain(
-        self, team_id: int, job: str, *, actor: str, promote: bool, export: pl.DataFrame | None
+        self, team_id: int, job: str, *, actor: str, promote: bool, export: CrmExport | None
     ) -> dict[str, Any]:
         parent = await self._champion_version(team_id)
         detail: dict[str, Any] = {"team_id": team_id, "job": job}
@@ -469,18 +525,20 @@ def _rows(
 def _train_job(
     database_url: str,
     team_id: int,
-    export: pl.DataFrame | None,
+    export: CrmExport | None,
     config: ModelConfig,
     gate: GateConfig,
     champion: Path,
     actor: str,
     out: Path,
 ) -> int:
-    """In the training process: rows, training, gate, artifact saved to `out`; the row count."""
-    frame = _rows(database_url, team_id, export, MIN_TEAM_LEADS, TEAM_MODEL)
+    """In the training process: rows (the export read from its file here, never sent over as
+    data), training, gate, artifact saved to `out`; the row count."""
+    history = export.frame() if export is not None else None
+    frame = _rows(database_url, team_id, history, MIN_TEAM_LEADS, TEAM_MODEL)
     about = f"team {team_id}: {frame.height} leads with outcomes, trained by {actor}"
-    if export is not None:
-        about += f" ({export.height} of them from a CRM export)"
+    if history is not None:
+        about += f" ({history.height} of them from a CRM export)"
     _fit(frame, config, gate, LeadModel.load(champion), about).save(out)
     return frame.height
 
