@@ -16,15 +16,10 @@ from leadscore.core.errors import ModelArtifactError
 from leadscore.engine.model import LeadModel
 from leadscore.live.events import EventPublisher
 from leadscore.models import repository as repo
+from leadscore.models.artifacts import pack_artifact, unpack_artifact
 from leadscore.models.holder import ModelHolder
-from leadscore.models.registry import (
-    CHAMPION,
-    GLOBAL,
-    ModelWatcher,
-    Registry,
-    pack_artifact,
-    unpack_artifact,
-)
+from leadscore.models.registry import CHAMPION, GLOBAL, Registry
+from leadscore.models.watcher import ModelWatcher
 
 
 async def test_a_champion_that_cannot_load_leaves_the_serving_model_in_place(

@@ -14,7 +14,7 @@ from leadscore.core.errors import ModelArtifactError, NotFoundError
 from leadscore.core.tables import TrainingJobRow
 from leadscore.models import repository as repo
 from leadscore.models.registry import CHAMPION, GLOBAL, Registry, scope_of
-from leadscore.models.training import INTERRUPTED, MIN_TEAM_LEADS, RetrainService
+from leadscore.models.training import INTERRUPTED, MIN_TEAM_LEADS, CrmExport, RetrainService
 
 
 async def test_a_failed_job_reports_its_error_and_others_cannot_see_it(
@@ -29,8 +29,13 @@ async def test_a_failed_job_reports_its_error_and_others_cannot_see_it(
         await repo.set_alias(session, GLOBAL, CHAMPION, "gone000000000000", now)
     registry = Registry(sessions, tmp_path / "artifacts")
     service = RetrainService(registry, "sqlite+aiosqlite://", tmp_path / "staging")
-    history = pl.DataFrame({"lead_id": [f"l{i}" for i in range(MIN_TEAM_LEADS)]})
-    job, task = await service.start(team.id, actor="tests", promote=True, export=history)
+    history = tmp_path / "history.csv"
+    pl.DataFrame(
+        {"lead_id": [f"l{i}" for i in range(MIN_TEAM_LEADS)],
+         "converted": [i % 2 for i in range(MIN_TEAM_LEADS)]}
+    ).write_csv(history)  # fmt: skip
+    export = CrmExport(history, "history.csv")
+    job, task = await service.start(team.id, actor="tests", promote=True, export=export)
     running = await service.job(team.id, job)
     assert (running["state"], running["finished_at"], running["error"]) == ("running", None, None)
     with pytest.raises(ModelArtifactError):

@@ -44,15 +44,18 @@ from leadscore.engine.defaults import default_model_dir, load_or_build_default
 from leadscore.engine.model import LeadModel
 from leadscore.engine.scorer import Scorer
 from leadscore.live import routes as live_routes
+from leadscore.live.connection import HubSettings
 from leadscore.live.events import EventPublisher
 from leadscore.live.events import model_status as model_status_event
-from leadscore.live.hub import HubSettings, LiveHub
+from leadscore.live.hub import LiveHub
 from leadscore.models import routes as models_routes
+from leadscore.models.admin import ModelAdmin
 from leadscore.models.drift import DriftService
 from leadscore.models.holder import LiveModel, ModelHolder
-from leadscore.models.registry import ModelAdmin, ModelWatcher, Registry
+from leadscore.models.registry import Registry
 from leadscore.models.shadow import ShadowScorer, persist_shadow_scores
 from leadscore.models.training import RetrainSchedule, RetrainService
+from leadscore.models.watcher import ModelWatcher
 from leadscore.monitoring import routes as monitoring_routes
 from leadscore.outcomes import routes as outcomes_routes
 from leadscore.outcomes.service import OutcomeIn, OutcomeService

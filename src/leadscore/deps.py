@@ -23,11 +23,13 @@ from leadscore.core.ratelimit import RateLimiter, RateLimitUnavailableError
 from leadscore.core.writer import ScoreWriter
 from leadscore.live.events import EventPublisher
 from leadscore.live.hub import LiveHub
+from leadscore.models.admin import ModelAdmin
 from leadscore.models.drift import DriftService
 from leadscore.models.holder import ModelHolder
-from leadscore.models.registry import ModelAdmin, ModelWatcher, Registry
+from leadscore.models.registry import Registry
 from leadscore.models.shadow import ShadowScorer
 from leadscore.models.training import RetrainService
+from leadscore.models.watcher import ModelWatcher
 from leadscore.outcomes.service import OutcomeService
 from leadscore.scoring.repository import ScoreRecord
 from leadscore.scoring.service import ScoringService

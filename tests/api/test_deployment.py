@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import subprocess
@@ -15,6 +16,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 from sqlalchemy import select
+from websockets.sync.client import connect
 
 from leadscore.core.config import DEMO_JWT_SECRET, ServiceSettings
 from leadscore.models import repository as repo
@@ -29,6 +31,16 @@ from .conftest import (
     wait_until_served,
     worker_env,
 )
+from .test_auth_admin import (
+    CACHE_SECONDS,
+    KEYS,
+    RECHECK_SECONDS,
+    bearer,
+    close_code,
+    new_key,
+    token_of,
+)
+from .test_live import PATH, receive
 
 
 @pytest.mark.parametrize("secret", [None, "short", DEMO_JWT_SECRET])
@@ -296,7 +308,7 @@ def test_a_score_on_one_worker_reaches_clients_on_the_other(
             if metrics["workers"] == 2 or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
-        assert metrics["workers"] == 2
+        assert metrics["workers"] == 2, [w["worker"] for w in metrics["per_worker"]]
         assert metrics["connections"] == len(clients)
 
 
@@ -344,3 +356,42 @@ def test_promotion_and_rollback_reach_both_workers_and_the_cache(
         f"{two_workers}/api/v1/ml/models/rollback", json={"team": False}, headers=admin
     )
     assert again.status_code == 409  # nothing earlier than the first champion
+
+
+def test_a_key_revoked_on_one_worker_stops_on_every_worker(shared: Deployment) -> None:
+    """Two workers on PostgreSQL + Redis: the key's sockets close and its token is refused on
+    both within the key cache window."""
+    deployment = shared
+
+    def as_role(who: str) -> dict[str, str]:
+        return {"X-API-Key": shared.keys[who]}
+
+    quick = {"LEADSCORE_KEY_CACHE_SECONDS": str(CACHE_SECONDS),
+             "LEADSCORE_WS_RECHECK_SECONDS": str(RECHECK_SECONDS)}  # fmt: skip
+    with serve_workers(deployment, 2, **quick) as url:
+
+        def each_worker(headers: dict[str, str]) -> set[int]:
+            """Status codes of 12 requests, each on a new connection (both workers answer)."""
+            return {httpx.get(f"{url}/api/v1/ml/model/status", headers=headers).status_code
+                    for _ in range(12)}  # fmt: skip
+
+        with httpx.Client(base_url=url, timeout=30) as client:
+            created = new_key(client, as_role)
+            token = token_of(client, created["key"])
+        assert each_worker(bearer(token)) == {200}  # both workers now trust the key
+        ws_url = f"ws://{url.removeprefix('http://')}{PATH}"
+        with contextlib.ExitStack() as stack:
+            sockets = [
+                stack.enter_context(connect(ws_url, additional_headers=bearer(token)))
+                for _ in range(4)
+            ]
+            for ws in sockets:
+                assert receive(ws)["event_type"] == "connection_established"
+            revoked = httpx.delete(f"{url}{KEYS}/{created['id']}", headers=as_role("acme-admin"))
+            assert revoked.status_code == 200
+            started = time.monotonic()
+            for ws in sockets:
+                assert close_code(ws, timeout=RECHECK_SECONDS + 10) == (4403, "key revoked")
+            while each_worker(bearer(token)) != {401}:
+                assert time.monotonic() - started < CACHE_SECONDS + 5, "a worker still accepts it"
+                time.sleep(0.1)

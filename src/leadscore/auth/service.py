@@ -194,6 +194,14 @@ def _principal(owner: repo.KeyOwner | None) -> Principal | None:
     )
 
 
+async def team_id_by_name(session: AsyncSession, name: str) -> int:
+    """A team's id by name, for the domains above that name teams (the command line)."""
+    team = await repo.team_by_name(session, name)
+    if team is None:
+        raise NotFoundError(f"no team named {name!r}")
+    return team.id
+
+
 def require_role(principal: Principal, *allowed: str) -> Principal:
     """Refuse a principal whose role is not in `allowed`."""
     if principal.role not in allowed:

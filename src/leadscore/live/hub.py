@@ -1,4 +1,4 @@
-"""The WebSocket hub: authenticated live connections, their subscriptions, and fan-out."""
+"""The WebSocket hub: serves authenticated connections and fans events out to them."""
 
 from __future__ import annotations
 
@@ -9,14 +9,12 @@ import os
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from leadscore.auth.principal import Principal
@@ -25,7 +23,7 @@ from leadscore.core.bus import BusUnavailableError, EventBus
 from leadscore.core.lifecycle import Background
 from leadscore.core.logs import DependencyLog
 from leadscore.core.schemas import validation_detail
-from leadscore.core.timestamps import iso_z
+from leadscore.live.connection import Connection, ConnectionState, HubSettings, KeyCheck
 from leadscore.live.events import (
     AUDIENCE,
     SUBSCRIBABLE,
@@ -39,173 +37,29 @@ from leadscore.live.events import (
     envelope,
     parse_audience,
 )
-from leadscore.live.wsproto import frame_writer, text_frame
+from leadscore.live.protocol import (
+    CLOSE_GOING_AWAY,
+    CLOSE_IDLE,
+    CLOSE_KEY_REVOKED,
+    CLOSE_TOO_SLOW,
+    CLOSE_TRY_AGAIN,
+    CLOSE_UNAUTHORIZED,
+    MAX_CLIENT_MESSAGE,
+    ClientMessage,
+    Filters,
+    Subscription,
+)
+from leadscore.live.stats import LATENCY_SAMPLES, percentiles
+from leadscore.live.wsproto import text_frame
 
 log = logging.getLogger(__name__)
 
-# Close codes (documented in docs/websocket.md).
-CLOSE_GOING_AWAY: Final = 1001  # the server is shutting down
-CLOSE_TRY_AGAIN: Final = 1013  # this worker holds its maximum number of connections
-CLOSE_UNAUTHORIZED: Final = 4401  # no, invalid or expired credentials (also: token expired)
-CLOSE_KEY_REVOKED: Final = 4403  # the connection's key was revoked while it was open
-CLOSE_IDLE: Final = 4408  # nothing heard from the client within the idle timeout
-CLOSE_TOO_SLOW: Final = 4409  # one send stalled longer than the send timeout
 
-MAX_CLIENT_MESSAGE: Final = 65_536
-LATENCY_SAMPLES: Final = 10_000
 SHARE_TTL_SECONDS: Final = 5.0  # each worker re-shares its state every second
+
+
 #: A new worker hears every other worker's audience within one heartbeat (1 s).
 AUDIENCE_WARMUP_SECONDS: Final = 2.0
-Classification = Literal["hot", "warm", "cold"]
-
-
-class ConnectionState(StrEnum):
-    """Where a connection is in its life; only OPEN connections receive events."""
-
-    CONNECTING = "connecting"
-    OPEN = "open"
-    CLOSING = "closing"
-    CLOSED = "closed"
-
-
-class Filters(BaseModel):
-    """Which scored leads a client wants: at least this score, of these classes."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    min_score: float | None = Field(default=None, ge=0, le=100)
-    classification: tuple[Classification, ...] | None = Field(default=None, min_length=1)
-
-
-class ClientMessage(BaseModel):
-    """A message from the client; `events` and `filters` belong to (un)subscribe."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    type: Literal["subscribe", "unsubscribe", "ping", "pong", "get_status"]
-    events: list[EventType] | None = None
-    filters: Filters | None = None
-    id: str | int | None = Field(default=None, description="Echoed in the reply.")
-
-
-@dataclass
-class Subscription:
-    """The event types a connection receives and the filters on scored leads."""
-
-    events: set[str] = field(default_factory=set)
-    filters: Filters = field(default_factory=Filters)
-
-    def wants(self, event: Event) -> bool:
-        """Whether this event passes the connection's subscription and filters."""
-        if event.event_type not in self.events:
-            return False
-        filters = self.filters
-        if event.score is not None:
-            if filters.min_score is not None and event.score < filters.min_score:
-                return False
-            if filters.classification is not None and (
-                event.classification not in filters.classification
-            ):
-                return False
-        return True
-
-    def describe(self) -> dict[str, Any]:
-        """The subscription as clients and admins see it."""
-        return {"events": sorted(self.events), "filters": self.filters.model_dump()}
-
-
-@dataclass
-class HubSettings:
-    """Heartbeat, idle timeout, queue bound and limits of one worker's hub."""
-
-    heartbeat_seconds: float = 20.0
-    idle_timeout_seconds: float = 60.0
-    send_timeout_seconds: float = 30.0
-    queue_size: int = 1000
-    max_connections: int = 10_000
-    flush_interval_seconds: float = 0.02
-    recheck_seconds: float = 10.0  # how often open credentials are checked
-
-
-#: Which of these key ids are still active (the authenticator's `active_keys`).
-KeyCheck = Callable[[Collection[int]], Awaitable[set[int]]]
-
-
-class Connection:
-    """One client: its principal, subscription, bounded outgoing queue and sender task.
-
-    A full queue drops its oldest event (counted) so a slow client never holds memory or
-    other clients; a send that stalls past the send timeout closes the connection.
-    """
-
-    def __init__(self, websocket: WebSocket, principal: Principal, queue_size: int) -> None:
-        self.id = uuid.uuid4().hex[:16]
-        self.websocket = websocket
-        self.principal = principal
-        self.redacted = principal.role == "viewer"
-        self.state = ConnectionState.CONNECTING
-        self.subscription = Subscription()
-        self.connected_at = datetime.now(UTC)
-        self.last_heard = time.monotonic()
-        self.last_heard_at = self.connected_at
-        self.last_heartbeat_at: datetime | None = None
-        self.sent = 0
-        self.received = 0
-        self.dropped = 0
-        self.send_started: float | None = None
-        self.close_reason = "client closed"
-        self.queue: deque[tuple[str, float | None]] = deque()
-        self.queue_size = queue_size
-        self.wake = asyncio.Event()
-        self.writer = frame_writer(websocket.scope)
-        self.group: tuple[Any, ...] = ()
-        self.regroup()
-
-    def regroup(self) -> None:
-        """Connections of one group receive the same bytes for the same events."""
-        s = self.subscription
-        self.group = (self.principal.team_id, self.redacted, frozenset(s.events), s.filters)
-
-    def offer(self, text: str, published_at: float | None = None) -> bool:
-        """Queue a message; when full, drop the oldest. False when something was dropped."""
-        if self.state is not ConnectionState.OPEN:
-            return True
-        dropped = len(self.queue) >= self.queue_size
-        if dropped:
-            self.queue.popleft()
-            self.dropped += 1
-        self.queue.append((text, published_at))
-        self.wake.set()
-        return not dropped
-
-    def heard(self) -> None:
-        self.last_heard = time.monotonic()
-        self.last_heard_at = datetime.now(UTC)
-
-    def info(self) -> dict[str, Any]:
-        """What `GET /ws/connections` shows about this connection."""
-        return {
-            "id": self.id,
-            "team_id": self.principal.team_id,
-            "team": self.principal.team_name,
-            "role": self.principal.role,
-            "key_id": self.principal.key_id,
-            "credentials_expire_at": (
-                None
-                if self.principal.expires_at is None
-                else iso_z(datetime.fromtimestamp(self.principal.expires_at, UTC))
-            ),
-            "state": self.state.value,
-            "connected_at": iso_z(self.connected_at),
-            "last_heartbeat": iso_z(self.last_heartbeat_at) if self.last_heartbeat_at else None,
-            "last_client_message": iso_z(self.last_heard_at),
-            "subscriptions": self.subscription.describe(),
-            "queue_depth": len(self.queue),
-            "messages_sent": self.sent,
-            "messages_received": self.received,
-            "dropped": self.dropped,
-            "direct_writes": self.writer is not None,
-        }
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:
@@ -630,7 +484,7 @@ class LiveHub(Background):
             "events_lost": self.publisher.lost,
             "deliveries": self._counts["deliveries"],
             "queued": sum(len(c.queue) for c in self._connections.values()),
-            "fanout_latency_ms": _percentiles(samples),
+            "fanout_latency_ms": percentiles(samples),
             "latency_samples": [round(s, 3) for s in samples[-1000:]],
             "subscriptions": per_type,
         }
@@ -669,45 +523,3 @@ class LiveHub(Background):
         )
         for task in list(self._tasks):
             task.cancel()
-
-
-def _rank(sorted_samples: list[float], q: float) -> float:
-    """Nearest-rank percentile of already sorted samples."""
-    index = min(len(sorted_samples) - 1, max(0, round(q / 100.0 * len(sorted_samples)) - 1))
-    return sorted_samples[index]
-
-
-def _percentiles(samples: list[float]) -> dict[str, float | None]:
-    if not samples:
-        return {"p50": None, "p95": None, "p99": None, "max": None, "count": 0}
-    return {
-        "p50": round(_rank(samples, 50), 3),
-        "p95": round(_rank(samples, 95), 3),
-        "p99": round(_rank(samples, 99), 3),
-        "max": round(samples[-1], 3),
-        "count": len(samples),
-    }
-
-
-def merge_metrics(workers: list[dict[str, Any]]) -> dict[str, Any]:
-    """Every worker's hub figures summed; latency percentiles over their pooled samples."""
-    totals: dict[str, Any] = {}
-    closed: dict[str, int] = {}
-    per_type: dict[str, int] = {}
-    samples: list[float] = []
-    for m in workers:
-        for key, value in m.items():
-            if isinstance(value, int) and not isinstance(value, bool):
-                totals[key] = totals.get(key, 0) + value
-        for why, n in m["closed_by_reason"].items():
-            closed[why] = closed.get(why, 0) + n
-        for event_type, n in m["subscriptions"].items():
-            per_type[event_type] = per_type.get(event_type, 0) + n
-        samples += m["latency_samples"]
-    return totals | {
-        "workers": len(workers),
-        "closed_by_reason": closed,
-        "subscriptions": per_type,
-        "fanout_latency_ms": _percentiles(sorted(samples)),
-        "per_worker": [{k: v for k, v in m.items() if k != "latency_samples"} for m in workers],
-    }

@@ -20,7 +20,7 @@ from leadscore.deps import (
     authenticate_credentials,
     websocket_credentials,
 )
-from leadscore.live.hub import merge_metrics
+from leadscore.live.stats import merge_metrics
 
 router = APIRouter(prefix="/api/v1/ml/ws", tags=["live events"], responses=ERROR_RESPONSES)
 

@@ -1,15 +1,8 @@
-"""The model registry: versions with their artifacts, champion/challenger aliases, promotion,
-rollback, and the watcher that makes every worker serve the current champions."""
+"""The model registry: versions, aliases (champion, challenger), promotion, rollback, leases."""
 
 from __future__ import annotations
 
 import asyncio
-import io
-import logging
-import shutil
-import tarfile
-import tempfile
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,27 +10,22 @@ from typing import Any, Final, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from leadscore.auth import repository as auth_repo
-from leadscore.auth.principal import Principal
-from leadscore.auth.service import ForbiddenError
-from leadscore.core.db import is_connection_error
+from leadscore.auth.service import team_id_by_name
 from leadscore.core.errors import LeadScoreError, ModelArtifactError, NotFoundError
-from leadscore.core.lifecycle import Background, Periodic
-from leadscore.core.logs import DependencyLog
 from leadscore.core.tables import ModelChangeRow, ModelVersionRow
 from leadscore.core.timestamps import iso_z
 from leadscore.engine.model import LeadModel
 from leadscore.engine.scorer import Scorer
-from leadscore.live import events
-from leadscore.live.events import EventPublisher
 from leadscore.models import repository as repo
-from leadscore.models.compare import compare_versions
-from leadscore.models.holder import Lineup, LiveModel, ModelHolder, Trial, TrialMode
-
-log = logging.getLogger(__name__)
+from leadscore.models.artifacts import pack_artifact, unpack_artifact
+from leadscore.models.holder import LiveModel, TrialMode
 
 GLOBAL: Final = "global"
+
+
 CHAMPION: Final = "champion"
+
+
 CHALLENGER: Final = "challenger"
 
 
@@ -68,40 +56,6 @@ class TrialRefusedError(LeadScoreError):
 def scope_of(team_id: int | None) -> str:
     """Aliases are per team, or global for the model every other team uses."""
     return GLOBAL if team_id is None else str(team_id)
-
-
-def pack_artifact(directory: Path) -> bytes:
-    """A model directory as tar.gz bytes (flat: the artifact has no subdirectories)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for path in sorted(directory.iterdir()):
-            if path.is_file():
-                archive.add(path, arcname=path.name)
-    return buffer.getvalue()
-
-
-def unpack_artifact(data: bytes, directory: Path) -> Path:
-    """Write an artifact's files into `directory`, atomically and only plain file names."""
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=directory.parent))
-    try:
-        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
-            for member in archive.getmembers():
-                if not member.isfile() or Path(member.name).name != member.name:
-                    raise ModelArtifactError(f"unexpected entry in model artifact: {member.name}")
-                source = archive.extractfile(member)
-                assert source is not None
-                (staging / member.name).write_bytes(source.read())
-        try:
-            staging.rename(directory)
-        except OSError:
-            if not (directory / "card.json").is_file():
-                raise
-            shutil.rmtree(staging)  # another worker unpacked the same version meanwhile
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return directory
 
 
 def _serving(aliases: dict[tuple[str, str], str], scope: str) -> str | None:
@@ -177,10 +131,7 @@ class Registry:
     async def team_id(self, name: str) -> int:
         """A team's id by name (for the command line)."""
         async with self.sessions() as session:
-            team = await auth_repo.team_by_name(session, name)
-        if team is None:
-            raise NotFoundError(f"no team named {name!r}")
-        return team.id
+            return await team_id_by_name(session, name)
 
     async def ensure_champion(self, version: str, actor: str) -> None:
         """The first model a fresh registry sees becomes the global champion."""
@@ -427,211 +378,3 @@ class Registry:
         if model.version_ != version:
             raise ModelArtifactError(f"artifact of {version} holds model {model.version_}")
         return LiveModel(model, Scorer(model), directory)
-
-
-class ModelWatcher(Background):
-    """Makes this worker serve the registry's champions, checked every `interval` seconds.
-
-    A new champion is loaded beside the serving one and swapped in whole: a request that took
-    the old one finishes with it. Promotion and rollback reach every worker within seconds.
-    """
-
-    def __init__(
-        self,
-        registry: Registry,
-        holder: ModelHolder,
-        publisher: EventPublisher,
-        worker: str,
-        interval_seconds: float = 1.0,
-    ) -> None:
-        self.registry = registry
-        self.holder = holder
-        self.publisher = publisher
-        self.worker = worker
-        self._ticker = Periodic(
-            "model-watcher", interval_seconds, self._check, on_error=self._failed
-        )
-        self._broken: set[str] = set()
-        self._installed: dict[str, ScopePlan] | None = None
-        # Checked every second: an outage is one line (and a count every 30 s), not a traceback
-        # per check.
-        self.database = DependencyLog(log, "database (model watcher, serving what we have)")
-
-    async def refresh(self) -> bool:
-        """Load changed models and swap every lineup in together; True when something changed."""
-        plan = await self.registry.plan()
-        if plan == self._installed:
-            return False
-        known = self.holder.loaded()
-
-        async def get(version: str | None) -> LiveModel | None:
-            if version is None or version in self._broken:
-                return None
-            if version not in known:
-                try:
-                    known[version] = await self.registry.load(version)
-                except Exception:  # one broken artifact must not stop the other scopes' swaps
-                    log.exception("cannot load model %s; serving what we have", version)
-                    self._broken.add(version)  # said once, not every second
-                    return None
-            return known[version]
-
-        wanted = plan.get(GLOBAL)
-        if wanted is None or wanted.champion is None:
-            return False  # a registry without a global champion is being set up
-        champion = await get(wanted.champion) or self.holder.current
-        lineups: dict[str, Lineup] = {}
-        for scope, want in plan.items():
-            serving = (
-                champion if scope == GLOBAL else self.holder.lineup(int(scope)).champion
-            )  # what serves now stays if the wanted version cannot load
-            own = (await get(want.champion) or serving) if want.champion else champion
-            challenger = await get(want.challenger)
-            trial = (
-                Trial(challenger, want.mode, want.share)
-                if challenger is not None and want.mode is not None
-                else None
-            )
-            if scope == GLOBAL or want.champion or trial:
-                lineups[scope] = Lineup(own, trial)
-        self._installed = plan
-        teams = {int(scope): lineup for scope, lineup in lineups.items() if scope != GLOBAL}
-        before = self.holder.state()
-        self.holder.install(lineups[GLOBAL], teams)
-        if self.holder.state() == before:
-            return False
-        self.publisher.emit(
-            events.model_status("loaded", champion.version, {"worker": self.worker})
-        )
-        return True
-
-    def start(self) -> None:
-        """Watch in the background."""
-        self._ticker.start()
-
-    def _failed(self, exc: Exception) -> None:
-        log.error("model registry check failed (serving what we have)", exc_info=exc)
-
-    async def _check(self) -> None:
-        """One refresh; an unreachable database is one logged outage, not one line a second."""
-        try:
-            await self.refresh()
-        except Exception as exc:
-            if not is_connection_error(exc):
-                raise
-            self.database.down(f"{type(exc).__name__}: {str(exc)[:200]}")
-        else:
-            self.database.up()
-
-    async def close(self) -> None:
-        """Stop watching."""
-        await self._ticker.close()
-
-
-class ModelAdmin:
-    """What an admin may do with the models: their team's, and the global ones only when
-    their team runs the deployment (`LEADSCORE_GLOBAL_MODELS_TEAM`; else the command line)."""
-
-    def __init__(
-        self,
-        registry: Registry,
-        watcher: ModelWatcher,
-        publisher: EventPublisher,
-        global_models_team: str | None = None,
-        flush: Callable[[], Awaitable[None]] | None = None,
-    ) -> None:
-        self.registry = registry
-        self.watcher = watcher
-        self.publisher = publisher
-        self.global_models_team = global_models_team
-        self.flush = flush  # stores the scores still queued, so a comparison sees them
-
-    @staticmethod
-    def _visible(team_id: int, described: dict[str, Any]) -> bool:
-        return described["team_id"] in (None, team_id)
-
-    def _may_change(self, principal: Principal, team_id: int | None) -> None:
-        if team_id is None and principal.team_name != self.global_models_team:
-            raise ForbiddenError(
-                "the global model serves every team: only the admins of the team named in "
-                "LEADSCORE_GLOBAL_MODELS_TEAM (or the `leadscore models` command) change it"
-            )
-
-    async def list(self, team_id: int) -> list[dict[str, Any]]:
-        """The global versions and the team's own."""
-        return [d for d in await self.registry.list() if self._visible(team_id, d)]
-
-    async def show(self, team_id: int, version: str) -> dict[str, Any]:
-        """One version, if global or the team's."""
-        described = await self.registry.show(version)
-        if not self._visible(team_id, described):
-            raise NotFoundError(f"no model version {version!r}")
-        return described
-
-    async def promote(
-        self, principal: Principal, version: str, *, force: bool, reason: str | None
-    ) -> dict[str, Any]:
-        """Promote, announce it, and serve it on this worker at once (others within seconds)."""
-        described = await self.show(principal.team_id, version)
-        self._may_change(principal, described["team_id"])
-        try:
-            await self.registry.load(version)  # never make champion what cannot serve
-        except ModelArtifactError as exc:
-            raise PromotionRefusedError(f"{version} cannot be loaded: {exc}") from exc
-        detail = None if not force else {"forced": True, "reason": reason}
-        actor = f"key {principal.key_id}"
-        change = await self.registry.promote(version, actor=actor, force=force, detail=detail)
-        await self._announce("promoted", change)
-        return change
-
-    async def rollback(self, principal: Principal, *, team_scope: bool | None) -> dict[str, Any]:
-        """Return the global (or the team's) champion to the previous one; unset, the caller's
-        own scope: its team's once that has had a champion (never the global model by
-        surprise), else the global one when the caller runs it."""
-        if team_scope is None:
-            team_scope = principal.team_name != self.global_models_team or (
-                await self.registry.had_champion(principal.team_id)
-            )
-        team_id = principal.team_id if team_scope else None
-        self._may_change(principal, team_id)
-        change = await self.registry.rollback(team_id, actor=f"key {principal.key_id}")
-        await self._announce("rolled_back", change)
-        return change
-
-    async def trial(self, principal: Principal, *, team_scope: bool) -> dict[str, Any]:
-        """The global (or the team's) champion/challenger trial."""
-        return await self.registry.trial(principal.team_id if team_scope else None)
-
-    async def compare(
-        self, principal: Principal, champion: str | None, challenger: str | None
-    ) -> dict[str, Any]:
-        """Both versions on the team's same leads with outcomes (default: its trial's pair)."""
-        if champion is None or challenger is None:
-            default_champion, default_challenger = await self.registry.trial_pair(principal.team_id)
-            champion = champion or default_champion
-            challenger = challenger or default_challenger
-        for version in (champion, challenger):
-            await self.show(principal.team_id, version)  # 404 unless global or the team's
-        if self.flush is not None:
-            await self.flush()
-        return await compare_versions(
-            self.registry.sessions, principal.team_id, champion, challenger
-        )
-
-    async def set_trial(
-        self, principal: Principal, mode: str, share: float, *, team_scope: bool
-    ) -> dict[str, Any]:
-        """Start, change or end a trial; every worker follows within seconds, announced."""
-        team_id = principal.team_id if team_scope else None
-        self._may_change(principal, team_id)
-        trial = await self.registry.set_trial(team_id, mode, share, actor=f"key {principal.key_id}")
-        await self.watcher.refresh()
-        version = trial["challenger"] or trial["champion"]
-        self.publisher.emit(events.model_status("trial", version, trial, team_id))
-        return trial
-
-    async def _announce(self, status: str, change: dict[str, Any]) -> None:
-        await self.watcher.refresh()
-        scope = change["scope"]
-        team_id = None if scope == GLOBAL else int(scope)
-        self.publisher.emit(events.model_status(status, change["to_version"], change, team_id))
