@@ -42,15 +42,24 @@ def cli(env: dict[str, str], *args: str) -> str:
 class Server:
     """`leadscore serve` in the background, on a free loopback port."""
 
-    def __init__(self, env: dict[str, str], workers: int) -> None:
+    def __init__(
+        self, env: dict[str, str], workers: int, log: Path | None = None, wait: float = 120
+    ) -> None:
+        """Start and wait until healthy; `log` keeps the server's stderr in that file."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "leadscore", "serve", "--workers", str(workers),
-             "--port", str(self.port)],
-            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        deadline = time.monotonic() + 120
+        self.log = log
+        sink = log.open("w") if log is not None else subprocess.PIPE
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "leadscore", "serve", "--workers", str(workers),
+                 "--port", str(self.port)],
+                env=env, stdout=subprocess.DEVNULL, stderr=sink, text=True,
+            )  # fmt: skip
+        finally:
+            if log is not None and not isinstance(sink, int):
+                sink.close()  # the child holds its own copy of the descriptor
+        deadline = time.monotonic() + wait
         while True:
             try:
                 if httpx.get(f"{self.url}/api/v1/ml/health", timeout=2).status_code == 200:
@@ -58,8 +67,15 @@ class Server:
             except httpx.TransportError:
                 pass
             if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(self.process.communicate()[1][-2000:])
+                self.process.kill()  # never leave a half-started server behind
+                raise RuntimeError(self.errors()[-2000:])
             time.sleep(0.2)
+
+    def errors(self) -> str:
+        """What the server wrote on stderr (its log file, or the pipe once it has exited)."""
+        if self.log is not None:
+            return self.log.read_text(errors="replace")
+        return self.process.communicate()[1]
 
     def worker_pids(self) -> list[int]:
         out = subprocess.run(

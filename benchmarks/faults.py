@@ -17,7 +17,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,17 +28,13 @@ from pathlib import Path
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from api_load import Server, cli
 from leadscore.scoring.schemas import EXAMPLE_LEAD
 
 ROOT = Path(__file__).resolve().parents[1]
 SCORE = "/api/v1/ml/score"
 Request = Callable[[httpx.Client, int], tuple[str, httpx.Response]]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def as_postgres(*command: str) -> list[str]:
@@ -60,13 +55,6 @@ def lead(lead_id: str) -> dict[str, object]:
     body = copy.deepcopy(EXAMPLE_LEAD)
     body["lead_id"] = lead_id
     return body
-
-
-def cli(env: dict[str, str], *args: str) -> str:
-    return subprocess.run(
-        [sys.executable, "-m", "leadscore", *args], env=env, capture_output=True, text=True,
-        check=True,
-    ).stdout.strip()  # fmt: skip
 
 
 class Run:
@@ -98,7 +86,7 @@ def measure(outage: float, src: str | None) -> None:
     home = Path(tempfile.mkdtemp(prefix="bench-faults-home-"))
     subprocess.run([str(ROOT / "scripts/test-services.sh"), "start", str(services)], check=True,
                    capture_output=True)  # fmt: skip
-    process: subprocess.Popen[bytes] | None = None
+    process: subprocess.Popen[str] | None = None
     try:
         urls = dict(re.findall(r"export (\w+)=(\S+)", (services / "env").read_text()))
         database = urls["LEADSCORE_TEST_POSTGRES_URL"]
@@ -117,24 +105,9 @@ def measure(outage: float, src: str | None) -> None:
         cli(env, "db", "upgrade")
         agent = {"X-API-Key": cli(env, "keys", "create", "--team", "bench", "--role", "agent")}
         fresh = {"X-API-Key": cli(env, "keys", "create", "--team", "spare", "--role", "agent")}
-        port = free_port()
         log = home / "server.log"
-        with log.open("wb") as sink:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "leadscore", "serve", "--workers", "2", "--port",
-                 str(port)], env=env, stdout=subprocess.DEVNULL, stderr=sink,
-            )  # fmt: skip
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{url}/api/v1/ml/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(log.read_text()[-2000:])
-            time.sleep(0.2)
+        server = Server(env, 2, log=log, wait=180)
+        process, url = server.process, server.url
         for i in range(4):
             httpx.post(url + SCORE, json=lead(f"seed-{i}"), headers=agent).raise_for_status()
         down = threading.Event()

@@ -123,19 +123,19 @@ def canonicalise(df: pl.DataFrame) -> pl.DataFrame:
         raise InvalidInputError(f"a column does not hold the expected type: {exc}") from exc
 
 
+def _csv_options(read_options: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A mapping's `read` section as polars' CSV arguments (one reading for head and whole)."""
+    options = read_options or {}
+    return {"separator": options.get("delimiter", ","), "null_values": options.get("null_values")}
+
+
 def read_frame(path: Path, read_options: Mapping[str, Any] | None = None) -> pl.DataFrame:
     """Read a whole file as it is (no canonicalisation): mappings rename columns first."""
     fmt = file_format(path)
     if not path.is_file():
         raise InvalidInputError(f"{path}: no such file")
-    options = dict(read_options or {})
     if fmt == "csv":
-        return pl.read_csv(
-            path,
-            separator=options.get("delimiter", ","),
-            null_values=options.get("null_values"),
-            infer_schema_length=None,
-        )
+        return pl.read_csv(path, **_csv_options(read_options), infer_schema_length=None)
     if fmt == "parquet":
         return pl.read_parquet(path)
     return pl.read_ndjson(path, infer_schema_length=None)
@@ -147,14 +147,9 @@ def read_head(path: Path, rows: int, read_options: Mapping[str, Any] | None = No
     fmt = file_format(path)
     if fmt != "parquet":
         _utf8_first_line(path)
-    options = dict(read_options or {})
     if fmt == "csv":
         return pl.read_csv(
-            path,
-            separator=options.get("delimiter", ","),
-            null_values=options.get("null_values"),
-            n_rows=rows,
-            infer_schema_length=rows,
+            path, **_csv_options(read_options), n_rows=rows, infer_schema_length=rows
         )
     if fmt == "parquet":
         return pl.scan_parquet(path).head(rows).collect()
