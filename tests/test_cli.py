@@ -207,9 +207,13 @@ def test_demo_serves_a_scored_demo_team(workdir: Path) -> None:
 def test_make_demo_takes_a_port() -> None:
     """`make demo PORT=N` hands the port to `leadscore demo --port` (tested above)."""
     for extra, port in (([], "8000"), (["PORT=8080"], "8080")):
+        # Run as a top-level make: under `make test` the inherited MAKEFLAGS/MAKELEVEL would
+        # make it print "Entering/Leaving directory" around the plan.
+        env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
         plan = subprocess.run(
-            ["make", "-n", "demo", *extra], cwd=ROOT, capture_output=True, text=True, timeout=60
-        )
+            ["make", "--no-print-directory", "-n", "demo", *extra],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
         assert plan.returncode == 0, plan.stderr
         assert plan.stdout.strip().splitlines()[-1].endswith(f"leadscore demo --port {port}")
 
