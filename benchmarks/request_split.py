@@ -24,6 +24,7 @@ import orjson
 
 from leadscore.auth import repository as auth_repo
 from leadscore.auth.principal import Principal
+from leadscore.core.bus import MemoryBus
 from leadscore.core.cache import MemoryCache
 from leadscore.core.db import create_engine, session_factory
 from leadscore.core.metrics import Metrics
@@ -33,7 +34,9 @@ from leadscore.engine.features import transform
 from leadscore.engine.raw import raw_from_leads
 from leadscore.engine.schema import Lead
 from leadscore.engine.scorer import Scorer
+from leadscore.live.events import EventPublisher
 from leadscore.models.holder import LiveModel, ModelHolder
+from leadscore.models.shadow import ShadowScorer
 from leadscore.scoring.repository import ScoreRecord
 from leadscore.scoring.schemas import EXAMPLE_LEAD, ScoreRequest
 from leadscore.scoring.service import ScoringService, persist_scores
@@ -88,7 +91,7 @@ async def main() -> None:
         )
         service = ScoringService(
             ModelHolder(LiveModel(model, scorer, home)), MemoryCache(), _NoWriter(),  # type: ignore[arg-type]
-            None, Metrics.create(),  # type: ignore[arg-type]
+            Metrics.create(), EventPublisher(MemoryBus()), ShadowScorer(_NoWriter().submit),
         )  # fmt: skip
         principal = Principal(1, 1, "bench", "agent")
         medians = []

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from leadscore.auth import repository as auth_repo
-from leadscore.core.db import create_engine, session_factory
+from leadscore.core.db import create_engine, session_factory, transaction
 from leadscore.core.migrate import upgrade
 from leadscore.engine.defaults import default_model_dir, load_or_build_default
 from leadscore.engine.gate import GateConfig
@@ -72,9 +72,11 @@ async def run(home: Path, n: int, threads: int) -> None:
               f"{time.perf_counter() - started:.1f} s")  # fmt: skip
 
         model = load_or_build_default(home, threads)
-        registry = Registry(sessions, home / "models")
-        await registry.register(model, default_model_dir(home), trained_by="benchmark")
-        await registry.ensure_champion(model.version_, actor="benchmark")
+        registry = Registry(home / "models")
+        async with transaction(sessions) as session:
+            directory = default_model_dir(home)
+            await registry.register(session, model, directory, trained_by="benchmark")
+            await registry.ensure_champion(session, model.version_, actor="benchmark")
 
         t0 = time.perf_counter()
         async with sessions() as session:
@@ -82,7 +84,9 @@ async def run(home: Path, n: int, threads: int) -> None:
         t1 = time.perf_counter()
         built = training_frame(rows)
         t2 = time.perf_counter()
-        service = RetrainService(registry, url, home / "models" / "trained", num_threads=threads)
+        service = RetrainService(
+            sessions, registry, url, home / "models" / "trained", num_threads=threads
+        )
         stop = asyncio.Event()
         probe = asyncio.create_task(loop_lag(stop))
         result = await service.retrain(team.id, actor="benchmark", promote=False)

@@ -20,17 +20,18 @@ from leadscore.models.artifacts import pack_artifact, unpack_artifact
 from leadscore.models.holder import ModelHolder
 from leadscore.models.registry import CHAMPION, GLOBAL, Registry
 from leadscore.models.watcher import ModelWatcher
+from tests.units import Committing
 
 
 async def test_a_champion_that_cannot_load_leaves_the_serving_model_in_place(
     sessions: async_sessionmaker[AsyncSession], model_dir: Path, tmp_path: Path
 ) -> None:
-    registry = Registry(sessions, tmp_path / "artifacts")
+    registry = Committing(Registry(tmp_path / "artifacts"), sessions)
     model = LeadModel.load(model_dir)
     await registry.register(model, model_dir, trained_by="tests")
     await registry.ensure_champion(model.version_, actor="tests")
     holder = ModelHolder(await registry.load(model.version_))
-    watcher = ModelWatcher(registry, holder, EventPublisher(MemoryBus()), "w1")
+    watcher = ModelWatcher(sessions, registry.service, holder, EventPublisher(MemoryBus()), "w1")
     assert await watcher.refresh() is False  # already serving the champion
     now = datetime.now(UTC)
     async with sessions() as session, session.begin():
@@ -46,7 +47,7 @@ async def test_rollback_walks_back_through_promotions(
     sessions: async_sessionmaker[AsyncSession], model_dir: Path, other_model_dir: Path,
     tmp_path: Path,
 ) -> None:  # fmt: skip
-    registry = Registry(sessions, tmp_path / "artifacts")
+    registry = Committing(Registry(tmp_path / "artifacts"), sessions)
     first, second = LeadModel.load(model_dir), LeadModel.load(other_model_dir)
     await registry.register(first, model_dir, trained_by="tests")
     await registry.ensure_champion(first.version_, actor="tests")
@@ -87,7 +88,7 @@ def test_artifacts_unpack_once_per_host_and_only_as_plain_files(tmp_path: Path) 
 async def test_a_renewed_lease_holds_and_a_stale_one_is_taken(
     sessions: async_sessionmaker[AsyncSession], tmp_path: Path
 ) -> None:
-    registry = Registry(sessions, tmp_path / "artifacts")
+    registry = Committing(Registry(tmp_path / "artifacts"), sessions)
     ttl = timedelta(seconds=0.5)
     assert await registry.lease("7", "job1", ttl)
     assert not await registry.lease("7", "job2", ttl)  # one job per scope
@@ -105,9 +106,11 @@ async def test_a_running_job_keeps_renewing_its_lease(
 ) -> None:
     from leadscore.models.training import RetrainService
 
-    registry = Registry(sessions, tmp_path / "artifacts")
+    registry = Committing(Registry(tmp_path / "artifacts"), sessions)
     ttl = timedelta(seconds=0.4)
-    service = RetrainService(registry, "sqlite+aiosqlite://", tmp_path / "staging", lease=ttl)
+    service = RetrainService(
+        sessions, registry.service, "sqlite+aiosqlite://", tmp_path / "staging", lease=ttl
+    )
     assert await registry.lease("7", "long", ttl)
     async with service._leased("7", "long"):
         for _ in range(5):  # 1.25 s: three times the lease, renewed every 0.1 s

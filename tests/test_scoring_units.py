@@ -104,8 +104,7 @@ async def test_a_cached_score_is_reused_only_while_fresh(model: object) -> None:
     service = ScoringService(
         ModelHolder(live),
         cache,
-        _NoWriter(),
-        None,  # type: ignore[arg-type]
+        _NoWriter(),  # type: ignore[arg-type]
         Metrics.create(),
         EventPublisher(MemoryBus()),
         ShadowScorer(_NoWriter().submit),

@@ -15,6 +15,7 @@ from leadscore.core.tables import TrainingJobRow
 from leadscore.models import repository as repo
 from leadscore.models.registry import CHAMPION, GLOBAL, Registry, scope_of
 from leadscore.models.training import INTERRUPTED, MIN_TEAM_LEADS, CrmExport, RetrainService
+from tests.units import Committing
 
 
 async def test_a_failed_job_reports_its_error_and_others_cannot_see_it(
@@ -27,15 +28,19 @@ async def test_a_failed_job_reports_its_error_and_others_cannot_see_it(
         # A champion whose artifact is gone: the job fails when it loads it.
         await repo.register_model(session, "gone000000000000", "/nowhere", {}, now)
         await repo.set_alias(session, GLOBAL, CHAMPION, "gone000000000000", now)
-    registry = Registry(sessions, tmp_path / "artifacts")
-    service = RetrainService(registry, "sqlite+aiosqlite://", tmp_path / "staging")
+    registry = Committing(Registry(tmp_path / "artifacts"), sessions)
+    trainer = RetrainService(
+        sessions, registry.service, "sqlite+aiosqlite://", tmp_path / "staging"
+    )
+    service = Committing(trainer, sessions)
     history = tmp_path / "history.csv"
     pl.DataFrame(
         {"lead_id": [f"l{i}" for i in range(MIN_TEAM_LEADS)],
          "converted": [i % 2 for i in range(MIN_TEAM_LEADS)]}
     ).write_csv(history)  # fmt: skip
     export = CrmExport(history, "history.csv")
-    job, task = await service.start(team.id, actor="tests", promote=True, export=export)
+    job = await service.start(team.id, actor="tests", promote=True, export=export)
+    task = trainer.task(job)
     running = await service.job(team.id, job)
     assert (running["state"], running["finished_at"], running["error"]) == ("running", None, None)
     with pytest.raises(ModelArtifactError):
@@ -63,11 +68,13 @@ async def test_a_job_whose_worker_died_is_failed_and_the_newest_comes_first(
                 TrainingJobRow(job=job, team_id=team.id, state="running", actor="tests",
                                promote=False, started_at=now - timedelta(minutes=minutes)),
             )  # fmt: skip
-    registry = Registry(sessions, tmp_path / "artifacts")
-    service = RetrainService(
-        registry, "sqlite+aiosqlite://", tmp_path / "staging", lease=timedelta(minutes=5)
-    )
-    assert await registry.lease(scope_of(team.id), "alive", service.lease)
+    registry = Committing(Registry(tmp_path / "artifacts"), sessions)
+    trainer = RetrainService(
+        sessions, registry.service, "sqlite+aiosqlite://", tmp_path / "staging",
+        lease=timedelta(minutes=5),
+    )  # fmt: skip
+    service = Committing(trainer, sessions)
+    assert await registry.lease(scope_of(team.id), "alive", trainer.lease)
     jobs = await service.jobs(team.id)
     assert [(j["job"], j["state"]) for j in jobs] == [("alive", "running"), ("crashed", "failed")]
     assert jobs[1]["error"] == INTERRUPTED  # recorded as running, but it holds no lease

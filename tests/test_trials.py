@@ -16,6 +16,7 @@ from leadscore.auth import repository as auth_repo
 from leadscore.auth.principal import Principal
 from leadscore.core.bus import MemoryBus
 from leadscore.core.cache import MemoryCache
+from leadscore.core.db import transaction
 from leadscore.core.metrics import Metrics
 from leadscore.engine.model import LeadModel
 from leadscore.engine.schema import Lead
@@ -92,7 +93,7 @@ async def test_a_split_trial_answers_each_lead_with_its_version_and_logs_the_oth
     lineup = Lineup(champion, Trial(challenger, "split", 0.5))
     holder.install(Lineup(champion), {7: lineup})  # team 7 runs a trial, the others do not
     service = ScoringService(
-        holder, MemoryCache(), recorder, None, Metrics.create(),  # type: ignore[arg-type]
+        holder, MemoryCache(), recorder, Metrics.create(),  # type: ignore[arg-type]
         EventPublisher(MemoryBus()), shadow,
     )  # fmt: skip
     leads = [batch_lead(f"trial_{i}") for i in range(60)]
@@ -174,7 +175,8 @@ async def test_the_comparison_judges_both_versions_on_the_same_leads(
         await scoring_repo.save_scores(session, scores)
         await models_repo.save_shadow_scores(session, shadows)
         await outcomes_repo.save_outcomes(session, outcomes)
-    report = await compare_versions(sessions, team.id, "champ", "chall")
+    async with transaction(sessions) as session:
+        report = await compare_versions(session, team.id, "champ", "chall")
     assert report["leads"] == 400
     assert report["converted"] == int(converted.sum())
     assert report["scored_by_one_only"] == {"champ": 1, "chall": 0}
@@ -184,6 +186,7 @@ async def test_the_comparison_judges_both_versions_on_the_same_leads(
     low, high = report["auc_difference_ci"]
     assert 0.3 < low <= high
     assert report["champion"]["n"] == report["challenger"]["n"] == 400
-    reverse = await compare_versions(sessions, team.id, "chall", "champ")
+    async with transaction(sessions) as session:
+        reverse = await compare_versions(session, team.id, "chall", "champ")
     assert reverse["challenger_not_worse"] is False  # a worse challenger is called worse
     assert "AUC may be lower" in reverse["reason"]

@@ -32,6 +32,7 @@ from leadscore.core.db import (
     create_engine,
     is_connection_error,
     session_factory,
+    transaction,
 )
 from leadscore.core.errors import ConfigurationError, DatabaseUnavailableError, LeadScoreError
 from leadscore.core.logs import DependencyLog
@@ -115,11 +116,12 @@ async def _start(
         )
     sessions = session_factory(engine)
     live = await asyncio.to_thread(load_live_model, settings)
-    registry = Registry(sessions, settings.home / "models")
+    registry = Registry(settings.home / "models")
     # The configured model is registered; it serves only while the registry has no
     # champion yet (a promoted champion survives restarts and configuration changes).
-    await registry.register(live.model, live.path, trained_by="configured model")
-    await registry.ensure_champion(live.version, actor="first start")
+    async with transaction(sessions) as session:
+        await registry.register(session, live.model, live.path, trained_by="configured model")
+        await registry.ensure_champion(session, live.version, actor="first start")
     limiter = create_rate_limiter(settings.redis_url)
     stack.push_async_callback(limiter.close)
     cache = create_cache(settings.redis_url, max_entries=settings.cache_max_entries)
@@ -162,11 +164,14 @@ async def _start(
             active_keys=auth.active_keys,
         )
     )
-    watcher = ModelWatcher(registry, models, events, hub.worker, settings.model_poll_seconds)
+    watcher = ModelWatcher(
+        sessions, registry, models, events, hub.worker, settings.model_poll_seconds
+    )
     if not await watcher.refresh():  # serve the registry's champions from the start
         events.emit(model_status_event("loaded", live.version, {"worker": hub.worker}))
     await stack.enter_async_context(watcher)
     training = RetrainService(
+        sessions,
         registry,
         settings.resolved_database_url,
         settings.home / "models" / "trained",
@@ -188,13 +193,13 @@ async def _start(
         writer=writer,
         metrics=metrics,
         scoring=ScoringService(
-            models, cache, writer, sessions, metrics, events, shadow,
+            models, cache, writer, metrics, events, shadow,
             batch_chunk=settings.batch_progress_chunk,
         ),
         shadow=shadow,
-        outcomes=OutcomeService(sessions, writer),
+        outcomes=OutcomeService(writer),
         auth=auth,
-        teams=TeamAdmin(sessions, settings, auth),
+        teams=TeamAdmin(settings, auth),
         started_at=datetime.now(UTC),
         bus=bus,
         events=events,
@@ -206,7 +211,7 @@ async def _start(
         ),
         training=training,
         drift=DriftService(
-            sessions, writer, models, events, settings.drift_window, settings.drift_threshold
+            writer, models, events, settings.drift_window, settings.drift_threshold
         ),
     )  # fmt: skip
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
@@ -16,6 +17,7 @@ from leadscore.auth.service import AuthenticationError, Authenticator, TeamAdmin
 from leadscore.core.bus import EventBus
 from leadscore.core.cache import Cache
 from leadscore.core.config import ServiceSettings
+from leadscore.core.db import transaction
 from leadscore.core.errors import RateLimitedError
 from leadscore.core.logs import DependencyLog
 from leadscore.core.metrics import Metrics
@@ -75,6 +77,18 @@ async def get_services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+async def request_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """The request's one unit of work, committed when the route returns and before the reply
+    is sent (a commit that fails answers an error, never a 200), rolled back if it raises."""
+    services: Services = request.app.state.services
+    async with transaction(services.sessions) as session:
+        yield session
+
+
+# scope="function": the commit runs before the response starts, not after it was sent.
+SessionDep = Annotated[AsyncSession, Depends(request_session, scope="function")]
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="A team API key.")
 # Documented in the OpenAPI schema (`api.app`); read by `authenticate` without FastAPI's
 # security dependencies, which cost more per request than the whole lookup.

@@ -10,6 +10,7 @@ from pathlib import Path
 import httpx
 
 from leadscore.engine.model import LeadModel
+from tests.units import Committing
 
 from .conftest import ServerThread, lead
 from .test_live import open_ws, receive, subscribe, wait_for
@@ -51,10 +52,11 @@ def test_a_shadow_trial_scores_unseen_and_ends_cleanly(
 ) -> None:
     admin, agent = as_role("globex-admin"), as_role("globex-agent")
     services = server.services
-    team_id = server.call(services.registry.team_id("globex"))
+    registry = Committing(services.registry, services.sessions)
+    team_id = server.call(registry.team_id("globex"))
     challenger = LeadModel.load(other_model_dir)
-    server.call(services.registry.register(challenger, other_model_dir, team_id=team_id,
-                                           trained_by="tests", as_challenger=True))  # fmt: skip
+    server.call(registry.register(challenger, other_model_dir, team_id=team_id,
+                                  trained_by="tests", as_challenger=True))  # fmt: skip
     champion = client.post("/api/v1/ml/score", json=lead("shadow_0"), headers=agent).json()
     with open_ws(server, admin) as ws:
         receive(ws)

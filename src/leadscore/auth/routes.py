@@ -27,6 +27,7 @@ from leadscore.deps import (
     AdminDep,
     PrincipalDep,
     ServicesDep,
+    SessionDep,
     api_key_header,
 )
 
@@ -56,36 +57,43 @@ async def token(
 
 
 @router.get("/keys", response_model=list[KeyOut], openapi_extra=SECURED)
-async def list_keys(services: ServicesDep, principal: AdminDep) -> list[KeyOut]:
+async def list_keys(
+    services: ServicesDep, session: SessionDep, principal: AdminDep
+) -> list[KeyOut]:
     """Admins: their team's keys, revoked ones included (never a secret or its hash)."""
-    return [key for _, key in await services.teams.list_keys(principal.team_id)]
+    return [key for _, key in await services.teams.list_keys(session, principal.team_id)]
 
 
 @router.post("/keys", response_model=KeyCreated, status_code=201, openapi_extra=SECURED)
-async def create_key(services: ServicesDep, principal: AdminDep, request: KeyCreate) -> KeyCreated:
+async def create_key(
+    services: ServicesDep, session: SessionDep, principal: AdminDep, request: KeyCreate
+) -> KeyCreated:
     """Admins: a new key of their team; its secret is in this answer only."""
-    return await services.teams.create_key(principal.team_id, request.name, request.role)
+    return await services.teams.create_key(session, principal.team_id, request.name, request.role)
 
 
 @router.delete("/keys/{key_id}", response_model=KeyOut, openapi_extra=SECURED)
 async def revoke_key(
     services: ServicesDep,
+    session: SessionDep,
     principal: AdminDep,
     key_id: Annotated[int, Path(ge=1, le=2_147_483_647)],
 ) -> KeyOut:
     """Admins: revoke a key of their team and every token it issued (idempotent)."""
-    return await services.teams.revoke_key(key_id, principal.team_id)
+    return await services.teams.revoke_key(session, key_id, principal.team_id)
 
 
 @teams_router.get("/me", response_model=TeamSettingsOut, openapi_extra=SECURED)
-async def my_team(services: ServicesDep, principal: PrincipalDep) -> TeamSettingsOut:
+async def my_team(
+    services: ServicesDep, session: SessionDep, principal: PrincipalDep
+) -> TeamSettingsOut:
     """The caller's team settings; null means the server default."""
-    return await services.teams.team_settings(principal.team_id)
+    return await services.teams.team_settings(session, principal.team_id)
 
 
 @teams_router.patch("/me", response_model=TeamSettingsOut, openapi_extra=SECURED)
 async def update_my_team(
-    services: ServicesDep, principal: AdminDep, request: TeamSettingsPatch
+    services: ServicesDep, session: SessionDep, principal: AdminDep, request: TeamSettingsPatch
 ) -> TeamSettingsOut:
     """Admins: change the fields sent (null resets one); applies within 30 s on every worker."""
-    return await services.teams.update_team_settings(principal.team_id, request)
+    return await services.teams.update_team_settings(session, principal.team_id, request)

@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
 from leadscore.auth import repository as repo
 from leadscore.auth.service import ROLES, TeamAdmin
 from leadscore.core.config import StoreSettings
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 T = TypeVar("T")
 
@@ -20,11 +23,11 @@ keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
 
 
 async def create_key(settings: StoreSettings, team: str, role: str, name: str) -> str:
-    from leadscore.core.db import create_engine, session_factory
+    from leadscore.core.db import create_engine, session_factory, transaction
 
     engine = create_engine(settings.resolved_database_url)
     try:
-        async with session_factory(engine)() as session, session.begin():
+        async with transaction(session_factory(engine)) as session:
             now = datetime.now(UTC)
             found = await repo.team_by_name(session, team)
             owner = found or await repo.create_team(session, team, now)
@@ -33,9 +36,10 @@ async def create_key(settings: StoreSettings, team: str, role: str, name: str) -
         await engine.dispose()
 
 
-def with_team_admin(use: Callable[[TeamAdmin], Awaitable[T]]) -> T:
-    """Run one key or team operation against the configured (migrated) database."""
-    from leadscore.core.db import create_engine, session_factory
+def with_team_admin(use: Callable[[TeamAdmin, AsyncSession], Awaitable[T]]) -> T:
+    """Run one key or team command against the configured (migrated) database, as one unit
+    of work."""
+    from leadscore.core.db import create_engine, session_factory, transaction
     from leadscore.core.migrate import upgrade
 
     settings = StoreSettings()
@@ -44,7 +48,8 @@ def with_team_admin(use: Callable[[TeamAdmin], Awaitable[T]]) -> T:
     async def run() -> T:
         engine = create_engine(settings.resolved_database_url)
         try:
-            return await use(TeamAdmin(session_factory(engine), settings))
+            async with transaction(session_factory(engine)) as session:
+                return await use(TeamAdmin(settings), session)
         finally:
             await engine.dispose()
 
@@ -73,13 +78,13 @@ def keys_list(
 ) -> None:
     """Every key (or one team's): id, team, name, role, prefix, created, revoked."""
 
-    async def listed(admin: TeamAdmin) -> list[str]:
-        team_id = None if team is None else await admin.team_id(team)
+    async def listed(admin: TeamAdmin, session: AsyncSession) -> list[str]:
+        team_id = None if team is None else await admin.team_id(session, team)
         return [
             "\t".join([str(key.id), team_name, key.name, key.role, key.prefix,
                        key.created_at.isoformat(),
                        key.revoked_at.isoformat() if key.revoked_at else "active"])
-            for team_name, key in await admin.list_keys(team_id)
+            for team_name, key in await admin.list_keys(session, team_id)
         ]  # fmt: skip
 
     rows = with_team_admin(listed)
@@ -91,6 +96,6 @@ def keys_list(
 @keys_app.command("revoke")
 def keys_revoke(key_id: Annotated[int, typer.Argument(help="The key's id (`keys list`).")]) -> None:
     """Revoke a key: it and its tokens stop working within 30 s on every worker."""
-    key = with_team_admin(lambda admin: admin.revoke_key(key_id, None))
+    key = with_team_admin(lambda admin, session: admin.revoke_key(session, key_id, None))
     assert key.revoked_at is not None
     typer.echo(f"key {key.id} ({key.name}, {key.role}) revoked at {key.revoked_at.isoformat()}")

@@ -14,6 +14,8 @@ from leadscore.core.config import StoreSettings
 from leadscore.core.errors import LeadScoreError
 
 if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
     from leadscore.models.registry import Registry
 
 
@@ -23,19 +25,23 @@ T = TypeVar("T")
 models_app = typer.Typer(no_args_is_help=True, help="The model registry: versions and aliases.")
 
 
-async def _with_registry(settings: StoreSettings, use: Callable[[Registry], Awaitable[T]]) -> T:
-    """Run one registry operation against the configured database."""
+Use = Callable[["Registry", "async_sessionmaker[AsyncSession]"], Awaitable[T]]
+
+
+async def _with_registry(settings: StoreSettings, use: Use[T]) -> T:
+    """Run one registry command against the configured database."""
     from leadscore.core.db import create_engine, session_factory
     from leadscore.models.registry import Registry
 
     engine = create_engine(settings.resolved_database_url)
     try:
-        return await use(Registry(session_factory(engine), settings.home / "models"))
+        return await use(Registry(settings.home / "models"), session_factory(engine))
     finally:
         await engine.dispose()
 
 
-def _registry(use: Callable[[Registry], Awaitable[T]]) -> T:
+def _run(use: Use[T]) -> T:
+    """A command with the registry and the database's sessions; domain errors exit 2."""
     from leadscore.core.migrate import upgrade
 
     settings = StoreSettings()
@@ -47,6 +53,17 @@ def _registry(use: Callable[[Registry], Awaitable[T]]) -> T:
         raise typer.Exit(2) from exc
 
 
+def _registry(use: Callable[[Registry, AsyncSession], Awaitable[T]]) -> T:
+    """A registry command as one unit of work: committed when it succeeds, else nothing."""
+    from leadscore.core.db import transaction
+
+    async def once(registry: Registry, sessions: async_sessionmaker[AsyncSession]) -> T:
+        async with transaction(sessions) as session:
+            return await use(registry, session)
+
+    return _run(once)
+
+
 def _print(value: Any) -> None:
     typer.echo(json.dumps(value, indent=2, default=str))
 
@@ -54,13 +71,13 @@ def _print(value: Any) -> None:
 @models_app.command("list")
 def models_list() -> None:
     """Every registered version with its aliases, newest first."""
-    _print(_registry(lambda r: r.list()))
+    _print(_registry(lambda r, s: r.list(s)))
 
 
 @models_app.command("show")
 def models_show(version: str) -> None:
     """One version: card and its scope's promotion history."""
-    _print(_registry(lambda r: r.show(version)))
+    _print(_registry(lambda r, s: r.show(s, version)))
 
 
 @models_app.command("register")
@@ -76,12 +93,12 @@ def models_register(
 
     model = LeadModel.load(directory)
 
-    async def register(registry: Registry) -> str:
+    async def register(registry: Registry, session: AsyncSession) -> str:
         team_id = None
         if team is not None:
-            team_id = await registry.team_id(team)
+            team_id = await registry.team_id(session, team)
         await registry.register(
-            model, directory, team_id=team_id, trained_by="leadscore models register",
+            session, model, directory, team_id=team_id, trained_by="leadscore models register",
             as_challenger=challenger,
         )  # fmt: skip
         return model.version_
@@ -97,7 +114,7 @@ def models_promote(
 ) -> None:
     """Make a version its scope's champion; workers serve it within seconds."""
     detail = {"forced": True, "reason": reason} if force else None
-    _print(_registry(lambda r: r.promote(version, actor="cli", force=force, detail=detail)))
+    _print(_registry(lambda r, s: r.promote(s, version, actor="cli", force=force, detail=detail)))
 
 
 @models_app.command("rollback")
@@ -106,9 +123,9 @@ def models_rollback(
 ) -> None:
     """Serve the previous champion again."""
 
-    async def rollback(registry: Registry) -> dict[str, Any]:
-        team_id = None if team is None else await registry.team_id(team)
-        return await registry.rollback(team_id, actor="cli")
+    async def rollback(registry: Registry, session: AsyncSession) -> dict[str, Any]:
+        team_id = None if team is None else await registry.team_id(session, team)
+        return await registry.rollback(session, team_id, actor="cli")
 
     _print(_registry(rollback))
 
@@ -125,9 +142,9 @@ def models_trial(
     if mode not in ("shadow", "split", "off"):
         raise typer.BadParameter("mode must be shadow, split or off")
 
-    async def trial(registry: Registry) -> dict[str, Any]:
-        team_id = None if team is None else await registry.team_id(team)
-        return await registry.set_trial(team_id, mode, share, actor="cli")
+    async def trial(registry: Registry, session: AsyncSession) -> dict[str, Any]:
+        team_id = None if team is None else await registry.team_id(session, team)
+        return await registry.set_trial(session, team_id, mode, share, actor="cli")
 
     _print(_registry(trial))
 
@@ -140,12 +157,12 @@ def models_compare(
 ) -> None:
     """Champion and challenger on the team's same leads with outcomes: AUC, Brier, intervals."""
 
-    async def compare(registry: Registry) -> dict[str, Any]:
+    async def compare(registry: Registry, session: AsyncSession) -> dict[str, Any]:
         from leadscore.models.compare import compare_versions
 
-        team_id = await registry.team_id(team)
-        pair = await registry.trial_pair(team_id, champion, challenger)
-        return await compare_versions(registry.sessions, team_id, *pair)
+        team_id = await registry.team_id(session, team)
+        pair = await registry.trial_pair(session, team_id, champion, challenger)
+        return await compare_versions(session, team_id, *pair)
 
     _print(_registry(compare))
 
@@ -172,14 +189,17 @@ def retrain(
         data, str(data), load_mapping(mapping) if mapping else None
     )  # fmt: skip
 
-    async def run(registry: Registry) -> dict[str, Any]:
+    async def run(registry: Registry, sessions: async_sessionmaker[AsyncSession]) -> dict[str, Any]:
+        from leadscore.core.db import transaction
         from leadscore.models.training import RetrainService
 
         settings = StoreSettings()
-        service = RetrainService(registry, settings.resolved_database_url,
+        service = RetrainService(sessions, registry, settings.resolved_database_url,
                                  settings.home / "models" / "trained",
                                  num_threads=settings.num_threads)  # fmt: skip
-        team_id = await registry.team_id(team)
+        async with transaction(sessions) as session:
+            team_id = await registry.team_id(session, team)
+        # A training job commits its own steps (its lease, its progress), like the server's.
         return await service.retrain(team_id, actor="cli", promote=promote, export=export)
 
-    _print(_registry(run))
+    _print(_run(run))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -13,6 +13,9 @@ from leadscore.auth.service import TeamAdmin
 from leadscore.cli.keys import with_team_admin
 from leadscore.core.errors import InvalidInputError
 from leadscore.core.schemas import validation_detail
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
 
 teams_app = typer.Typer(no_args_is_help=True, help="Team settings.")
 
@@ -44,7 +47,7 @@ def teams_set(
         )
         raise InvalidInputError(problems) from exc
 
-    async def update(admin: TeamAdmin) -> TeamSettingsOut:
-        return await admin.update_team_settings(await admin.team_id(team), patch)
+    async def update(admin: TeamAdmin, session: AsyncSession) -> TeamSettingsOut:
+        return await admin.update_team_settings(session, await admin.team_id(session, team), patch)
 
     typer.echo(json.dumps(with_team_admin(update).model_dump(), indent=2))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Final
 
@@ -116,3 +119,40 @@ def create_engine(url: str) -> AsyncEngine:
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Sessions whose objects stay readable after commit (no lazy reloads in async code)."""
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+_AFTER_COMMIT: Final = "leadscore.after_commit"
+_ON_ROLLBACK: Final = "leadscore.on_rollback"
+
+
+def after_commit(session: AsyncSession, action: Callable[[], Awaitable[None] | None]) -> None:
+    """Run `action` once the session's unit of work has committed (never if it rolls back):
+    what other workers or tasks must see only once it is durable (a job, a cache eviction)."""
+    session.info.setdefault(_AFTER_COMMIT, []).append(action)
+
+
+def on_rollback(session: AsyncSession, action: Callable[[], object]) -> None:
+    """Run `action` if the session's unit of work rolls back: undo what lives outside the
+    database (a file the work would have owned)."""
+    session.info.setdefault(_ON_ROLLBACK, []).append(action)
+
+
+@asynccontextmanager
+async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """One unit of work: committed once when the block ends, rolled back if it raises.
+
+    The request session (`deps.SessionDep`), each CLI command and each background job open
+    one; services only receive the session.
+    """
+    async with sessions() as session:
+        try:
+            async with session.begin():
+                yield session
+        except BaseException:
+            for undo in session.info.pop(_ON_ROLLBACK, ()):
+                undo()
+            raise
+        for action in session.info.pop(_AFTER_COMMIT, ()):
+            done = action()
+            if inspect.isawaitable(done):
+                await done

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 import numpy as np
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadscore.engine.gate import GateConfig, paired_comparison
 from leadscore.engine.metrics import reliability, summary
@@ -23,7 +23,7 @@ def _version(version: str, labels: np.ndarray, probs: np.ndarray) -> dict[str, A
 
 
 async def compare_versions(
-    sessions: async_sessionmaker[AsyncSession],
+    session: AsyncSession,
     team_id: int,
     champion: str,
     challenger: str,
@@ -35,8 +35,7 @@ async def compare_versions(
     A lead counts once per version (its first score: what was known when it arrived), and
     only when both versions scored it, so the two columns describe exactly the same leads.
     """
-    async with sessions() as session:
-        rows = await repo.scores_before_outcomes(session, team_id, [champion, challenger], window)
+    rows = await repo.scores_before_outcomes(session, team_id, [champion, challenger], window)
     first: dict[tuple[str, str], float] = {}
     converted: dict[str, bool] = {}
     for lead_id, version, score, hit in rows:  # newest first: the last one seen is the first

@@ -7,7 +7,7 @@ from typing import Any, Final
 
 import numpy as np
 import orjson
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadscore.core.errors import NotFoundError
 from leadscore.core.writer import ScoreWriter
@@ -42,14 +42,12 @@ class DriftService:
 
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
         writer: ScoreWriter[Any],
         models: ModelHolder,
         publisher: EventPublisher,
         window: int = 5_000,
         threshold: float = DEFAULT_THRESHOLD,
     ) -> None:
-        self.sessions = sessions
         self.writer = writer
         self.models = models
         self.publisher = publisher
@@ -57,7 +55,7 @@ class DriftService:
         self.threshold = threshold
         self._alerting: set[int] = set()
 
-    async def report(self, team_id: int) -> dict[str, Any]:
+    async def report(self, session: AsyncSession, team_id: int) -> dict[str, Any]:
         """The drift of the team's last `window` scored leads from its model's reference."""
         live = self.models.for_team(team_id)
         if "reference" not in live.model.card_:
@@ -66,8 +64,7 @@ class DriftService:
                 "monitoring): retrain or promote a newer model"
             )
         await self.writer.barrier()  # leads scored a moment ago count too
-        async with self.sessions() as session:
-            rows = await repo.recent_leads(session, team_id, self.window)
+        rows = await repo.recent_leads(session, team_id, self.window)
         base = {"model_version": live.version, "window": self.window}
         if len(rows) < MIN_LIVE_LEADS:
             return base | {

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, cast
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadscore.auth.service import team_id_by_name
 from leadscore.core.errors import LeadScoreError, ModelArtifactError, NotFoundError
@@ -99,12 +99,12 @@ def _change(row: ModelChangeRow) -> dict[str, Any]:
 class Registry:
     """Versions, aliases and their history in the database; artifacts unpacked on demand."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], artifacts: Path) -> None:
-        self.sessions = sessions
+    def __init__(self, artifacts: Path) -> None:
         self.artifacts = artifacts
 
     async def register(
         self,
+        session: AsyncSession,
         model: LeadModel,
         directory: Path,
         *,
@@ -115,67 +115,59 @@ class Registry:
     ) -> bool:
         """Store a version with its artifact; optionally make it its scope's challenger."""
         now = datetime.now(UTC)
-        async with self.sessions() as session, session.begin():
-            if await repo.model_version(session, model.version_) is None:
-                artifact = await asyncio.to_thread(pack_artifact, directory)
-                new = await repo.register_model(
-                    session, model.version_, str(directory), model.card_, now, artifact=artifact,
-                    team_id=team_id, parent_version=parent_version, trained_by=trained_by,
-                )  # fmt: skip
-            else:
-                new = False
-            if as_challenger:
-                await repo.set_alias(session, scope_of(team_id), CHALLENGER, model.version_, now)
+        if await repo.model_version(session, model.version_) is None:
+            artifact = await asyncio.to_thread(pack_artifact, directory)
+            new = await repo.register_model(
+                session, model.version_, str(directory), model.card_, now, artifact=artifact,
+                team_id=team_id, parent_version=parent_version, trained_by=trained_by,
+            )  # fmt: skip
+        else:
+            new = False
+        if as_challenger:
+            await repo.set_alias(session, scope_of(team_id), CHALLENGER, model.version_, now)
         return new
 
-    async def team_id(self, name: str) -> int:
+    async def team_id(self, session: AsyncSession, name: str) -> int:
         """A team's id by name (for the command line)."""
-        async with self.sessions() as session:
-            return await team_id_by_name(session, name)
+        return await team_id_by_name(session, name)
 
-    async def ensure_champion(self, version: str, actor: str) -> None:
+    async def ensure_champion(self, session: AsyncSession, version: str, actor: str) -> None:
         """The first model a fresh registry sees becomes the global champion."""
-        async with self.sessions() as session, session.begin():
-            aliases = await repo.model_aliases(session)
-            if (GLOBAL, CHAMPION) in aliases:
-                return
-            now = datetime.now(UTC)
-            await repo.set_alias(session, GLOBAL, CHAMPION, version, now)
-            await repo.add_model_change(
-                session,
-                ModelChangeRow(
-                    scope=GLOBAL, action="bootstrap", from_version=None, to_version=version,
-                    forced=False, detail={}, actor=actor, at=now,
-                ),
-            )  # fmt: skip
+        aliases = await repo.model_aliases(session)
+        if (GLOBAL, CHAMPION) in aliases:
+            return
+        now = datetime.now(UTC)
+        await repo.set_alias(session, GLOBAL, CHAMPION, version, now)
+        await repo.add_model_change(
+            session,
+            ModelChangeRow(
+                scope=GLOBAL, action="bootstrap", from_version=None, to_version=version,
+                forced=False, detail={}, actor=actor, at=now,
+            ),
+        )  # fmt: skip
 
-    async def lease(self, scope: str, job: str, ttl: timedelta) -> bool:
+    async def lease(self, session: AsyncSession, scope: str, job: str, ttl: timedelta) -> bool:
         """One training job per scope across all workers; a crashed job's lease expires."""
         now = datetime.now(UTC)
-        async with self.sessions() as session, session.begin():
-            return await repo.take_lease(session, scope, job, now, now - ttl)
+        return await repo.take_lease(session, scope, job, now, now - ttl)
 
-    async def renew(self, scope: str, job: str) -> bool:
+    async def renew(self, session: AsyncSession, scope: str, job: str) -> bool:
         """Extend a running job's lease; False if it was lost (it expired and was taken)."""
-        async with self.sessions() as session, session.begin():
-            return await repo.renew_lease(session, scope, job, datetime.now(UTC))
+        return await repo.renew_lease(session, scope, job, datetime.now(UTC))
 
-    async def release(self, scope: str, job: str) -> None:
+    async def release(self, session: AsyncSession, scope: str, job: str) -> None:
         """End a training job's lease."""
-        async with self.sessions() as session, session.begin():
-            await repo.release_lease(session, scope, job)
+        await repo.release_lease(session, scope, job)
 
-    async def champions(self) -> dict[str, str]:
+    async def champions(self, session: AsyncSession) -> dict[str, str]:
         """scope → the version that serves it."""
-        async with self.sessions() as session:
-            aliases = await repo.model_aliases(session)
+        aliases = await repo.model_aliases(session)
         return {scope: version for (scope, alias), version in aliases.items() if alias == CHAMPION}
 
-    async def plan(self) -> dict[str, ScopePlan]:
+    async def plan(self, session: AsyncSession) -> dict[str, ScopePlan]:
         """scope → what it serves: one read of the aliases and the running trials."""
-        async with self.sessions() as session:
-            aliases = await repo.model_aliases(session)
-            trials = await repo.model_experiments(session)
+        aliases = await repo.model_aliases(session)
+        trials = await repo.model_experiments(session)
         scopes = {scope for scope, alias in aliases if alias == CHAMPION} | set(trials)
         plan = {}
         for scope in scopes:
@@ -189,12 +181,11 @@ class Registry:
                 plan[scope] = ScopePlan(champion, challenger, mode, trial.share)
         return plan
 
-    async def trial(self, team_id: int | None) -> dict[str, Any]:
+    async def trial(self, session: AsyncSession, team_id: int | None) -> dict[str, Any]:
         """A scope's trial: mode, share, the two versions, since when and by whom."""
         scope = scope_of(team_id)
-        async with self.sessions() as session:
-            aliases = await repo.model_aliases(session)
-            running = (await repo.model_experiments(session)).get(scope)
+        aliases = await repo.model_aliases(session)
+        running = (await repo.model_experiments(session)).get(scope)
         champion = _serving(aliases, scope)
         challenger = aliases.get((scope, CHALLENGER))
         return {
@@ -208,15 +199,18 @@ class Registry:
         }
 
     async def trial_pair(
-        self, team_id: int, champion: str | None = None, challenger: str | None = None
+        self,
+        session: AsyncSession,
+        team_id: int,
+        champion: str | None = None,
+        challenger: str | None = None,
     ) -> tuple[str, str]:
         """The versions a team's comparison is about; unnamed ones are what serves the team
         and its challenger (the team's own, else the global one if the global champion
         serves the team)."""
         if champion is not None and challenger is not None:
             return champion, challenger
-        async with self.sessions() as session:
-            aliases = await repo.model_aliases(session)
+        aliases = await repo.model_aliases(session)
         scope = scope_of(team_id)
         serving = _serving(aliases, scope)
         default = aliases.get((scope, CHALLENGER))
@@ -232,141 +226,139 @@ class Registry:
         return champion, challenger
 
     async def set_trial(
-        self, team_id: int | None, mode: str, share: float, *, actor: str
+        self, session: AsyncSession, team_id: int | None, mode: str, share: float, *, actor: str
     ) -> dict[str, Any]:
         """Start, change or end (`off`) a scope's champion/challenger trial, recorded."""
         scope = scope_of(team_id)
         now = datetime.now(UTC)
-        async with self.sessions() as session, session.begin():
-            aliases = await repo.model_aliases(session)
-            champion = _serving(aliases, scope)
-            challenger = aliases.get((scope, CHALLENGER))
-            if champion is None:
-                raise TrialRefusedError("no champion yet: promote one or start the server once")
-            if mode == "off":
-                if not await repo.end_experiment(session, scope):
-                    raise TrialRefusedError(f"no trial is running ({scope})")
-            elif challenger is None:
-                raise TrialRefusedError(
-                    f"no challenger to try ({scope}): train or register one first"
-                )
-            elif challenger == champion:
-                raise TrialRefusedError(f"{challenger} is already the champion ({scope})")
-            else:
-                await repo.set_experiment(session, scope, mode, share, now, actor)
-            change = ModelChangeRow(
-                scope=scope, action="trial", from_version=champion,
-                to_version=challenger or champion, forced=False,
-                detail={"mode": mode, "share": share}, actor=actor, at=now,
-            )  # fmt: skip
-            await repo.add_model_change(session, change)
-        return await self.trial(team_id)
+        aliases = await repo.model_aliases(session)
+        champion = _serving(aliases, scope)
+        challenger = aliases.get((scope, CHALLENGER))
+        if champion is None:
+            raise TrialRefusedError("no champion yet: promote one or start the server once")
+        if mode == "off":
+            if not await repo.end_experiment(session, scope):
+                raise TrialRefusedError(f"no trial is running ({scope})")
+        elif challenger is None:
+            raise TrialRefusedError(f"no challenger to try ({scope}): train or register one first")
+        elif challenger == champion:
+            raise TrialRefusedError(f"{challenger} is already the champion ({scope})")
+        else:
+            await repo.set_experiment(session, scope, mode, share, now, actor)
+        change = ModelChangeRow(
+            scope=scope, action="trial", from_version=champion,
+            to_version=challenger or champion, forced=False,
+            detail={"mode": mode, "share": share}, actor=actor, at=now,
+        )  # fmt: skip
+        await repo.add_model_change(session, change)
+        return await self.trial(session, team_id)
 
-    async def list(self) -> list[dict[str, Any]]:
+    async def list(self, session: AsyncSession) -> list[dict[str, Any]]:
         """Every version with its aliases and card summary, newest first."""
-        async with self.sessions() as session:
-            rows = await repo.model_versions(session)
-            aliases = await repo.model_aliases(session)
+        rows = await repo.model_versions(session)
+        aliases = await repo.model_aliases(session)
         return [_describe(row, aliases) for row in rows]
 
-    async def show(self, version: str) -> dict[str, Any]:
+    async def show(self, session: AsyncSession, version: str) -> dict[str, Any]:
         """One version: its summary, its whole card, and its scope's alias history."""
-        async with self.sessions() as session:
-            row = await repo.model_version(session, version)
-            if row is None:
-                raise NotFoundError(f"no model version {version!r}")
-            aliases = await repo.model_aliases(session)
-            history = await repo.model_changes(session, scope_of(row.team_id))
+        row = await repo.model_version(session, version)
+        if row is None:
+            raise NotFoundError(f"no model version {version!r}")
+        aliases = await repo.model_aliases(session)
+        history = await repo.model_changes(session, scope_of(row.team_id))
         return _describe(row, aliases) | {
             "card": row.card,
             "history": [_change(c) for c in history],
         }
 
     async def promote(
-        self, version: str, *, actor: str, force: bool, detail: dict[str, Any] | None = None
+        self,
+        session: AsyncSession,
+        version: str,
+        *,
+        actor: str,
+        force: bool,
+        detail: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Make a version its scope's champion: forced, or after the gate passed it."""
-        async with self.sessions() as session, session.begin():
-            row = await repo.model_version(session, version)
-            if row is None:
-                raise NotFoundError(f"no model version {version!r}")
-            gate = (row.card.get("gate") or {}) if detail is None else detail
-            if not force and not gate.get("passed"):
-                raise PromotionRefusedError(
-                    f"{version} has not passed the promotion gate against the champion; "
-                    "train it through the registry (which evaluates it) or promote with force"
-                )
-            scope = scope_of(row.team_id)
-            aliases = await repo.model_aliases(session)
-            current = aliases.get((scope, CHAMPION))
-            if current == version:
-                raise PromotionRefusedError(f"{version} is already the champion")
-            now = datetime.now(UTC)
-            await repo.set_alias(session, scope, CHAMPION, version, now)
-            trial_over: dict[str, Any] = {}
-            if aliases.get((scope, CHALLENGER)) == version:
-                await repo.drop_alias(session, scope, CHALLENGER)
-                # The trial tried this version: it has its answer, and must not go on with
-                # whatever becomes challenger next.
-                if await repo.end_experiment(session, scope):
-                    trial_over = {"trial": "ended"}
-            change = ModelChangeRow(
-                scope=scope, action="promote", from_version=current, to_version=version,
-                forced=force, detail={"gate": gate} | trial_over, actor=actor, at=now,
-            )  # fmt: skip
-            await repo.add_model_change(session, change)
+        row = await repo.model_version(session, version)
+        if row is None:
+            raise NotFoundError(f"no model version {version!r}")
+        gate = (row.card.get("gate") or {}) if detail is None else detail
+        if not force and not gate.get("passed"):
+            raise PromotionRefusedError(
+                f"{version} has not passed the promotion gate against the champion; "
+                "train it through the registry (which evaluates it) or promote with force"
+            )
+        scope = scope_of(row.team_id)
+        aliases = await repo.model_aliases(session)
+        current = aliases.get((scope, CHAMPION))
+        if current == version:
+            raise PromotionRefusedError(f"{version} is already the champion")
+        now = datetime.now(UTC)
+        await repo.set_alias(session, scope, CHAMPION, version, now)
+        trial_over: dict[str, Any] = {}
+        if aliases.get((scope, CHALLENGER)) == version:
+            await repo.drop_alias(session, scope, CHALLENGER)
+            # The trial tried this version: it has its answer, and must not go on with
+            # whatever becomes challenger next.
+            if await repo.end_experiment(session, scope):
+                trial_over = {"trial": "ended"}
+        change = ModelChangeRow(
+            scope=scope, action="promote", from_version=current, to_version=version,
+            forced=force, detail={"gate": gate} | trial_over, actor=actor, at=now,
+        )  # fmt: skip
+        await repo.add_model_change(session, change)
         return _change(change)
 
-    async def rollback(self, team_id: int | None, *, actor: str) -> dict[str, Any]:
+    async def rollback(
+        self, session: AsyncSession, team_id: int | None, *, actor: str
+    ) -> dict[str, Any]:
         """Serve the champion before the current one again (repeat to go further back)."""
         scope = scope_of(team_id)
-        async with self.sessions() as session, session.begin():
-            aliases = await repo.model_aliases(session)
-            current = aliases.get((scope, CHAMPION))
-            undone = 0
-            target: str | None = None
-            for change in await repo.model_changes(session, scope, limit=10_000):
-                if change.action == "rollback":
-                    undone += 1
-                elif change.action == "promote":
-                    if undone:
-                        undone -= 1
-                        continue
-                    target = change.from_version
-                    break
-            if current is None and scope != GLOBAL:
-                raise PromotionRefusedError(
-                    f"team {scope} has no champion of its own to roll back: the global model "
-                    "serves it"
-                )
-            if current is None or (target is None and scope == GLOBAL):
-                raise PromotionRefusedError(f"no earlier champion to return to ({scope})")
-            now = datetime.now(UTC)
-            detail: dict[str, Any] = {}
-            if target is None:  # the team's first own champion: back to the global model
-                await repo.drop_alias(session, scope, CHAMPION)
-                target = aliases[(GLOBAL, CHAMPION)]
-                detail = {"fallback": "global"}
-            else:
-                await repo.set_alias(session, scope, CHAMPION, target, now)
-            change = ModelChangeRow(
-                scope=scope, action="rollback", from_version=current, to_version=target,
-                forced=False, detail=detail, actor=actor, at=now,
-            )  # fmt: skip
-            await repo.add_model_change(session, change)
+        aliases = await repo.model_aliases(session)
+        current = aliases.get((scope, CHAMPION))
+        undone = 0
+        target: str | None = None
+        for change in await repo.model_changes(session, scope, limit=10_000):
+            if change.action == "rollback":
+                undone += 1
+            elif change.action == "promote":
+                if undone:
+                    undone -= 1
+                    continue
+                target = change.from_version
+                break
+        if current is None and scope != GLOBAL:
+            raise PromotionRefusedError(
+                f"team {scope} has no champion of its own to roll back: the global model serves it"
+            )
+        if current is None or (target is None and scope == GLOBAL):
+            raise PromotionRefusedError(f"no earlier champion to return to ({scope})")
+        now = datetime.now(UTC)
+        detail: dict[str, Any] = {}
+        if target is None:  # the team's first own champion: back to the global model
+            await repo.drop_alias(session, scope, CHAMPION)
+            target = aliases[(GLOBAL, CHAMPION)]
+            detail = {"fallback": "global"}
+        else:
+            await repo.set_alias(session, scope, CHAMPION, target, now)
+        change = ModelChangeRow(
+            scope=scope, action="rollback", from_version=current, to_version=target,
+            forced=False, detail=detail, actor=actor, at=now,
+        )  # fmt: skip
+        await repo.add_model_change(session, change)
         return _change(change)
 
-    async def had_champion(self, team_id: int) -> bool:
+    async def had_champion(self, session: AsyncSession, team_id: int) -> bool:
         """Whether the team has ever had a champion of its own (promoted, or rolled back)."""
-        async with self.sessions() as session:
-            return await repo.had_champion(session, scope_of(team_id))
+        return await repo.had_champion(session, scope_of(team_id))
 
-    async def load(self, version: str) -> LiveModel:
+    async def load(self, session: AsyncSession, version: str) -> LiveModel:
         """A version ready to serve: unpacked once per host, loaded and checked."""
         directory = self.artifacts / version
         if not (directory / "card.json").is_file():
-            async with self.sessions() as session:
-                row = await repo.model_version(session, version)
+            row = await repo.model_version(session, version)
             if row is None or row.artifact is None:
                 if row is not None and Path(row.path, "card.json").is_file():
                     directory = Path(row.path)  # registered before artifacts were stored

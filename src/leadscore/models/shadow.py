@@ -18,7 +18,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from leadscore.core.db import is_connection_error
+from leadscore.core.db import is_connection_error, transaction
 from leadscore.core.lifecycle import Background
 from leadscore.core.logs import DependencyLog
 from leadscore.engine.schema import Lead
@@ -146,5 +146,5 @@ async def persist_shadow_scores(
     sessions: async_sessionmaker[AsyncSession], records: Sequence[ShadowRecord]
 ) -> None:
     """One transaction per batch of shadow scores."""
-    async with sessions() as session, session.begin():
+    async with transaction(sessions) as session:
         await repo.save_shadow_scores(session, records)

@@ -6,7 +6,7 @@ import os
 from typing import Any, Final
 
 import numpy as np
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadscore.core.metrics import Metrics
 from leadscore.core.writer import ScoreWriter
@@ -68,12 +68,11 @@ def model_status(
 
 
 async def live_quality(
-    sessions: async_sessionmaker[AsyncSession], team_id: int, window: int = QUALITY_WINDOW
+    session: AsyncSession, team_id: int, window: int = QUALITY_WINDOW
 ) -> dict[str, Any]:
     """How each version's scores held up against the outcomes that have arrived since:
     AUC, Brier and reliability bins over the team's latest scored leads with outcomes."""
-    async with sessions() as session:
-        rows = await repo.scored_outcomes(session, team_id, window)
+    rows = await repo.scored_outcomes(session, team_id, window)
     by_version: dict[str, tuple[list[float], list[float]]] = {}
     for version, score, converted in rows:
         labels, probs = by_version.setdefault(version, ([], []))
@@ -94,12 +93,12 @@ async def team_model_status(
     metrics: Metrics,
     writer: ScoreWriter[Any],
     shadow: ShadowScorer,
-    sessions: async_sessionmaker[AsyncSession],
+    session: AsyncSession,
     team_id: int,
 ) -> dict[str, Any]:
     """The serving model's status for a team, with its live quality as outcomes arrive."""
     await writer.barrier()
-    quality = await live_quality(sessions, team_id)
+    quality = await live_quality(session, team_id)
     return model_status(lineup, metrics, writer, team_id) | {
         "live_quality": quality,
         "trial": trial_status(lineup, shadow),

@@ -19,8 +19,9 @@ import numpy as np
 import orjson
 import polars as pl
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from leadscore.core.db import create_engine, session_factory
+from leadscore.core.db import after_commit, create_engine, on_rollback, session_factory, transaction
 from leadscore.core.errors import (
     InvalidInputError,
     LeadScoreError,
@@ -46,6 +47,7 @@ from leadscore.engine.training import TrainingInput
 from leadscore.live import events
 from leadscore.live.events import EventPublisher
 from leadscore.models import repository as repo
+from leadscore.models.holder import LiveModel
 from leadscore.models.registry import GLOBAL, Registry, scope_of
 
 log = logging.getLogger(__name__)
@@ -235,10 +237,16 @@ def _describe_job(row: TrainingJobRow, state: str, error: str | None) -> dict[st
 
 
 class RetrainService:
-    """Trains a team's model from its outcomes and registers it as the team's challenger."""
+    """Trains a team's model from its outcomes and registers it as the team's challenger.
+
+    A job is started in its caller's unit of work (its lease and its row commit together,
+    and it runs only once they have); then it commits its own steps, since other workers
+    must see its lease and progress while it runs.
+    """
 
     def __init__(
         self,
+        sessions: async_sessionmaker[AsyncSession],
         registry: Registry,
         database_url: str,
         staging: Path,
@@ -247,6 +255,7 @@ class RetrainService:
         gate: GateConfig | None = None,
         lease: timedelta = TRAINING_LEASE,
     ) -> None:
+        self.sessions = sessions
         self.registry = registry
         self.lease = lease
         self.database_url = database_url  # the training process reads the outcomes itself
@@ -254,7 +263,7 @@ class RetrainService:
         self.publisher = publisher
         self.num_threads = num_threads
         self.gate = gate or GateConfig()
-        self._jobs: set[asyncio.Task[dict[str, Any]]] = set()
+        self._jobs: dict[str, asyncio.Task[dict[str, Any]]] = {}
         self._pool: ProcessPoolExecutor | None = None
 
     async def _in_child(self, fn: Callable[..., int], *args: object) -> int:
@@ -273,49 +282,57 @@ class RetrainService:
 
     async def start(
         self,
+        session: AsyncSession,
         team_id: int,
         *,
         actor: str,
         promote: bool,
         export: CrmExport | None = None,
-    ) -> tuple[str, asyncio.Task[dict[str, Any]]]:
+    ) -> str:
         """Begin a job in the background; refused while another runs for the team anywhere.
 
         `export`: the team's history from its CRM, learned from together with its outcomes;
-        its first rows are checked here, the training process reads it whole.
+        its first rows are checked here, the training process reads it whole. The job runs
+        once `session` commits; `task(job)` is its task from then on.
         """
-        async with self.registry.sessions() as session:
-            labelled = await repo.leads_with_outcomes(session, team_id)
+        labelled = await repo.leads_with_outcomes(session, team_id)
         rows = 0 if export is None else await asyncio.to_thread(export.check, MIN_TEAM_LEADS)
         available = labelled + rows
         if available < MIN_TEAM_LEADS:
             raise _too_few(team_id, available, MIN_TEAM_LEADS, TEAM_MODEL)
         job = uuid.uuid4().hex[:12]
-        if not await self.registry.lease(scope_of(team_id), job, self.lease):
+        if not await self.registry.lease(session, scope_of(team_id), job, self.lease):
             raise TrainingBusyError(f"a training job for team {team_id} is already running")
-        try:
-            async with self.registry.sessions() as session, session.begin():
-                await repo.add_training_job(
-                    session,
-                    TrainingJobRow(job=job, team_id=team_id, state="running", actor=actor,
-                                   promote=promote, started_at=datetime.now(UTC)),
-                )  # fmt: skip
-        except BaseException:
-            await self.registry.release(scope_of(team_id), job)
-            raise
-        task = asyncio.create_task(
-            self._job(team_id, job, actor, promote, export), name=f"train-{job}"
-        )
-        self._jobs.add(task)
-        task.add_done_callback(self._finished)
+        await repo.add_training_job(
+            session,
+            TrainingJobRow(job=job, team_id=team_id, state="running", actor=actor,
+                           promote=promote, started_at=datetime.now(UTC)),
+        )  # fmt: skip
+
+        def launch() -> None:
+            task = asyncio.create_task(
+                self._job(team_id, job, actor, promote, export), name=f"train-{job}"
+            )
+            self._jobs[job] = task
+            task.add_done_callback(lambda _: self._finished(job, task))
+            if export is not None and export.temporary:
+                # However the job ends: done, failed, or cancelled (even before it began).
+                upload = export.path
+                task.add_done_callback(lambda _: upload.unlink(missing_ok=True))
+
+        after_commit(session, launch)
         if export is not None and export.temporary:
-            # However the job ends: done, failed, or cancelled (even before it began).
             upload = export.path
-            task.add_done_callback(lambda _: upload.unlink(missing_ok=True))
-        return job, task
+            on_rollback(session, lambda: upload.unlink(missing_ok=True))
+        return job
+
+    def task(self, job: str) -> asyncio.Task[dict[str, Any]]:
+        """A job started by this worker and still running (its result when awaited)."""
+        return self._jobs[job]
 
     async def start_with_export(
         self,
+        session: AsyncSession,
         team_id: int,
         *,
         actor: str,
@@ -323,7 +340,7 @@ class RetrainService:
         export: Path,
         name: str,
         mapping: tuple[str, bytes] | None,
-    ) -> tuple[str, asyncio.Task[dict[str, Any]]]:
+    ) -> str:
         """Begin a job on the team's outcomes plus an uploaded CRM export (file and mapping
         checked first, a bad one refused before any job starts). The file is the service's
         from here: removed when the job ends, or at once when refused."""
@@ -334,7 +351,7 @@ class RetrainService:
                     parse_mapping, mapping[1], f"mapping {mapping[0] or 'field'}"
                 )
             upload = CrmExport(export, name, spec, temporary=True)
-            return await self.start(team_id, actor=actor, promote=promote, export=upload)
+            return await self.start(session, team_id, actor=actor, promote=promote, export=upload)
         except BaseException:
             export.unlink(missing_ok=True)
             raise
@@ -343,11 +360,12 @@ class RetrainService:
         self, team_id: int, *, actor: str, promote: bool, export: CrmExport | None = None
     ) -> dict[str, Any]:
         """Run a job to its end (the command line)."""
-        _, task = await self.start(team_id, actor=actor, promote=promote, export=export)
-        return await task
+        async with transaction(self.sessions) as session:
+            job = await self.start(session, team_id, actor=actor, promote=promote, export=export)
+        return await self.task(job)
 
-    def _finished(self, task: asyncio.Task[dict[str, Any]]) -> None:
-        self._jobs.discard(task)
+    def _finished(self, job: str, task: asyncio.Task[dict[str, Any]]) -> None:
+        self._jobs.pop(job, None)
         if not task.cancelled() and task.exception() is not None:
             log.warning("training job %s failed: %s", task.get_name(), task.exception())
 
@@ -379,21 +397,21 @@ class RetrainService:
 
     async def _finish(self, job: str, **outcome: str | bool | None) -> None:
         """Record how a job ended."""
-        async with self.registry.sessions() as session, session.begin():
+        async with transaction(self.sessions) as session:
             await repo.finish_training_job(session, job, finished_at=datetime.now(UTC), **outcome)
 
-    async def jobs(self, team_id: int, limit: int = 50) -> list[dict[str, Any]]:
+    async def jobs(
+        self, session: AsyncSession, team_id: int, limit: int = 50
+    ) -> list[dict[str, Any]]:
         """The team's training jobs, newest first, as any worker sees them."""
-        async with self.registry.sessions() as session:
-            rows = await repo.training_jobs(session, team_id, limit)
-            holder = await repo.lease_holder(session, scope_of(team_id))
+        rows = await repo.training_jobs(session, team_id, limit)
+        holder = await repo.lease_holder(session, scope_of(team_id))
         return [self._job_state(row, holder) for row in rows]
 
-    async def job(self, team_id: int, job: str) -> dict[str, Any]:
+    async def job(self, session: AsyncSession, team_id: int, job: str) -> dict[str, Any]:
         """One of the team's training jobs (another team's is not found)."""
-        async with self.registry.sessions() as session:
-            row = await repo.training_job(session, team_id, job)
-            holder = await repo.lease_holder(session, scope_of(team_id))
+        row = await repo.training_job(session, team_id, job)
+        holder = await repo.lease_holder(session, scope_of(team_id))
         if row is None:
             raise NotFoundError(f"no training job {job!r}")
         return self._job_state(row, holder)
@@ -418,7 +436,9 @@ class RetrainService:
             while True:
                 await asyncio.sleep(self.lease.total_seconds() / 4)
                 try:
-                    if not await self.registry.renew(scope, job):
+                    async with transaction(self.sessions) as session:
+                        renewed = await self.registry.renew(session, scope, job)
+                    if not renewed:
                         log.warning("training job %s lost its lease", job)
                 except SQLAlchemyError as exc:  # the next round tries again
                     log.warning("training lease of %s not renewed: %s", job, exc)
@@ -430,17 +450,21 @@ class RetrainService:
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
-            await self.registry.release(scope, job)
+            async with transaction(self.sessions) as session:
+                await self.registry.release(session, scope, job)
 
     async def recalibrate(self, team_id: int, *, actor: str) -> dict[str, Any]:
-        """The team's serving model with calibration refitted on its outcomes, as challenger."""
+        """The team's serving model with calibration refitted on its outcomes, as challenger:
+        a job run within the request (seconds), whose lease other workers see meanwhile."""
         job = uuid.uuid4().hex[:12]
         scope = scope_of(team_id)
-        if not await self.registry.lease(scope, job, self.lease):
+        async with transaction(self.sessions) as session:
+            leased = await self.registry.lease(session, scope, job, self.lease)
+        if not leased:
             raise TrainingBusyError(f"a training job for team {team_id} is already running")
         async with self._leased(scope, job):
             parent = await self._champion_version(team_id)
-            champion = await self.registry.load(parent)
+            champion = await self._load(parent)
             rows = await self._in_child(
                 _recalibrate_job, self.database_url, team_id, self.gate, champion.path,
                 self.staging / job,
@@ -454,9 +478,10 @@ class RetrainService:
 
     async def close(self) -> None:
         """Stop running jobs (their leases are released) and the training process."""
-        for task in list(self._jobs):
+        tasks = list(self._jobs.values())
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._jobs, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._pool is not None:
             # A fit in progress would hold the shutdown for its whole length: end it.
             for process in list(getattr(self._pool, "_processes", {}).values()):
@@ -469,7 +494,7 @@ class RetrainService:
         parent = await self._champion_version(team_id)
         detail: dict[str, Any] = {"team_id": team_id, "job": job}
         self._announce("training_started", parent, detail)
-        champion = await self.registry.load(parent)
+        champion = await self._load(parent)
         config = ModelConfig(num_threads=self.num_threads, seed=int(datetime.now(UTC).timestamp()))
         rows = await self._in_child(
             _train_job, self.database_url, team_id, export, config, self.gate, champion.path,
@@ -480,23 +505,30 @@ class RetrainService:
         self._announce("challenger", model.version_, detail | {"gate_passed": passed})
         promoted = promote and passed
         if promoted:
-            await self.registry.promote(model.version_, actor=actor, force=False)
+            async with transaction(self.sessions) as session:
+                await self.registry.promote(session, model.version_, actor=actor, force=False)
             self._announce("promoted", model.version_, detail)
         return _result(job, team_id, model, parent, rows, promoted=promoted)
 
     async def _champion_version(self, team_id: int) -> str:
         """What scores the team now: its own champion, else the global one."""
-        champions = await self.registry.champions()
+        async with transaction(self.sessions) as session:
+            champions = await self.registry.champions(session)
         return champions.get(scope_of(team_id)) or champions[GLOBAL]
+
+    async def _load(self, version: str) -> LiveModel:
+        async with transaction(self.sessions) as session:
+            return await self.registry.load(session, version)
 
     async def _register(self, job: str, team_id: int, parent: str, trained_by: str) -> LeadModel:
         """Load the job's saved artifact and make it the team's challenger."""
         directory = self.staging / job
         model = await asyncio.to_thread(LeadModel.load, directory)
-        await self.registry.register(
-            model, directory, team_id=team_id, parent_version=parent, trained_by=trained_by,
-            as_challenger=True,
-        )  # fmt: skip
+        async with transaction(self.sessions) as session:
+            await self.registry.register(
+                session, model, directory, team_id=team_id, parent_version=parent,
+                trained_by=trained_by, as_challenger=True,
+            )  # fmt: skip
         return model
 
 
@@ -578,12 +610,15 @@ class RetrainSchedule(Background):
 
     async def run_once(self) -> list[str]:
         """Start a job for each eligible team not already training; the jobs' ids."""
-        async with self.service.registry.sessions() as session:
+        async with transaction(self.service.sessions) as session:
             teams = await repo.teams_with_outcomes(session, MIN_TEAM_LEADS)
         jobs = []
         for team_id in teams:
             try:
-                job, _ = await self.service.start(team_id, actor="schedule", promote=False)
+                async with transaction(self.service.sessions) as session:
+                    job = await self.service.start(
+                        session, team_id, actor="schedule", promote=False
+                    )
             except TrainingBusyError:
                 continue  # another worker (or an admin) is training this team now
             jobs.append(job)

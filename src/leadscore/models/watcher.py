@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from leadscore.core.db import is_connection_error
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from leadscore.core.db import is_connection_error, transaction
 from leadscore.core.lifecycle import Background, Periodic
 from leadscore.core.logs import DependencyLog
 from leadscore.live import events
@@ -24,12 +26,14 @@ class ModelWatcher(Background):
 
     def __init__(
         self,
+        sessions: async_sessionmaker[AsyncSession],
         registry: Registry,
         holder: ModelHolder,
         publisher: EventPublisher,
         worker: str,
         interval_seconds: float = 1.0,
     ) -> None:
+        self.sessions = sessions
         self.registry = registry
         self.holder = holder
         self.publisher = publisher
@@ -45,7 +49,8 @@ class ModelWatcher(Background):
 
     async def refresh(self) -> bool:
         """Load changed models and swap every lineup in together; True when something changed."""
-        plan = await self.registry.plan()
+        async with transaction(self.sessions) as session:
+            plan = await self.registry.plan(session)
         if plan == self._installed:
             return False
         known = self.holder.loaded()
@@ -55,7 +60,8 @@ class ModelWatcher(Background):
                 return None
             if version not in known:
                 try:
-                    known[version] = await self.registry.load(version)
+                    async with transaction(self.sessions) as session:
+                        known[version] = await self.registry.load(session, version)
                 except Exception:  # one broken artifact must not stop the other scopes' swaps
                     log.exception("cannot load model %s; serving what we have", version)
                     self._broken.add(version)  # said once, not every second

@@ -15,6 +15,7 @@ from leadscore.core.schemas import ErrorResponse
 from leadscore.deps import (
     SECURED,
     ServicesDep,
+    SessionDep,
     WriterDep,
 )
 from leadscore.outcomes.schemas import OutcomesResponse
@@ -42,7 +43,9 @@ OUTCOMES_BODY: dict[str, Any] = {
     responses={409: {"model": ErrorResponse}},
     openapi_extra=OUTCOMES_BODY | SECURED,
 )
-async def post_outcomes(request: Request, services: ServicesDep, principal: WriterDep) -> Response:
+async def post_outcomes(
+    request: Request, services: ServicesDep, session: SessionDep, principal: WriterDep
+) -> Response:
     """Record what happened to scored leads (one or a list): all or nothing, repeats ignored."""
     items = parse_outcomes(await request.body())
-    return Response(await services.outcomes.record(principal, items), media_type=JSON)
+    return Response(await services.outcomes.record(session, principal, items), media_type=JSON)

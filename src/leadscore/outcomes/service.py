@@ -9,7 +9,7 @@ from typing import Annotated, Any, Final, Literal
 import orjson
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadscore.auth.principal import Principal
 from leadscore.core.errors import LeadScoreError, NotFoundError
@@ -102,21 +102,20 @@ def _refuse_conversion_after_loss(
 class OutcomeService:
     """Records outcomes for the caller's team; all of a request or none of it."""
 
-    def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], writer: ScoreWriter[Any]
-    ) -> None:
-        self.sessions = sessions
+    def __init__(self, writer: ScoreWriter[Any]) -> None:
         self.writer = writer
 
-    async def record(self, principal: Principal, items: Sequence[OutcomeIn]) -> bytes:
-        """Store new outcomes (committed before the reply); repeats change nothing."""
+    async def record(
+        self, session: AsyncSession, principal: Principal, items: Sequence[OutcomeIn]
+    ) -> bytes:
+        """Store new outcomes (committed with the request, before the reply); repeats change
+        nothing."""
         await self.writer.barrier()  # a lead scored a moment ago is in the database now
         team = principal.team_id
         lead_ids = sorted({item.lead_id for item in items})
         now = datetime.now(UTC)
         try:
-            async with self.sessions() as session, session.begin():
-                return await self._record(session, team, items, lead_ids, now)
+            return await self._record(session, team, items, lead_ids, now)
         except IntegrityError as exc:  # the same outcome arrived in a concurrent request
             raise ConflictError("an outcome of these leads was recorded meanwhile; retry") from exc
 

@@ -16,6 +16,7 @@ from leadscore.deps import (
     SECURED,
     PrincipalDep,
     ServicesDep,
+    SessionDep,
     WriterDep,
 )
 from leadscore.engine.schema import Lead
@@ -53,18 +54,21 @@ async def batch_score(
 
 @router.get("/score/{lead_id}", response_model=ScoreResponse, openapi_extra=SECURED)
 async def latest_score(
-    lead_id: LeadIdPath, services: ServicesDep, principal: PrincipalDep
+    lead_id: LeadIdPath, services: ServicesDep, session: SessionDep, principal: PrincipalDep
 ) -> Response:
     """The latest score of a lead for the caller's team."""
-    return Response(await services.scoring.latest(principal, lead_id), media_type=JSON)
+    return Response(await services.scoring.latest(session, principal, lead_id), media_type=JSON)
 
 
 @router.get("/score/{lead_id}/history", response_model=HistoryResponse, openapi_extra=SECURED)
 async def score_history(
     lead_id: LeadIdPath,
     services: ServicesDep,
+    session: SessionDep,
     principal: PrincipalDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
     """Every score of a lead with time, model version and top reasons, newest first."""
-    return Response(await services.scoring.history(principal, lead_id, limit), media_type=JSON)
+    return Response(
+        await services.scoring.history(session, principal, lead_id, limit), media_type=JSON
+    )

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leadscore.auth.principal import Principal
 from leadscore.core.cache import Cache, CacheUnavailableError
+from leadscore.core.db import transaction
 from leadscore.core.errors import NotFoundError
 from leadscore.core.metrics import Metrics
 from leadscore.core.schemas import validation_detail
@@ -133,7 +134,6 @@ class ScoringService:
         models: ModelHolder,
         cache: Cache,
         writer: ScoreWriter[ScoreRecord],
-        sessions: async_sessionmaker[AsyncSession],
         metrics: Metrics,
         events: EventPublisher,
         shadow: ShadowScorer,
@@ -142,7 +142,6 @@ class ScoringService:
         self.models = models
         self.cache = cache
         self.writer = writer
-        self.sessions = sessions
         self.metrics = metrics
         self.events = events
         self.shadow = shadow
@@ -322,7 +321,7 @@ class ScoringService:
         if self.events.wants(team, events.EventType.BATCH_PROCESSING):
             self.events.emit(events.batch_processing(team, batch_id, done, total, status))
 
-    async def latest(self, principal: Principal, lead_id: str) -> bytes:
+    async def latest(self, session: AsyncSession, principal: Principal, lead_id: str) -> bytes:
         """The most recent score of a lead for the caller's team, from any worker."""
         [cached] = await self._cache_get_many([_lead_key(principal.team_id, lead_id)])
         if cached is not None:
@@ -330,17 +329,17 @@ class ScoringService:
         unwritten = self.writer.unwritten(score_key(principal.team_id, lead_id))
         if unwritten is not None:  # acknowledged, not committed yet, and the cache is down
             return orjson.dumps(unwritten.result)
-        async with self.sessions() as session:
-            row = await repo.latest_score(session, principal.team_id, lead_id)
+        row = await repo.latest_score(session, principal.team_id, lead_id)
         if row is None:
             raise NotFoundError(f"no score for lead {lead_id!r}")
         return orjson.dumps(row.result)
 
-    async def history(self, principal: Principal, lead_id: str, limit: int) -> bytes:
+    async def history(
+        self, session: AsyncSession, principal: Principal, lead_id: str, limit: int
+    ) -> bytes:
         """Every score of a lead with time, model version and reasons, newest first."""
         await self.writer.barrier()
-        async with self.sessions() as session:
-            rows = await repo.score_history(session, principal.team_id, lead_id, limit)
+        rows = await repo.score_history(session, principal.team_id, lead_id, limit)
         if not rows:
             raise NotFoundError(f"no score for lead {lead_id!r}")
         return orjson.dumps(
@@ -375,5 +374,5 @@ async def persist_scores(
     sessions: async_sessionmaker[AsyncSession], records: Sequence[repo.ScoreRecord]
 ) -> None:
     """One transaction per batch of scores: the writer's unit of work."""
-    async with sessions() as session, session.begin():
+    async with transaction(sessions) as session:
         await repo.save_scores(session, records)
