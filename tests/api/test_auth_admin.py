@@ -20,7 +20,7 @@ from websockets.sync.client import ClientConnection
 from leadscore.live.protocol import CLOSE_KEY_REVOKED, CLOSE_UNAUTHORIZED
 
 from .conftest import SECRET, Deployment, ServerThread, lead, worker_env
-from .test_live import open_ws, receive
+from .test_live import open_ws, receive, subscribe, wait_for
 
 Headers = Callable[[str], dict[str, str]]
 CACHE_SECONDS = 1.0  # the key cache window of this module's server (30 s in production)
@@ -319,3 +319,44 @@ def test_recheck_close_codes_are_documented() -> None:
     assert "token expired" in rows[str(CLOSE_UNAUTHORIZED)]
     assert "key revoked" in rows[str(CLOSE_KEY_REVOKED)]
     assert "LEADSCORE_WS_RECHECK_SECONDS" in docs
+
+
+def test_a_teams_own_thresholds_classify_escalate_and_key_the_cache(
+    server: ServerThread, client: httpx.Client, as_role: Headers
+) -> None:
+    admin, agent = as_role("acme-admin"), as_role("acme-agent")
+    scored = "/api/v1/ml/score"
+    before = client.post(scored, json=lead("policy_lead"), headers=agent).json()
+    other_team = client.post(scored, json=lead("policy_lead"), headers=as_role("globex-agent"))
+    score = before["ml_score"]
+    assert before["classification"] != "hot"
+    # Hot from half this lead's score, and review everything below 0.99 confidence.
+    hot = round(max(score / 2, 2.0), 2)
+    change = {"hot_threshold": hot, "warm_threshold": hot / 2, "escalation_confidence": 0.99}
+    try:
+        assert client.patch(TEAM, json=change, headers=admin).status_code == 200
+        with open_ws(server, as_role("acme-viewer")) as ws:
+            receive(ws)
+            subscribe(ws, ["escalation"])
+            after = client.post(scored, json=lead("policy_lead"), headers=agent).json()
+            event = wait_for(ws, "escalation", where=lambda m: m["data"]["threshold"] == 0.99)
+        # Same lead, same model: the old cached answer is not reused under new settings.
+        assert after["cache_hit"] is False
+        assert after["ml_score"] == score
+        assert after["classification"] == "hot"
+        assert after["escalation_recommended"] is (after["ml_confidence"] < 0.99)
+        assert event["data"]["lead_id"] == "policy_lead"
+        assert event["data"]["classification"] == "hot"
+        status = client.get("/api/v1/ml/model/status", headers=agent).json()
+        assert status["thresholds"]["hot"] == hot
+        assert status["thresholds"]["escalation_confidence"] == 0.99
+        # Another team keeps the model's thresholds.
+        again = client.post(scored, json=lead("policy_lead"), headers=as_role("globex-agent"))
+        assert again.json()["classification"] == other_team.json()["classification"]
+        assert again.json()["cache_hit"] is True
+    finally:
+        reset = dict.fromkeys(change)
+        assert client.patch(TEAM, json=reset, headers=admin).status_code == 200
+    back = client.post(scored, json=lead("policy_lead"), headers=agent).json()
+    assert back["classification"] == before["classification"]
+    assert back["escalation_recommended"] == before["escalation_recommended"]

@@ -145,6 +145,24 @@ def test_policy_thresholds_are_configurable(model: LeadModel) -> None:
     assert result.escalation_recommended is (result.ml_confidence < 0.5)
 
 
+def test_a_per_call_policy_scores_as_a_scorer_built_with_it(
+    scorer: Scorer, model: LeadModel
+) -> None:
+    team = ScoringPolicy(hot=5.0, warm=2.0, escalation_confidence=0.99, commission_rate=0.02)
+    lead = Lead.model_validate(SARAH)
+    given = scorer.score(lead, as_of=AS_OF, policy=team)
+    built = Scorer(model, team).score(lead, as_of=AS_OF)
+    default = scorer.score(lead, as_of=AS_OF)
+    assert given.classification == built.classification == "hot"
+    assert (given.ml_confidence, given.escalation_recommended) == (
+        built.ml_confidence,
+        built.escalation_recommended,
+    )
+    assert given.commission == built.commission
+    assert given.ml_score == default.ml_score  # the probability is the model's either way
+    assert scorer.score(lead, as_of=AS_OF).classification == default.classification
+
+
 def test_group_points_cover_every_feature(scorer: Scorer) -> None:
     result = scorer.score(Lead.model_validate(SARAH), as_of=AS_OF)
     assert set(result.group_points) <= set(GROUPS)

@@ -90,6 +90,9 @@ class KeyOwner:
     team_name: str
     role: str
     commission_rate: float | None
+    hot_threshold: float | None
+    warm_threshold: float | None
+    escalation_confidence: float | None
 
 
 def key_prefix(secret: str) -> str | None:
@@ -100,11 +103,15 @@ def key_prefix(secret: str) -> str | None:
     return prefix if sep and len(prefix) == 12 else None
 
 
-def _owners() -> Select[int, int, str, str, float | None]:
-    """What a key lookup reads, in one query: the key, its team, the team's commission rate."""
-    return select(ApiKey.id, ApiKey.team_id, Team.name, ApiKey.role, Team.commission_rate).join(
-        Team, Team.id == ApiKey.team_id
-    )
+_OWNER_COLUMNS: Final = 8
+
+
+def _owners() -> Select[int, int, str, str, float | None, float | None, float | None, float | None]:
+    """What a key lookup reads, in one query: the key, its team, the team's own settings."""
+    return select(
+        ApiKey.id, ApiKey.team_id, Team.name, ApiKey.role, Team.commission_rate,
+        Team.hot_threshold, Team.warm_threshold, Team.escalation_confidence,
+    ).join(Team, Team.id == ApiKey.team_id)  # fmt: skip
 
 
 async def key_owner(session: AsyncSession, secret: str) -> KeyOwner | None:
@@ -120,7 +127,7 @@ async def key_owner(session: AsyncSession, secret: str) -> KeyOwner | None:
     row = result.one_or_none()
     if row is None or not hmac.compare_digest(row.key_hash, hash_key(secret)):
         return None
-    return KeyOwner(*row[:5])
+    return KeyOwner(*row[:_OWNER_COLUMNS])
 
 
 async def active_key_owners(session: AsyncSession, key_ids: Collection[int]) -> dict[int, KeyOwner]:

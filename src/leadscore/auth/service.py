@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Collection
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Final, TypeVar, get_args
@@ -177,10 +178,7 @@ class Authenticator:
             raise AuthenticationError("token refused: its key was revoked")
         if claims.get("team_id") != principal.team_id or claims.get("role") != principal.role:
             raise AuthenticationError("invalid token: team or role differ from its key's")
-        return Principal(
-            principal.key_id, principal.team_id, principal.team_name, principal.role,
-            principal.commission_rate, expires_at=float(claims["exp"]),
-        )  # fmt: skip
+        return replace(principal, expires_at=float(claims["exp"]))
 
 
 def _forget(cache: dict[K, _Entry], matches: Callable[[Principal], bool]) -> None:
@@ -193,8 +191,10 @@ def _principal(owner: repo.KeyOwner | None) -> Principal | None:
     if owner is None:
         return None
     return Principal(
-        owner.key_id, owner.team_id, owner.team_name, owner.role, owner.commission_rate
-    )
+        owner.key_id, owner.team_id, owner.team_name, owner.role, owner.commission_rate,
+        hot_threshold=owner.hot_threshold, warm_threshold=owner.warm_threshold,
+        escalation_confidence=owner.escalation_confidence,
+    )  # fmt: skip
 
 
 async def team_id_by_name(session: AsyncSession, name: str) -> int:

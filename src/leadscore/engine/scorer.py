@@ -125,6 +125,7 @@ class Scorer:
         commission: bool = True,
         as_of: datetime | None = None,
         commission_rate: float | None = None,
+        policy: ScoringPolicy | None = None,
     ) -> ScoreResult:
         """Score one lead."""
         return self.score_many(
@@ -133,6 +134,7 @@ class Scorer:
             commission=commission,
             as_of=as_of,
             commission_rate=commission_rate,
+            policy=policy,
         )[0]
 
     def score_many(
@@ -143,15 +145,18 @@ class Scorer:
         commission: bool = True,
         as_of: datetime | None = None,
         commission_rate: float | None = None,
+        policy: ScoringPolicy | None = None,
     ) -> list[ScoreResult]:
-        """Score many leads in one vectorised pass; a team's own commission rate may override."""
+        """Score many leads in one vectorised pass; a team's own policy (thresholds,
+        commission rate) may stand in for the model's."""
         started = time.perf_counter()
+        policy = policy or self.policy
         data = [lead.lead_data for lead in leads]
         features = transform(raw_from_leads(data, as_of), self.model.encoding_)
         attrs = attributes_from_leads(data, self.model.attributes_) if data else None
-        arrays = self.arrays(features, attrs, explain=explain)
+        arrays = self.arrays(features, attrs, explain=explain, policy=policy)
         return self._results(
-            arrays, [lead.lead_id for lead in leads], commission, started, commission_rate
+            arrays, [lead.lead_id for lead in leads], commission, started, commission_rate, policy
         )
 
     def predict_with_features(
@@ -173,10 +178,16 @@ class Scorer:
         return self._results(arrays, list(lead_ids), commission, started)
 
     def arrays(
-        self, features: FloatArray, attributes: FloatArray | None, *, explain: bool
+        self,
+        features: FloatArray,
+        attributes: FloatArray | None,
+        *,
+        explain: bool,
+        policy: ScoringPolicy | None = None,
     ) -> ScoreArrays:
         """The vectorised core every entry point shares."""
         model = self.model
+        policy = policy or self.policy
         x = model.matrix(features, attributes)
         conv = model.predict_head("conversion", x, explain=explain)
         closing = np.full(len(x), np.nan)
@@ -186,9 +197,9 @@ class Scorer:
         if "timeline" in model.boosters_:
             timeline = model.predict_head("timeline", x).prob
         score = np.round(conv.prob * 100.0, 2)
-        class_index = np.where(
-            score >= self.policy.hot, 2, np.where(score >= self.policy.warm, 1, 0)
-        ).astype(np.int64)
+        class_index = np.where(score >= policy.hot, 2, np.where(score >= policy.warm, 1, 0)).astype(
+            np.int64
+        )
         # Confidence = calibrated chance the class's claim comes true: hot claims a
         # conversion, warm and cold claim none yet.
         confidence = np.round(np.where(class_index == 2, conv.prob, 1.0 - conv.prob), 4).astype(
@@ -231,11 +242,13 @@ class Scorer:
         commission: bool,
         started: float,
         commission_rate: float | None = None,
+        policy: ScoringPolicy | None = None,
     ) -> list[ScoreResult]:
         per_lead_ms = round((time.perf_counter() - started) * 1000.0 / max(len(lead_ids), 1), 3)
         version = self.model.version_
-        rate = self.policy.commission_rate if commission_rate is None else commission_rate
-        escalate = self.policy.escalation_confidence
+        policy = policy or self.policy
+        rate = policy.commission_rate if commission_rate is None else commission_rate
+        escalate = policy.escalation_confidence
         # Python lists once: per-element numpy indexing costs more than the arithmetic here.
         prices = arrays.price.tolist()
         closings = arrays.closing.tolist()

@@ -55,7 +55,7 @@ async def get_model_status(
     """Version, card metrics, thresholds and live traffic figures."""
     return await team_model_status(
         services.models.lineup(principal.team_id), services.metrics, services.writer,
-        services.shadow, session, principal.team_id,
+        services.shadow, session, principal,
     )  # fmt: skip
 
 

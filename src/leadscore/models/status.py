@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+from dataclasses import asdict
 from typing import Any, Final
 
 import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from leadscore.auth.principal import Principal, team_policy
 from leadscore.core.metrics import Metrics
 from leadscore.core.writer import ScoreWriter
 from leadscore.engine.metrics import reliability, summary
@@ -38,12 +40,14 @@ def trial_status(lineup: Lineup, shadow: ShadowScorer) -> dict[str, Any]:
 
 
 def model_status(
-    lineup: Lineup, metrics: Metrics, writer: ScoreWriter[Any], team_id: int
+    lineup: Lineup, metrics: Metrics, writer: ScoreWriter[Any], principal: Principal
 ) -> dict[str, Any]:
-    """The model card's essentials plus the team's live traffic since the server started."""
+    """The model card's essentials plus the team's live traffic since the server started;
+    the thresholds are those the team's scores use (its own settings over the card's)."""
     live = lineup.champion
     card = live.model.card_
-    traffic = metrics.summary(team_id)
+    traffic = metrics.summary(principal.team_id)
+    thresholds = asdict(team_policy(live.scorer.policy, principal))
     return {
         "model_loaded": True,
         "worker_pid": os.getpid(),
@@ -54,7 +58,7 @@ def model_status(
         "features": card.get("features"),
         "training_data": card.get("training_data"),
         "metrics": card.get("metrics"),
-        "thresholds": card.get("thresholds"),
+        "thresholds": thresholds,
         "traffic": traffic,
         "persistence": {
             "pending": writer.pending,
@@ -94,12 +98,12 @@ async def team_model_status(
     writer: ScoreWriter[Any],
     shadow: ShadowScorer,
     session: AsyncSession,
-    team_id: int,
+    principal: Principal,
 ) -> dict[str, Any]:
     """The serving model's status for a team, with its live quality as outcomes arrive."""
     await writer.barrier()
-    quality = await live_quality(session, team_id)
-    return model_status(lineup, metrics, writer, team_id) | {
+    quality = await live_quality(session, principal.team_id)
+    return model_status(lineup, metrics, writer, principal) | {
         "live_quality": quality,
         "trial": trial_status(lineup, shadow),
     }

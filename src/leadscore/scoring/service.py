@@ -14,7 +14,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from leadscore.auth.principal import Principal
+from leadscore.auth.principal import Principal, team_policy
 from leadscore.core.cache import Cache, CacheUnavailableError
 from leadscore.core.db import transaction
 from leadscore.core.errors import NotFoundError
@@ -53,10 +53,14 @@ def cache_ttl(confidence: float) -> float:
     return 300.0
 
 
-def _signature(canonical: bytes, version: str, options: ScoreOptions) -> bytes:
-    """What a cached score must match: the lead's exact data, the model, the parts asked for."""
+def _signature(
+    canonical: bytes, version: str, options: ScoreOptions, principal: Principal
+) -> bytes:
+    """What a cached score must match: the lead's exact data, the model, the parts asked for,
+    and the team's own thresholds and commission rate."""
     flags = f"{int(options.return_feature_importance)}{int(options.calculate_commission)}"
-    digest = hashlib.sha256(f"{version}:{flags}:".encode() + canonical).hexdigest()
+    team = principal.policy_overrides
+    digest = hashlib.sha256(f"{version}:{flags}:{team}:".encode() + canonical).hexdigest()
     return digest[:32].encode()
 
 
@@ -162,16 +166,19 @@ class ScoringService:
             return False
         return True
 
-    def _prepare(self, lead: Lead, lineup: Lineup, options: ScoreOptions) -> _Scored:
+    def _prepare(
+        self, principal: Principal, lead: Lead, lineup: Lineup, options: ScoreOptions
+    ) -> _Scored:
         data = lead.lead_data.model_dump(mode="json")
         canonical = orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
         live, shadow = lineup.route(lead.lead_id)
-        return _Scored(lead, data, live, shadow, _signature(canonical, live.version, options))
+        signature = _signature(canonical, live.version, options, principal)
+        return _Scored(lead, data, live, shadow, signature)
 
     async def score(self, principal: Principal, lead: Lead, options: ScoreOptions) -> bytes:
         """Score one lead: cached when the same data was scored by the same model."""
         started = time.perf_counter()
-        item = self._prepare(lead, self.models.lineup(principal.team_id), options)
+        item = self._prepare(principal, lead, self.models.lineup(principal.team_id), options)
         [body] = await self._score_items(principal, [item], options, started)
         return orjson.dumps(body)
 
@@ -194,11 +201,12 @@ class ScoringService:
                     continue
             misses.setdefault(item.live.version, []).append(item)
         for group in misses.values():
-            results = group[0].live.scorer.score_many(
+            scorer = group[0].live.scorer
+            results = scorer.score_many(
                 [m.lead for m in group],
                 explain=options.return_feature_importance,
                 commission=options.calculate_commission,
-                commission_rate=principal.commission_rate,
+                policy=team_policy(scorer.policy, principal),
             )
             for item, result in zip(group, results, strict=True):
                 item.body = payload(result, options, now, cache_hit=False)
@@ -245,7 +253,7 @@ class ScoringService:
             if publish_scored:
                 self.events.emit(events.lead_scored(team, name, body))
             if publish_escalation and body["escalation_recommended"]:
-                threshold = item.live.scorer.policy.escalation_confidence
+                threshold = team_policy(item.live.scorer.policy, principal).escalation_confidence
                 self.events.emit(events.escalation(team, name, body, threshold))
             if item.shadow is not None:
                 shadows.append(ShadowJob(team, item.lead, item.shadow, item.live.version, now))
@@ -281,7 +289,7 @@ class ScoringService:
                     }
                 )
                 continue
-            valid.append((index, self._prepare(lead, lineup, options)))
+            valid.append((index, self._prepare(principal, lead, lineup, options)))
         batch_id = uuid.uuid4().hex
         team = principal.team_id
         total = len(leads)
