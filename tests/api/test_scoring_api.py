@@ -34,7 +34,10 @@ def test_score_follows_the_contract(client: httpx.Client, as_role: Headers) -> N
         body["probability_ranges"]["conversion"] * 100, abs=0.01
     )
     assert body["classification"] in {"hot", "warm", "cold"}
-    assert body["escalation_recommended"] is (body["ml_confidence"] < 0.85)
+    assert body["escalation_recommended"] is body["qualification"]["needed"]
+    assert body["qualification"]["needed"] is (
+        body["ml_confidence"] < 0.85 or body["evidence"] < 0.4
+    )
     assert body["commission"]["estimated_sale_price"] == 625_000.0
     assert body["commission"]["commission_rate"] == 0.06
     assert body["feature_importance"]

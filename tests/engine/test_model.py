@@ -63,10 +63,12 @@ def test_confidence_means_what_it_says(holdout_scores: pl.DataFrame, c: float) -
     assert expected >= c - 0.005
 
 
-def test_escalation_follows_the_confidence_threshold(holdout_scores: pl.DataFrame) -> None:
+def test_escalation_follows_confidence_and_evidence(holdout_scores: pl.DataFrame) -> None:
     flagged = holdout_scores["escalation_recommended"].to_numpy()
     conf = holdout_scores["ml_confidence"].to_numpy()
-    assert np.array_equal(flagged, conf < 0.85)
+    evidence = holdout_scores["evidence"].to_numpy()
+    assert np.array_equal(flagged, (conf < 0.85) | (evidence < 0.4))
+    assert ((evidence >= 0) & (evidence <= 1)).all()
     assert 0 < flagged.mean() < 0.6
 
 

@@ -50,6 +50,8 @@ from leadscore.engine.training import (
 )
 
 HEADS: Final = ("conversion", "closing", "timeline")
+#: Up to this many rows, predicting row by row through the one-row path is the faster way.
+SMALL_BATCH: Final = 32
 HEAD_MEANINGS: Final = {
     "conversion": "P(lead converts)",
     "closing": "P(closes | converts); reported as P(closes) = conversion × this",
@@ -65,6 +67,8 @@ class ScoringPolicy:
     warm: float = 40.0
     escalation_confidence: float = 0.85
     commission_rate: float = 0.06
+    #: Below this evidence (share of the model's attention on known facts) a lead is thin data.
+    min_evidence: float = 0.4
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,11 @@ class LeadModel:
 
     def predict_head(self, head: str, x: FloatArray, explain: bool = False) -> HeadPrediction:
         """Calibrated probability of one head; exact TreeSHAP contributions when `explain`."""
+        if x.shape[0] <= SMALL_BATCH and not explain:
+            # A few rows (a lead's what-if variants): the one-row path beats a batch call.
+            single = self._single(head)
+            raw = np.array([single.raw(row) for row in x])
+            return HeadPrediction(raw, self.calibrators_[head].predict(raw), None)
         if x.shape[0] == 1:
             single = self._single(head)
             if explain:

@@ -10,10 +10,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Final
 
 import numpy as np
+from numpy.typing import NDArray
 
 from leadscore.engine.attributes import attributes_from_frame, attributes_from_leads
 from leadscore.engine.features import FEATURE_INDEX, FEATURES, transform
 from leadscore.engine.model import LeadModel, ScoringPolicy
+from leadscore.engine.qualification import Qualification, Qualifier, Question
 from leadscore.engine.raw import FloatArray, raw_from_leads
 from leadscore.engine.schema import Lead
 
@@ -60,9 +62,11 @@ class ScoreResult:
     reasons: tuple[Reason, ...]
     group_points: dict[str, float]
     commission: Commission | None
-    escalation_recommended: bool
+    escalation_recommended: bool  # = qualification.needed
     model_version: str
     processing_time_ms: float
+    evidence: float
+    qualification: Qualification
 
     @property
     def feature_importance(self) -> dict[str, float]:
@@ -84,6 +88,9 @@ class ScoreArrays:
     points: FloatArray | None
     model_features: tuple[str, ...]
     model_matrix: FloatArray
+    known: NDArray[np.bool_]
+    evidence: FloatArray
+    ask_next: list[tuple[Question, ...]] | None = None
 
 
 class Scorer:
@@ -116,6 +123,7 @@ class Scorer:
         ]
         self._group_names = tuple(dict.fromkeys(groups))
         self._group_index = np.array([self._group_names.index(g) for g in groups], dtype=np.int64)
+        self.qualifier = Qualifier(model)
 
     def score(
         self,
@@ -154,7 +162,7 @@ class Scorer:
         data = [lead.lead_data for lead in leads]
         features = transform(raw_from_leads(data, as_of), self.model.encoding_)
         attrs = attributes_from_leads(data, self.model.attributes_) if data else None
-        arrays = self.arrays(features, attrs, explain=explain, policy=policy)
+        arrays = self.arrays(features, attrs, explain=explain, policy=policy, ask=True)
         return self._results(
             arrays, [lead.lead_id for lead in leads], commission, started, commission_rate, policy
         )
@@ -184,8 +192,9 @@ class Scorer:
         *,
         explain: bool,
         policy: ScoringPolicy | None = None,
+        ask: bool = False,
     ) -> ScoreArrays:
-        """The vectorised core every entry point shares."""
+        """The vectorised core every entry point shares; `ask` adds the questions to ask."""
         model = self.model
         policy = policy or self.policy
         x = model.matrix(features, attributes)
@@ -208,6 +217,12 @@ class Scorer:
         points = None
         if conv.contributions is not None:
             points = self._points(conv.contributions, conv.raw, conv.prob)
+        known = self.qualifier.known(x)
+        questions = None
+        if ask:
+            questions = self.qualifier.ask_next(
+                x, known, lambda rows: model.predict_head("conversion", rows).prob
+            )
         return ScoreArrays(
             score=score,
             confidence=confidence,
@@ -219,6 +234,9 @@ class Scorer:
             points=points,
             model_features=model.model_features_,
             model_matrix=x,
+            known=known,
+            evidence=self.qualifier.evidence(known),
+            ask_next=questions,
         )
 
     def _points(self, contrib: FloatArray, raw: FloatArray, prob: FloatArray) -> FloatArray:
@@ -257,12 +275,18 @@ class Scorer:
         confidences = arrays.confidence.tolist()
         classes = arrays.class_index.tolist()
         conversions = arrays.conversion.tolist()
+        evidence = arrays.evidence.tolist()
+        thin = policy.min_evidence
         explained = arrays.points is not None
         results = []
         for i, lead_id in enumerate(lead_ids):
             price, closing, timeline = prices[i], closings[i], timelines[i]
             known_price = not math.isnan(price)
             fee = round(price * rate, 2) if known_price else None
+            why: tuple[str, ...] = ("low_confidence",) if confidences[i] < escalate else ()
+            if evidence[i] < thin:
+                why += ("thin_data",)
+            asks = arrays.ask_next[i] if arrays.ask_next is not None else ()
             results.append(
                 ScoreResult(
                     lead_id=lead_id,
@@ -286,9 +310,11 @@ class Scorer:
                     )
                     if commission
                     else None,
-                    escalation_recommended=confidences[i] < escalate,
+                    escalation_recommended=bool(why),
                     model_version=version,
                     processing_time_ms=per_lead_ms,
+                    evidence=evidence[i],
+                    qualification=Qualification(bool(why), why, asks),
                 )
             )
         return results
@@ -303,7 +329,8 @@ class Scorer:
 
     def _reasons(self, arrays: ScoreArrays, i: int) -> tuple[Reason, ...]:
         assert arrays.points is not None
-        row = arrays.points[i]
+        # What the lead did and said: a missing fact is a question (`ask_next`), not a reason.
+        row = np.where(arrays.known[i], arrays.points[i], 0.0)
         top = np.argsort(-np.abs(row), kind="stable")[: self.top_k].tolist()
         points_row = row.tolist()
         values_row = arrays.model_matrix[i].tolist()
@@ -350,7 +377,9 @@ class Scorer:
             "p_conversion": np.round(a.conversion, 4),
             "p_closing": np.round(a.closing, 4),
             "p_timeline": np.round(a.timeline, 4),
-            "escalation_recommended": a.confidence < self.policy.escalation_confidence,
+            "evidence": a.evidence,
+            "escalation_recommended": (a.confidence < self.policy.escalation_confidence)
+            | (a.evidence < self.policy.min_evidence),
             "estimated_sale_price": np.round(a.price, 2),
             "expected_commission": np.round(fee * a.closing, 2),
             "model_version": self.model.version_,

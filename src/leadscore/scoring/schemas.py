@@ -97,6 +97,23 @@ class ReasonOut(BaseModel):
     text: str
 
 
+class QuestionOut(BaseModel):
+    """A missing fact to ask the lead about, and its score under either answer."""
+
+    field: str
+    question: str
+    score_if_yes: float
+    score_if_no: float
+
+
+class QualificationOut(BaseModel):
+    """Whether to qualify the lead before trusting its score; why; what to ask first."""
+
+    needed: bool = Field(description="= escalation_recommended")
+    reasons: list[Literal["low_confidence", "thin_data"]]
+    ask_next: list[QuestionOut] = Field(max_length=3)
+
+
 class ScoreResponse(BaseModel):
     """The v1 score response."""
 
@@ -110,6 +127,8 @@ class ScoreResponse(BaseModel):
     reasons: list[ReasonOut] | None
     group_contributions: dict[str, float] | None
     commission: CommissionOut | None
+    evidence: float = Field(ge=0, le=1, description="share of what the model uses that is known")
+    qualification: QualificationOut
     escalation_recommended: bool
     cache_hit: bool
     model_version: str

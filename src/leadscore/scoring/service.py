@@ -112,6 +112,16 @@ def payload(
         }
         if commission is not None
         else None,
+        "evidence": result.evidence,
+        "qualification": {
+            "needed": result.qualification.needed,
+            "reasons": list(result.qualification.reasons),
+            "ask_next": [
+                {"field": q.field, "question": q.question, "score_if_yes": q.score_if_yes,
+                 "score_if_no": q.score_if_no}
+                for q in result.qualification.ask_next
+            ],
+        },
         "escalation_recommended": result.escalation_recommended,
         "cache_hit": cache_hit,
         "model_version": result.model_version,
