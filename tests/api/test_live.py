@@ -189,6 +189,13 @@ def test_subscribe_filters_and_unsubscribe(
     assert data["model_version"] == hot["model_version"]
     assert data["expected_commission"] == hot["commission"]["expected_commission"]
     assert [r["feature"] for r in data["reasons"]] == [r["feature"] for r in hot["reasons"][:3]]
+    assert data["change"] is None  # its first score
+    changed = hot_data() | {"location_preference": "78701", "financing": "cash"}
+    warmer = client.post("/api/v1/ml/score", json=lead("live_hot", **changed), headers=headers)
+    assert warmer.json()["ml_score"] >= 50  # still passes the filter
+    again = wait_for(ws, "lead_scored")["data"]
+    assert again["change"]["points"] == pytest.approx(warmer.json()["ml_score"] - hot["ml_score"])
+    assert again["change"]["from_score"] == hot["ml_score"]
     ws.send(json.dumps({"type": "unsubscribe", "events": ["lead_scored"]}))
     assert wait_for(ws, "subscription_updated")["data"]["events"] == []
     client.post("/api/v1/ml/score", json=lead("live_hot_2", **hot_data()), headers=headers)

@@ -114,6 +114,31 @@ def test_read_your_write_and_history(client: httpx.Client, as_role: Headers) -> 
     assert newest["model_version"] == scored["model_version"]
     assert newest["reasons"]
     assert newest["scored_at"] >= history["scores"][1]["scored_at"]
+    assert history["scores"][1]["change"] is None  # its first score
+    change = newest["change"]
+    assert change["points"] == pytest.approx(newest["ml_score"] - history["scores"][1]["ml_score"])
+    assert change["from_score"] == history["scores"][1]["ml_score"]
+    assert change["since"] == history["scores"][1]["scored_at"]
+
+
+def test_history_says_why_the_score_moved(client: httpx.Client, as_role: Headers) -> None:
+    headers = as_role("acme-agent")
+    path = "/api/v1/ml/score"
+    first = client.post(path, json=lead("moved_1", pre_approved=False), headers=headers).json()
+    second = client.post(path, json=lead("moved_1", pre_approved=True), headers=headers).json()
+    client.post(path, json=lead("moved_1", pre_approved=True), headers=headers)  # a repeat
+    scores = client.get(f"{path}/moved_1/history?limit=2", headers=headers).json()["scores"]
+    assert len(scores) == 2
+    repeat, moved = scores
+    assert repeat["cache_hit"] is True
+    assert repeat["change"]["points"] == 0.0
+    assert repeat["change"]["top"] == []
+    assert moved["change"]["points"] == pytest.approx(second["ml_score"] - first["ml_score"])
+    top = moved["change"]["top"][0]
+    assert top["group"] == "financial_readiness"
+    assert top["text"] == "Pre-approved for a mortgage"
+    assert (top["points"] > 0) is (second["ml_score"] > first["ml_score"])
+    assert moved["change"]["summary"].endswith(": Pre-approved for a mortgage")
 
 
 def test_other_team_cannot_read(client: httpx.Client, as_role: Headers) -> None:

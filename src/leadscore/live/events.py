@@ -109,8 +109,11 @@ def decode(message: bytes) -> list[Event]:
     return events
 
 
-def lead_scored(team_id: int, name: str | None, body: dict[str, Any]) -> Event:
-    """A lead was scored: the dashboard's row, with the reasons and the money."""
+def lead_scored(
+    team_id: int, name: str | None, body: dict[str, Any], change: dict[str, Any] | None = None
+) -> Event:
+    """A lead was scored: the dashboard's row, with the reasons, the money, and why its score
+    moved since its previous one (`change`, null for a first score)."""
     commission = body.get("commission") or {}
     data = {
         "lead_id": body["lead_id"],
@@ -128,6 +131,9 @@ def lead_scored(team_id: int, name: str | None, body: dict[str, Any]) -> Event:
         "cache_hit": body["cache_hit"],
         "model_version": body["model_version"],
         "processing_time_ms": body["processing_time_ms"],
+        "evidence": body.get("evidence"),
+        "qualification_needed": body["escalation_recommended"],
+        "change": change,
     }
     return _about_lead(EventType.LEAD_SCORED, team_id, name, body, data)
 

@@ -168,6 +168,25 @@ class BatchResponse(BaseModel):
     processing_time_ms: float
 
 
+class ChangePart(BaseModel):
+    """One reason group's share of a score change."""
+
+    group: str
+    points: float
+    text: str | None
+
+
+class ScoreChange(BaseModel):
+    """Why a score moved since the lead's previous score."""
+
+    points: float
+    from_score: float
+    since: datetime | None
+    model_changed: bool
+    top: list[ChangePart]
+    summary: str = Field(examples=["+14.0: Pre-approved for a mortgage"])
+
+
 class HistoryEntry(BaseModel):
     """One past score of a lead."""
 
@@ -177,6 +196,7 @@ class HistoryEntry(BaseModel):
     classification: str
     cache_hit: bool
     reasons: list[ReasonOut] | None
+    change: ScoreChange | None = Field(description="since the previous score; null for the first")
 
 
 class HistoryResponse(BaseModel):

@@ -29,6 +29,7 @@ from leadscore.live.events import EventPublisher
 from leadscore.models.holder import Lineup, LiveModel, ModelHolder
 from leadscore.models.shadow import ShadowJob, ShadowScorer
 from leadscore.scoring import repository as repo
+from leadscore.scoring.change import score_change
 from leadscore.scoring.repository import ScoreRecord
 
 LATEST_TTL_SECONDS: Final = 3600.0
@@ -203,12 +204,17 @@ class ScoringService:
         )
         misses: dict[str, list[_Scored]] = {}  # by the version that answers
         fresh_until: dict[int, int] = {}
+        team = principal.team_id
+        publish_scored = self.events.wants(team, events.EventType.LEAD_SCORED)
+        before: dict[int, bytes] = {}  # the lead's previous score, for the event's change
         for item, entry in zip(items, cached, strict=True):
             if entry is not None:
                 signature, valid_until, stored = _unpack(entry)
                 if signature == item.signature and valid_until > now_ms:
                     item.body = orjson.loads(stored) | {"cache_hit": True}
                     continue
+                if publish_scored:
+                    before[id(item)] = stored
             misses.setdefault(item.live.version, []).append(item)
         for group in misses.values():
             scorer = group[0].live.scorer
@@ -227,8 +233,6 @@ class ScoringService:
         bodies = []
         writes: list[tuple[str, bytes, float]] = []
         shadows: list[ShadowJob] = []
-        team = principal.team_id
-        publish_scored = self.events.wants(team, events.EventType.LEAD_SCORED)
         publish_escalation = self.events.wants(team, events.EventType.ESCALATION)
         for key, item in zip(keys, items, strict=True):
             body = item.body
@@ -261,7 +265,9 @@ class ScoringService:
             bodies.append(body)
             name = item.lead.lead_data.name
             if publish_scored:
-                self.events.emit(events.lead_scored(team, name, body))
+                previous = before.get(id(item))
+                change = score_change(orjson.loads(previous), body) if previous else None
+                self.events.emit(events.lead_scored(team, name, body, change))
             if publish_escalation and body["escalation_recommended"]:
                 threshold = team_policy(item.live.scorer.policy, principal).escalation_confidence
                 self.events.emit(events.escalation(team, name, body, threshold))
@@ -357,9 +363,11 @@ class ScoringService:
     ) -> bytes:
         """Every score of a lead with time, model version and reasons, newest first."""
         await self.writer.barrier()
-        rows = await repo.score_history(session, principal.team_id, lead_id, limit)
+        # One more than shown: the oldest entry shown gets its change too.
+        rows = await repo.score_history(session, principal.team_id, lead_id, limit + 1)
         if not rows:
             raise NotFoundError(f"no score for lead {lead_id!r}")
+        previous = [*rows[1:], None]
         return orjson.dumps(
             {
                 "lead_id": lead_id,
@@ -371,8 +379,9 @@ class ScoringService:
                         "classification": row.classification,
                         "cache_hit": row.cache_hit,
                         "reasons": row.result.get("reasons"),
+                        "change": score_change(before.result, row.result) if before else None,
                     }
-                    for row in rows
+                    for row, before in zip(rows[:limit], previous, strict=False)
                 ],
             }
         )
