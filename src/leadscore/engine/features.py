@@ -198,6 +198,76 @@ def _yes_no(yes: str, no: str, unknown: str) -> Describe:
     return lambda v: unknown if math.isnan(v) else (yes if v >= 0.5 else no)
 
 
+def _plural(n: float, one: str, many: str) -> str:
+    """ "1 reply", "3 replies", "1.5 questions": the number as shown decides the noun."""
+    shown = f"{n:.1f}".removesuffix(".0")
+    return f"{shown} {one if shown == '1' else many}"
+
+
+def _reply_time_text(log_hours: float) -> str:
+    if math.isnan(log_hours):
+        return "Reply time unknown"
+    hours = math.expm1(log_hours)
+    if hours < 1.0:
+        return "Typically replies within an hour"
+    return f"Typically replies in {_plural(hours, 'hour', 'hours')}"
+
+
+def _fast_share_text(share: float) -> str:
+    if math.isnan(share):
+        return "Reply speed unknown"
+    if share >= 1.0:
+        return "Every reply came within an hour"
+    if share <= 0.0:
+        return "No reply came within an hour"
+    return f"{share:.0%} of replies came within an hour"
+
+
+def _recent_text(count: float) -> str:
+    if math.isnan(count):
+        return "Recent contact unknown"
+    if count <= 0:
+        return "No contact in the last 7 days"
+    return f"{_plural(count, 'interaction', 'interactions')} in the last 7 days"
+
+
+def _last_contact_text(days: float) -> str:
+    if math.isnan(days):
+        return "No interactions yet"
+    if days < 1.0:
+        return "Last contact today"
+    return f"Last contact {_plural(math.floor(days), 'day', 'days')} ago"
+
+
+def _repeat_views_text(views: float) -> str:
+    if math.isnan(views):
+        return "Repeat views unknown"
+    if views <= 1:
+        return "Viewed no listing more than once" if views < 1 else "Viewed each listing once"
+    times = {2: "twice"}.get(int(views), f"{views:.0f} times")
+    return f"Viewed the same listing {times}"
+
+
+def _criteria_text(count: float) -> str:
+    if math.isnan(count) or count <= 0:
+        return "No property criteria given"
+    if count >= 2:
+        return "Said which type of home and how many bedrooms"
+    return "Said which type of home or how many bedrooms"
+
+
+def _questions_text(per: float) -> str:
+    if math.isnan(per):
+        return "Questions per message unknown"
+    return f"Asks {_plural(per, 'question', 'questions')} per message"
+
+
+def _transactions_text(count: float) -> str:
+    if math.isnan(count):
+        return "Previous transactions unknown"
+    return f"{_plural(count, 'previous transaction', 'previous transactions')}"
+
+
 def _timeline_text(months: float) -> str:
     if math.isnan(months):
         return "Timeline unknown"
@@ -221,30 +291,28 @@ FEATURES: Final[tuple[FeatureSpec, ...]] = (
         "response_hours_median", "response_patterns",
         "log(1 + lower-median reply time in hours) over interactions up to the as-of time",
         "0 … 9", "no reply times", _log1p("resp_median"),
-        _fmt("Typical reply time: {:.1f} h", np.expm1),
+        _reply_time_text,
     ),
     FeatureSpec(
         "fast_response_share", "response_patterns",
         "share of replies that came within 1 hour", "0 … 1", "no reply times",
-        _fast_share, _fmt("Replies within the hour: {:.0%}"),
+        _fast_share, _fast_share_text,
     ),
     FeatureSpec(
         "interaction_count", "response_patterns",
         "interactions up to the as-of time", "0 … 1000", "never (0)",
-        _col("n_inter"), _fmt("Interactions so far: {:.0f}"),
+        _col("n_inter"),
+        _counted("{n} {noun} so far", ("interaction", "interactions"), "Interactions unknown"),
     ),
     FeatureSpec(
         "interactions_last_7d", "response_patterns",
         "interactions in the 7 days before the as-of time", "0 … 1000", "never (0)",
-        _col("n_inter_7d"), _fmt("Interactions in the last 7 days: {:.0f}"),
+        _col("n_inter_7d"), _recent_text,
     ),
     FeatureSpec(
         "days_since_last_interaction", "response_patterns",
         "days from the last interaction to the as-of time", "0 … ∞", "no interactions",
-        _days("last_inter_age_us"),
-        _fmt(
-            "Last contact {:.1f} days ago", unknown="No interactions yet",
-        ),
+        _days("last_inter_age_us"), _last_contact_text,
     ),
     FeatureSpec(
         "source_conversion_prior", "response_patterns",
@@ -266,12 +334,16 @@ FEATURES: Final[tuple[FeatureSpec, ...]] = (
     FeatureSpec(
         "repeat_listing_views", "response_patterns",
         "most views of one single listing", "0 … ∞", "no web activity",
-        _col("repeat_views"), _fmt("Viewed one listing {:.0f}×", unknown="Repeat views unknown"),
+        _col("repeat_views"), _repeat_views_text,
     ),
     FeatureSpec(
         "saved_and_favorites", "response_patterns",
         "saved searches + favourited listings", "0 … ∞", "both unknown",
-        _saved, _fmt("Saved searches and favourites: {:.0f}"),
+        _saved,
+        _counted(
+            "Saved {n} {noun}", ("search or favourite", "searches and favourites"),
+            "Saved searches unknown",
+        ),
     ),
     FeatureSpec(
         "budget_log_price", "budget_signals",
@@ -281,7 +353,7 @@ FEATURES: Final[tuple[FeatureSpec, ...]] = (
     FeatureSpec(
         "budget_relative_width", "budget_signals",
         "(max − min) / midpoint of the budget range", "0 … 2", "not a two-sided budget",
-        _budget_width, _fmt("Budget range width: {:.0%}"),
+        _budget_width, _fmt("Budget range of ±{:.0%} around its middle", lambda v: v / 2),
     ),
     FeatureSpec(
         "budget_clarity", "budget_signals",
@@ -296,7 +368,8 @@ FEATURES: Final[tuple[FeatureSpec, ...]] = (
     FeatureSpec(
         "timeline_urgent", "timeline_urgency",
         "1 when the stated timeline is 3 months or less", "0 / 1", "no readable timeline",
-        _urgent, _yes_no("Urgent timeline (≤ 3 months)", "Not urgent", "Timeline unknown"),
+        _urgent,
+        _yes_no("Wants to move within 3 months", "No rush: more than 3 months", "Timeline unknown"),
     ),
     FeatureSpec(
         "lead_age_days", "timeline_urgency",
@@ -318,7 +391,7 @@ FEATURES: Final[tuple[FeatureSpec, ...]] = (
     FeatureSpec(
         "property_criteria", "location_specificity",
         "how many of property type and bedrooms are stated", "0 … 2", "never",
-        _col("n_property_criteria"), _fmt("Property criteria stated: {:.0f} of 2"),
+        _col("n_property_criteria"), _criteria_text,
     ),
     FeatureSpec(
         "household_size", "family_demographics",
@@ -357,11 +430,7 @@ FEATURES: Final[tuple[FeatureSpec, ...]] = (
     FeatureSpec(
         "previous_transactions", "real_estate_experience",
         "home purchases or sales before", "0 … 1000", "not given",
-        _col("prev_tx"),
-        _counted(
-            "{n} previous {noun}", ("transaction", "transactions"),
-            "Previous transactions unknown",
-        ),
+        _col("prev_tx"), _transactions_text,
     ),
     FeatureSpec(
         "first_time_buyer", "real_estate_experience",
@@ -380,15 +449,13 @@ FEATURES: Final[tuple[FeatureSpec, ...]] = (
     FeatureSpec(
         "questions_per_interaction", "communication_quality",
         "questions asked per interaction", "0 … 1000", "no question counts",
-        _questions,
-        _fmt(
-            "Asks {:.1f} questions per message", unknown="Questions per message unknown",
-        ),
+        _questions, _questions_text,
     ),
     FeatureSpec(
         "contact_completeness", "communication_quality",
         "how many of name, email and phone are given", "0 … 3", "never",
-        _col("contact_count"), _fmt("Contact details given: {:.0f} of 3"),
+        _col("contact_count"),
+        _fmt("Gave {:.0f} of 3 contact details", unknown="Contact details unknown"),
     ),
 )  # fmt: skip
 
