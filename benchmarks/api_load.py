@@ -266,7 +266,7 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} cores; wrk runs on the same machine as the server")
     if args.redis_clients:
         redis_clients.with_private_redis(
-            lambda url: redis_clients.compare(url, rounds=3, commands=40_000, concurrencies=(1, 64))
+            lambda url: redis_clients.compare(url, rounds=3, commands=20_000, concurrencies=(1, 64))
         )
     with tempfile.TemporaryDirectory(prefix="bench-home-", dir="/tmp") as home:
         if not args.skip_single_worker:

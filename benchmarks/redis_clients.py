@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import shutil
 import statistics
@@ -30,7 +31,9 @@ import uvloop
 from leadscore.core.resp import RespClient
 
 ROOT = Path(__file__).resolve().parents[1]
-TIMEOUT = 0.25  # the cache's own bound per command
+# Not the service's 0.25 s: redis-py opening 64 connections at once on a loaded machine missed
+# that bound; the benchmark measures the cost per command, not the failure.
+TIMEOUT = 2.0
 Command = Callable[[str], Awaitable[Any]]
 
 
@@ -121,6 +124,7 @@ async def _round(url: str, name: str, concurrency: int, commands: int) -> tuple[
 
 def compare(url: str, rounds: int, commands: int, concurrencies: tuple[int, ...]) -> None:
     """Print the table: for each concurrency, each client's median CPU µs/command and rate."""
+    print(f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     print(f"Redis clients, {commands:,} commands (GET miss + SET PX, 200 B) per round, "
           f"{rounds} interleaved rounds, uvloop; median (min-max) CPU µs per command")  # fmt: skip
     for concurrency in concurrencies:
@@ -156,7 +160,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--redis-url", help="default: start a private redis-server")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--commands", type=int, default=40_000)
+    parser.add_argument("--commands", type=int, default=20_000)
     args = parser.parse_args()
 
     def run(url: str) -> None:
