@@ -1,8 +1,10 @@
 """HTTP benchmarks of the scoring API with wrk: latency, throughput, batch, memory over time.
 
-Run: `uv run python benchmarks/api_load.py [--soak-seconds 300]` (needs `wrk`, and
-`redis-server` + PostgreSQL binaries for the two-worker run: `scripts/test-services.sh`
-provides them). Everything binds to 127.0.0.1. Prints figures; BENCHMARKS.md records them.
+Run: `uv run python benchmarks/api_load.py [--soak-seconds 300] [--redis-clients]` (needs `wrk`,
+and `redis-server` + PostgreSQL binaries for the two-worker run: `scripts/test-services.sh`
+provides them). `--redis-clients` first compares resp.py, redis-py and coredis on a private Redis
+(benchmarks/redis_clients.py). Everything binds to 127.0.0.1. Prints figures; BENCHMARKS.md
+records them.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ import time
 from pathlib import Path
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import redis_clients
 
 ROOT = Path(__file__).resolve().parents[1]
 WRK = ROOT / "benchmarks" / "wrk"
@@ -254,8 +259,15 @@ def main() -> None:
     parser.add_argument("--soak-seconds", type=int, default=300)
     parser.add_argument("--skip-two-workers", action="store_true")
     parser.add_argument("--skip-single-worker", action="store_true")
+    parser.add_argument(
+        "--redis-clients", action="store_true", help="compare the Redis clients' cost first"
+    )
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores; wrk runs on the same machine as the server")
+    if args.redis_clients:
+        redis_clients.with_private_redis(
+            lambda url: redis_clients.compare(url, rounds=3, commands=20_000, concurrencies=(1, 64))
+        )
     with tempfile.TemporaryDirectory(prefix="bench-home-", dir="/tmp") as home:
         if not args.skip_single_worker:
             single_worker(Path(home) / "single", args.seconds)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -70,3 +71,32 @@ def test_revocations_cannot_be_delayed_past_their_bound(field: str, value: float
 )  # fmt: skip
 def test_loopback_hosts(host: str, loopback: bool) -> None:
     assert is_loopback(host) is loopback
+
+
+@pytest.mark.parametrize(
+    ("url", "ca_file", "why"),
+    [
+        ("http://127.0.0.1:6379/0", None, "redis:// or rediss://"),
+        ("redis://127.0.0.1:6379/zero", None, "redis://host:port/db"),
+        ("redis://127.0.0.1:6379/0", "ca.pem", "never uses TLS"),
+        ("rediss://127.0.0.1:6379/0", "missing.pem", "cannot read the Redis CA file"),
+        (None, "ca.pem", "without a Redis URL"),
+    ],
+)
+def test_unusable_redis_settings_are_refused_when_read(
+    url: str | None, ca_file: str | None, why: str, tmp_path: Path
+) -> None:
+    (tmp_path / "ca.pem").write_text("unused")
+    with pytest.raises(ValidationError, match=why):
+        ServiceSettings(
+            demo=True, redis_url=url, redis_ca_file=tmp_path / ca_file if ca_file else None
+        )
+
+
+def test_a_rediss_url_is_accepted_with_the_system_cas() -> None:
+    settings = ServiceSettings(demo=True, redis_url="rediss://cache.internal:6380/1")
+    address = settings.redis_address
+    assert address is not None
+    assert (address.tls, address.port, address.db) == (True, 6380, 1)
+    assert address.ssl_context is not None
+    assert ServiceSettings(demo=True).redis_address is None

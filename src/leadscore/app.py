@@ -122,9 +122,10 @@ async def _start(
     async with transaction(sessions) as session:
         await registry.register(session, live.model, live.path, trained_by="configured model")
         await registry.ensure_champion(session, live.version, actor="first start")
-    limiter = create_rate_limiter(settings.redis_url)
+    redis = settings.redis_address
+    limiter = create_rate_limiter(redis)
     stack.push_async_callback(limiter.close)
-    cache = create_cache(settings.redis_url, max_entries=settings.cache_max_entries)
+    cache = create_cache(redis, max_entries=settings.cache_max_entries)
     stack.push_async_callback(cache.close)
     metrics = Metrics.create()
     shadow = await stack.enter_async_context(ShadowScorer(partial(persist_shadow_scores, sessions)))
@@ -144,7 +145,7 @@ async def _start(
         await shadow.flush()
 
     models = ModelHolder(live)
-    bus = create_bus(settings.redis_url)
+    bus = create_bus(redis)
     stack.push_async_callback(bus.close)
     events = await stack.enter_async_context(EventPublisher(bus))
     auth = Authenticator(settings, sessions)

@@ -9,13 +9,9 @@ import time
 from collections.abc import Callable
 from typing import Final, Protocol, cast
 
-from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
-from redis.exceptions import RedisError
-
-from leadscore.core.cache import redis_client
 from leadscore.core.errors import LeadScoreError
 from leadscore.core.logs import DependencyLog
+from leadscore.core.resp import RedisAddress, RespClient, RespError, RespSubscriber
 
 log = logging.getLogger(__name__)
 #: A member this long expired is gone for good (a dead worker), and is deleted from the hash.
@@ -100,15 +96,15 @@ class RedisBus:
 
     name = "redis"
 
-    def __init__(self, url: str, prefix: str = "leadscore:", timeout_seconds: float = 0.25) -> None:
+    def __init__(
+        self, redis: RedisAddress | str, prefix: str = "leadscore:", timeout_seconds: float = 0.25
+    ) -> None:
         self.channel = f"{prefix}events"
         self._state_key = f"{prefix}events:members"
-        self._redis = redis_client(url, timeout_seconds)
-        # The subscription blocks on reads by design: no socket timeout, a health check instead.
-        self._listener: Redis = Redis.from_url(
-            url, socket_connect_timeout=timeout_seconds, health_check_interval=30
-        )
-        self._pubsub: PubSub | None = None
+        self._redis = RespClient(redis, timeout_seconds)
+        # Its own connection: a subscribed connection carries nothing else. It waits for
+        # messages without a timeout and PINGs when quiet instead.
+        self._listener = RespSubscriber(self._redis.address, self.channel, timeout_seconds)
         self._reader: asyncio.Task[None] | None = None
         self._subscribers: list[Deliver] = []
         # Retried every half second: one line per outage (and counts), not two a second.
@@ -117,8 +113,8 @@ class RedisBus:
     async def publish(self, message: bytes) -> None:
         """PUBLISH on the channel; every worker subscribed (this one included) receives it."""
         try:
-            await self._redis.publish(self.channel, message)
-        except (RedisError, OSError) as exc:
+            await self._redis.execute("PUBLISH", self.channel, message)
+        except RespError as exc:
             raise BusUnavailableError(f"redis PUBLISH failed: {exc}") from exc
 
     async def subscribe(self, deliver: Deliver) -> None:
@@ -128,37 +124,23 @@ class RedisBus:
         if self._reader is not None:
             return
         try:
-            await self._connect()
-        except (RedisError, OSError) as exc:
+            await self._listener.connect()
+        except RespError as exc:
             log.warning("event bus subscription failed (%s); retrying in the background", exc)
         self._reader = asyncio.create_task(self._read(), name="bus-reader")
 
-    async def _connect(self) -> PubSub:
-        pubsub = self._listener.pubsub(ignore_subscribe_messages=True)
-        try:
-            await pubsub.subscribe(self.channel)
-            # The SUBSCRIBE reply: from here on nothing published is missed.
-            await pubsub.get_message(timeout=5.0)
-        except BaseException:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
-            raise
-        self._pubsub = pubsub
-        return pubsub
-
     async def _read(self) -> None:
-        """Deliver messages as they arrive; a lost connection is re-subscribed by the client."""
+        """Deliver messages as they arrive; a lost connection is re-subscribed on the next read."""
         while True:
             try:
-                pubsub = self._pubsub or await self._connect()
-                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
-            except (RedisError, OSError) as exc:
+                data = await self._listener.receive(wait=1.0)
+            except RespError as exc:
                 self._subscription.down(f"subscription lost ({exc}); reconnecting every 0.5 s")
                 await asyncio.sleep(0.5)
                 continue
             self._subscription.up()
-            if message is None or message.get("type") != "message":
+            if data is None:
                 continue
-            data = message["data"]
             for deliver in tuple(self._subscribers):
                 try:
                     deliver(data)
@@ -169,16 +151,17 @@ class RedisBus:
         """HSET member → expiry|value in one hash; readers skip expired members."""
         expires = f"{time.time() + ttl_seconds:.3f}".encode()
         try:
-            await self._redis.hset(self._state_key, member, expires + b"|" + value)
-        except (RedisError, OSError) as exc:
+            await self._redis.execute("HSET", self._state_key, member, expires + b"|" + value)
+        except RespError as exc:
             raise BusUnavailableError(f"redis HSET failed: {exc}") from exc
 
     async def shared(self) -> dict[str, bytes]:
         """Every unexpired member's state; long-expired ones are removed on the way."""
         try:
-            raw = cast("dict[bytes, bytes]", await self._redis.hgetall(self._state_key))
-        except (RedisError, OSError) as exc:
+            flat = cast("list[bytes]", await self._redis.execute("HGETALL", self._state_key))
+        except RespError as exc:
             raise BusUnavailableError(f"redis HGETALL failed: {exc}") from exc
+        raw = dict(zip(flat[::2], flat[1::2], strict=True))  # RESP2: field, value, field, ...
         now = time.time()
         live: dict[str, bytes] = {}
         expired = []
@@ -191,26 +174,23 @@ class RedisBus:
                 # this read and the delete, and its fresh state must not be deleted.
                 expired.append(member)
         if expired:
-            with contextlib.suppress(RedisError, OSError):
-                await self._redis.hdel(self._state_key, *expired)
+            with contextlib.suppress(RespError):
+                await self._redis.execute("HDEL", self._state_key, *expired)
         return live
 
     async def close(self) -> None:
-        """Stop the reader, unsubscribe and close both connection pools."""
+        """Stop the reader and close both connections."""
         self._subscribers.clear()
         if self._reader is not None:
             self._reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
-        if self._pubsub is not None:
-            with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
-        await self._listener.aclose()
-        await self._redis.aclose()
+        await self._listener.close()
+        await self._redis.close()
 
 
-def create_bus(redis_url: str | None) -> EventBus:
+def create_bus(redis: RedisAddress | str | None) -> EventBus:
     """Redis when configured, so every worker's clients see every event; else in-process."""
-    if redis_url:
-        return RedisBus(redis_url)
+    if redis:
+        return RedisBus(redis)
     return MemoryBus()

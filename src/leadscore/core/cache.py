@@ -8,12 +8,8 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol, cast
 
-from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
-
 from leadscore.core.errors import LeadScoreError
-from leadscore.core.resp import RespClient, RespError
+from leadscore.core.resp import RedisAddress, RespClient, RespError
 
 
 class CacheUnavailableError(LeadScoreError):
@@ -125,17 +121,6 @@ class MemoryCache:
         self._entries.clear()
 
 
-def redis_client(url: str, timeout_seconds: float) -> Redis:
-    """A client that fails within the timeout and never retries: both backends sit on the
-    request path, where a slow answer is worse than none."""
-    return Redis.from_url(
-        url,
-        socket_timeout=timeout_seconds,
-        socket_connect_timeout=timeout_seconds,
-        retry=Retry(NoBackoff(), 0),
-    )
-
-
 class RedisCache:
     """A cache in Redis, shared by every worker, with every failure raised as one domain error.
 
@@ -146,9 +131,11 @@ class RedisCache:
 
     name = "redis"
 
-    def __init__(self, url: str, prefix: str = "leadscore:", timeout_seconds: float = 0.25) -> None:
+    def __init__(
+        self, redis: RedisAddress | str, prefix: str = "leadscore:", timeout_seconds: float = 0.25
+    ) -> None:
         self.prefix = prefix
-        self._redis = RespClient(url, timeout_seconds)
+        self._redis = RespClient(redis, timeout_seconds)
 
     async def _run(self, what: str, *command: bytes | str | int) -> Any:
         try:
@@ -200,8 +187,8 @@ class RedisCache:
         await self._redis.close()
 
 
-def create_cache(redis_url: str | None, *, max_entries: int = 100_000) -> Cache:
-    """Redis when a URL is configured, so workers share entries; otherwise this process's memory."""
-    if redis_url:
-        return RedisCache(redis_url)
+def create_cache(redis: RedisAddress | str | None, *, max_entries: int = 100_000) -> Cache:
+    """Redis when configured, so workers share entries; otherwise this process's memory."""
+    if redis:
+        return RedisCache(redis)
     return MemoryCache(max_entries=max_entries)

@@ -12,6 +12,9 @@ from typing import Annotated, Final
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from leadscore.core.errors import ConfigurationError
+from leadscore.core.resp import RedisAddress
+
 DEMO_JWT_SECRET: Final = "leadscore-demo-secret-not-for-production-use"
 MIN_SECRET_LENGTH: Final = 32
 MIN_SECRET_DISTINCT: Final = 10
@@ -81,7 +84,14 @@ class ServiceSettings(StoreSettings):
     """The API server's configuration; refuses an unsafe JWT secret outside demo mode."""
 
     demo: bool = False
-    redis_url: str | None = None
+    redis_url: str | None = Field(
+        default=None, description="redis://, or rediss:// for TLS; every worker shares it."
+    )
+    redis_ca_file: Path | None = Field(
+        default=None,
+        description="PEM CA bundle that signed the rediss:// server's certificate (default: "
+        "the system's trusted CAs).",
+    )
     jwt_secret: SecretStr | None = None
     jwt_algorithm: str = Field(default="HS256", pattern="^HS(256|384|512)$")
     jwt_issuer: str = "leadscore"
@@ -174,6 +184,25 @@ class ServiceSettings(StoreSettings):
                 f"print(secrets.token_urlsafe(48))'` (or run the demo with LEADSCORE_DEMO=true)"
             )
         return self
+
+    @model_validator(mode="after")
+    def _usable_redis(self) -> ServiceSettings:
+        """A wrong Redis URL or CA file is refused now, not at the first score."""
+        if self.redis_url or self.redis_ca_file is not None:
+            try:
+                self.redis_address  # noqa: B018 (parsed for its errors)
+            except ConfigurationError as exc:
+                raise ValueError(str(exc)) from exc
+        return self
+
+    @property
+    def redis_address(self) -> RedisAddress | None:
+        """The parsed Redis address (TLS context included), or None without Redis."""
+        if not self.redis_url:
+            if self.redis_ca_file is not None:
+                raise ConfigurationError("LEADSCORE_REDIS_CA_FILE is set without a Redis URL")
+            return None
+        return RedisAddress.parse(self.redis_url, self.redis_ca_file)
 
     @property
     def secret(self) -> str:

@@ -20,10 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from redis.exceptions import RedisError
-
-from leadscore.core.cache import redis_client
 from leadscore.core.errors import LeadScoreError
+from leadscore.core.resp import RedisAddress, RespClient, RespError, Script
 
 _US = 1_000_000
 
@@ -116,7 +114,7 @@ class MemoryRateLimiter:
 # KEYS[1] holds the key's theoretical arrival time (TAT) in µs; ARGV: interval µs, limit, now µs
 # or "" for the server's TIME, cost (requests taken at once). Numbers go back to Redis through
 # "%d": Lua 5.1's tostring keeps only 14 digits, too few for epoch microseconds.
-_GCRA_LUA = """
+_GCRA = Script("""
 local interval = tonumber(ARGV[1])
 local limit = tonumber(ARGV[2])
 local now
@@ -136,7 +134,7 @@ end
 local ttl_ms = math.ceil((new_tat - now) / 1000)
 redis.call("SET", KEYS[1], string.format("%d", new_tat), "PX", string.format("%d", ttl_ms))
 return {1, math.floor((interval * limit - (new_tat - now)) / interval), 0}
-"""
+""")
 
 
 class RedisRateLimiter:
@@ -151,15 +149,14 @@ class RedisRateLimiter:
 
     def __init__(
         self,
-        url: str,
+        redis: RedisAddress | str,
         prefix: str = "leadscore:rl:",
         timeout_seconds: float = 0.25,
         clock: Callable[[], float] | None = None,
     ) -> None:
         self.prefix = prefix
         self._clock = clock
-        self._redis = redis_client(url, timeout_seconds)
-        self._gcra = self._redis.register_script(_GCRA_LUA)
+        self._redis = RespClient(redis, timeout_seconds)
 
     async def hit(self, key: str, limit: int, window_seconds: float, cost: int = 1) -> RateDecision:
         """Admit or refuse `cost` requests atomically in Redis (EVALSHA, script loaded once)."""
@@ -167,16 +164,16 @@ class RedisRateLimiter:
         _check_cost(cost, limit)
         now = "" if self._clock is None else str(round(self._clock() * _US))
         try:
-            allowed, remaining, retry_us = await self._gcra(
-                keys=[self.prefix + key], args=[interval, limit, now, cost]
+            allowed, remaining, retry_us = await self._redis.run_script(
+                _GCRA, [self.prefix + key], [interval, limit, now, cost]
             )
-        except (RedisError, OSError) as exc:
+        except RespError as exc:
             raise RateLimitUnavailableError(f"redis rate limit failed: {exc}") from exc
         return RateDecision(bool(allowed), limit, int(remaining), int(retry_us) / _US)
 
     async def close(self) -> None:
-        """Close the connection pool."""
-        await self._redis.aclose()
+        """Close the connection."""
+        await self._redis.close()
 
 
 @dataclass
@@ -263,8 +260,8 @@ class LeasingRateLimiter:
         await self.shared.close()
 
 
-def create_rate_limiter(redis_url: str | None) -> RateLimiter:
+def create_rate_limiter(redis: RedisAddress | str | None) -> RateLimiter:
     """Redis (leased) when configured, so workers share limits; otherwise this process's memory."""
-    if redis_url:
-        return LeasingRateLimiter(RedisRateLimiter(redis_url))
+    if redis:
+        return LeasingRateLimiter(RedisRateLimiter(redis))
     return MemoryRateLimiter()
