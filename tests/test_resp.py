@@ -133,8 +133,7 @@ class PrivateRedis:
     """A redis-server of this test's own (plain or TLS), so it can be stopped and restarted."""
 
     def __init__(self, root: Path, tls: Path | None = None) -> None:
-        if shutil.which("redis-server") is None:
-            pytest.skip("redis-server is not installed (scripts/test-services.sh installs it)")
+        assert shutil.which("redis-server"), "redis-server is missing (.ci/run installs it)"
         self.root, self.tls, self.port = root, tls, dead_port()
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
