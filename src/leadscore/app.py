@@ -38,6 +38,7 @@ from leadscore.core.logs import DependencyLog
 from leadscore.core.metrics import Metrics
 from leadscore.core.ratelimit import create_rate_limiter
 from leadscore.core.schemas import validation_detail
+from leadscore.core.uploads import UploadSweeper
 from leadscore.core.writer import ScoreWriter
 from leadscore.deps import SECURITY_SCHEMES, Services
 from leadscore.engine.defaults import default_model_dir, load_or_build_default
@@ -166,6 +167,8 @@ async def _start(
     if not await watcher.refresh():  # serve the registry's champions from the start
         events.emit(model_status_event("loaded", live.version, {"worker": hub.worker}))
     await stack.enter_async_context(watcher)
+    # Before any job: the uploads a killed worker left (their owner gone) are removed.
+    await stack.enter_async_context(UploadSweeper(settings.home / models_routes.UPLOADS))
     training = RetrainService(
         registry,
         settings.resolved_database_url,
