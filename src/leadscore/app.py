@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, Final, TypeVar
 
 import orjson
 from fastapi import FastAPI, Request
@@ -17,6 +18,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from pydantic import ValidationError
+from sqlalchemy import event
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -65,6 +67,10 @@ from leadscore.scoring.schemas import ScoreRequest
 from leadscore.scoring.service import ScoringService, persist_scores, record_key
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+#: How long a starting worker waits for an unreachable database, and how often it retries.
+STARTUP_WAIT_SECONDS: Final = 30.0
+STARTUP_RETRY_SECONDS: Final = 0.5
 
 ERROR_CODES = {
     400: "bad_request",
@@ -110,7 +116,11 @@ async def _start(
 
     engine = create_engine(settings.resolved_database_url)
     stack.push_async_callback(engine.dispose)
-    if await current_revision(engine) != head_revision():
+    # A connection handed out answered (connected, or passed the pre-ping): that ends an
+    # outage the 503s began, also on a worker whose score writer has nothing to write.
+    event.listen(engine.sync_engine, "checkout", lambda *_: database_log.up())
+    revision = await _waiting_for_database(partial(current_revision, engine), database_log)
+    if revision != head_revision():
         raise ConfigurationError(
             "the database schema is not current: run `leadscore db upgrade` first"
         )
@@ -212,6 +222,28 @@ async def _start(
             sessions, writer, models, events, settings.drift_window, settings.drift_threshold
         ),
     )  # fmt: skip
+
+
+async def _waiting_for_database(
+    first_query: Callable[[], Awaitable[T]],
+    database_log: DependencyLog,
+    wait_seconds: float = STARTUP_WAIT_SECONDS,
+) -> T:
+    """The first query of a worker's startup, retried while the database is unreachable: a
+    worker respawned during an outage that failed its startup would make uvicorn stop every
+    worker, the ones still serving too; it waits as they do (then fails as before)."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            result = await first_query()
+        except CONNECTION_ERRORS as exc:
+            if not is_connection_error(exc) or time.monotonic() >= deadline:
+                raise
+            database_log.down(f"starting: waiting up to {wait_seconds:g} s ({type(exc).__name__})")
+            await asyncio.sleep(STARTUP_RETRY_SECONDS)
+        else:
+            database_log.up()
+            return result
 
 
 def _error(status: int, code: str, detail: Any, headers: dict[str, str] | None = None) -> Response:
