@@ -35,7 +35,12 @@ from leadscore.core.db import (
     is_connection_error,
     session_factory,
 )
-from leadscore.core.errors import ConfigurationError, DatabaseUnavailableError, LeadScoreError
+from leadscore.core.errors import (
+    DATABASE_DOWN,
+    ConfigurationError,
+    DatabaseUnavailableError,
+    LeadScoreError,
+)
 from leadscore.core.logs import DependencyLog
 from leadscore.core.metrics import Metrics
 from leadscore.core.ratelimit import create_rate_limiter
@@ -289,7 +294,7 @@ async def _database_unavailable(request: Request, exc: Exception) -> Response:
     reason = f"{type(exc).__name__}: {str(exc)[:200]}"
     database_log: DependencyLog = request.app.state.database_log
     database_log.down(reason)
-    error = DatabaseUnavailableError("the database is unreachable; retry shortly")
+    error = DatabaseUnavailableError(DATABASE_DOWN)
     return _error(error.status_code, error.code, str(error), error.headers())
 
 
