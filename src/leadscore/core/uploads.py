@@ -62,10 +62,10 @@ def _started_at(pid: int) -> float | None:
             for line in Path("/proc/stat").read_text().splitlines()
             if line.startswith("btime ")
         )
+        # The fields after the command name (which may hold spaces): field 22 is the start.
+        ticks = int(stat.rsplit(")", 1)[1].split()[19])
     except (OSError, StopIteration, ValueError, IndexError):
         return None
-    # The fields after the command name (which may hold spaces): field 22 is the start time.
-    ticks = int(stat.rsplit(")", 1)[1].split()[19])
     return boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
