@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, Final, TypeVar
 
 import orjson
 from fastapi import FastAPI, Request
@@ -17,6 +18,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from pydantic import ValidationError
+from sqlalchemy import event
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -34,11 +36,17 @@ from leadscore.core.db import (
     session_factory,
     transaction,
 )
-from leadscore.core.errors import ConfigurationError, DatabaseUnavailableError, LeadScoreError
+from leadscore.core.errors import (
+    DATABASE_DOWN,
+    ConfigurationError,
+    DatabaseUnavailableError,
+    LeadScoreError,
+)
 from leadscore.core.logs import DependencyLog
 from leadscore.core.metrics import Metrics
 from leadscore.core.ratelimit import create_rate_limiter
 from leadscore.core.schemas import validation_detail
+from leadscore.core.uploads import UploadSweeper
 from leadscore.core.writer import ScoreWriter
 from leadscore.deps import SECURITY_SCHEMES, Services
 from leadscore.engine.defaults import default_model_dir, load_or_build_default
@@ -65,6 +73,10 @@ from leadscore.scoring.schemas import ScoreRequest
 from leadscore.scoring.service import ScoringService, persist_scores, record_key
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+#: How long a starting worker waits for an unreachable database, and how often it retries.
+STARTUP_WAIT_SECONDS: Final = 30.0
+STARTUP_RETRY_SECONDS: Final = 0.5
 
 ERROR_CODES = {
     400: "bad_request",
@@ -110,7 +122,11 @@ async def _start(
 
     engine = create_engine(settings.resolved_database_url)
     stack.push_async_callback(engine.dispose)
-    if await current_revision(engine) != head_revision():
+    # A connection handed out answered (connected, or passed the pre-ping): that ends an
+    # outage the 503s began, also on a worker whose score writer has nothing to write.
+    event.listen(engine.sync_engine, "checkout", lambda *_: database_log.up())
+    revision = await _waiting_for_database(partial(current_revision, engine), database_log)
+    if revision != head_revision():
         raise ConfigurationError(
             "the database schema is not current: run `leadscore db upgrade` first"
         )
@@ -171,6 +187,8 @@ async def _start(
     if not await watcher.refresh():  # serve the registry's champions from the start
         events.emit(model_status_event("loaded", live.version, {"worker": hub.worker}))
     await stack.enter_async_context(watcher)
+    # Before any job: the uploads a killed worker left (their owner gone) are removed.
+    await stack.enter_async_context(UploadSweeper(settings.home / models_routes.UPLOADS))
     training = RetrainService(
         sessions,
         registry,
@@ -217,6 +235,28 @@ async def _start(
     )  # fmt: skip
 
 
+async def _waiting_for_database(
+    first_query: Callable[[], Awaitable[T]],
+    database_log: DependencyLog,
+    wait_seconds: float = STARTUP_WAIT_SECONDS,
+) -> T:
+    """The first query of a worker's startup, retried while the database is unreachable: a
+    worker respawned during an outage that failed its startup would make uvicorn stop every
+    worker, the ones still serving too; it waits as they do (then fails as before)."""
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            result = await first_query()
+        except CONNECTION_ERRORS as exc:
+            if not is_connection_error(exc) or time.monotonic() >= deadline:
+                raise
+            database_log.down(f"starting: waiting up to {wait_seconds:g} s ({type(exc).__name__})")
+            await asyncio.sleep(STARTUP_RETRY_SECONDS)
+        else:
+            database_log.up()
+            return result
+
+
 def _error(status: int, code: str, detail: Any, headers: dict[str, str] | None = None) -> Response:
     return Response(
         orjson.dumps({"error": code, "detail": detail}),
@@ -260,7 +300,7 @@ async def _database_unavailable(request: Request, exc: Exception) -> Response:
     reason = f"{type(exc).__name__}: {str(exc)[:200]}"
     database_log: DependencyLog = request.app.state.database_log
     database_log.down(reason)
-    error = DatabaseUnavailableError("the database is unreachable; retry shortly")
+    error = DatabaseUnavailableError(DATABASE_DOWN)
     return _error(error.status_code, error.code, str(error), error.headers())
 
 

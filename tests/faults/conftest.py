@@ -175,6 +175,37 @@ class Server:
     def log_bytes(self) -> int:
         return self.log.stat().st_size
 
+    def worker_pid(self, deployment: Deployment) -> int | None:
+        """The pid of the worker that answers a new connection, if one does."""
+        with contextlib.suppress(httpx.TransportError):
+            status = httpx.get(
+                f"{self.url}/api/v1/ml/model/status",
+                headers={"X-API-Key": deployment.keys["acme-admin"]}, timeout=5,
+            )  # fmt: skip
+            if status.status_code == 200:
+                return int(status.json()["worker_pid"])
+        return None
+
+    def wait_for_workers(
+        self, deployment: Deployment, workers: int, deadline: float, without: int = 0
+    ) -> set[int]:
+        """Wait until `workers` workers (other than `without`) answered: one healthy worker
+        is not a started server, and a worker still starting when a test stops the database
+        would start during the outage. Their pids (each has also cached acme-admin's key)."""
+        seen: set[int] = set()
+        while len(seen - {without}) < workers:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"{len(seen - {without})} of {workers} workers answered (exit code "
+                    f"{self.process.poll()}): {self.log.read_text()[-2000:]}"
+                )
+            pid = self.worker_pid(deployment)
+            if pid is None:
+                time.sleep(0.2)
+            else:
+                seen.add(pid)
+        return seen - {without}
+
     def kill(self) -> None:
         """kill -9 of the supervisor and its workers: no shutdown code runs."""
         with contextlib.suppress(ProcessLookupError):
@@ -195,15 +226,11 @@ def serve(deployment: Deployment, log: Path, workers: int = 2, **extra: str) -> 
             start_new_session=True,
         )  # fmt: skip
     server = Server(f"http://127.0.0.1:{port}", process, log)
-    deadline = time.monotonic() + 90
-    while True:
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{server.url}/api/v1/ml/health", timeout=2).status_code == 200:
-                break
-        if process.poll() is not None or time.monotonic() > deadline:
-            server.kill()
-            raise RuntimeError(f"server did not start: {log.read_text()[-2000:]}")
-        time.sleep(0.2)
+    try:
+        server.wait_for_workers(deployment, workers, time.monotonic() + 90)
+    except RuntimeError:
+        server.kill()
+        raise
     try:
         yield server
     finally:
@@ -282,13 +309,34 @@ class Load:
     def between(self, start: float, end: float) -> list[Answer]:
         return [a for a in self.answers if start <= a.started < end]
 
+    def recent(self, since: float, window: float = 2.0) -> str:
+        """Per route: its (status, error code) pairs of the last `window` seconds, counted, and
+        when it last answered 200 (seconds after `since`): what a failed recovery shows."""
+        now = time.monotonic()
+        lines = []
+        for name in dict.fromkeys(a.name for a in self.answers):
+            pairs: dict[tuple[int, str | None], int] = {}
+            for answer in self.between(now - window, now + 1):
+                if answer.name == name:
+                    code = None if answer.body is None else answer.body.get("error")
+                    pairs[answer.status, code] = pairs.get((answer.status, code), 0) + 1
+            ok = [a.started for a in self.answers if a.name == name and a.status == 200]
+            last = "never" if not ok else f"{max(ok) - since:+.1f} s"
+            lines.append(f"  {name}: last {window:g} s {pairs or 'nothing'}; last 200 at {last}")
+        return "\n".join(lines)
 
-def wait_for(check: Callable[[], bool], seconds: float, what: str) -> float:
-    """Poll `check` (every 0.2 s, `seconds` at most); how long it took."""
+
+def wait_for(
+    check: Callable[[], bool], seconds: float, what: str, explain: Callable[[], str] | None = None
+) -> float:
+    """Poll `check` (every 0.2 s, `seconds` at most); how long it took. On a timeout the
+    message ends with `explain()` (what the system looked like then)."""
     started = time.monotonic()
     while True:
         with contextlib.suppress(httpx.TransportError):
             if check():
                 return time.monotonic() - started
-        assert time.monotonic() - started < seconds, f"{what}: not within {seconds:g} s"
+        if time.monotonic() - started >= seconds:
+            detail = "" if explain is None else "\n" + explain()
+            raise AssertionError(f"{what}: not within {seconds:g} s{detail}")
         time.sleep(0.2)

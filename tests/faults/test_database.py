@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -78,7 +80,12 @@ def test_postgres_stopped_under_load_answers_503_fast_and_recovers(
                 names = {a.name for a in window if a.status == 200}
                 return names >= {"score", "latest", "history", "status", "outcome", "fresh key"}
 
-            recovery_seconds = wait_for(recovered, 30, "every route answers 200 again")
+            recovery_seconds = wait_for(
+                recovered,
+                30,
+                "every route answers 200 again (times since the restart)",
+                lambda: load.recent(since=up_at),
+            )
             time.sleep(1.0)
         log_bytes = server.log_bytes() - log_before
 
@@ -201,3 +208,70 @@ def test_a_durable_score_during_an_outage_is_refused_fast_and_written_after_it(
         )
         after = client.post(SCORE, json=lead("durable-after"), headers=agent)
         assert after.status_code == 200
+
+
+def test_a_worker_respawned_during_an_outage_waits_for_the_database_and_the_others_serve(
+    deployment: Deployment, dependencies: Dependencies, tmp_path: Path
+) -> None:
+    admin = {"X-API-Key": deployment.keys["acme-admin"]}  # cached by every worker (serve)
+    with (
+        serve(deployment, tmp_path / "server.log") as server,
+        httpx.Client(base_url=server.url, timeout=10) as client,
+    ):
+        killed = server.worker_pid(deployment)
+        assert killed is not None
+        dependencies.stop_postgres()
+        try:
+            os.kill(killed, signal.SIGKILL)  # uvicorn respawns it: its startup needs the database
+            during = [
+                client.post(SCORE, json=lead(f"respawn-{i}"), headers=admin) for i in range(5)
+            ]
+            # Until the new worker met the outage (or, failing its startup, stopped them all).
+            wait_for(
+                lambda: (
+                    "starting: waiting" in server.log.read_text()
+                    or server.process.poll() is not None
+                ),
+                60,
+                "the respawned worker reaches the database",
+            )
+            supervisor_alive = server.process.poll() is None
+        finally:
+            dependencies.start_postgres()
+        # Both workers serve again: the survivor and the one that waited for the database.
+        workers = server.wait_for_workers(deployment, 2, time.monotonic() + 30, without=killed)
+        after = client.post(SCORE, json=lead("respawn-after"), headers=admin)
+    log = server.log.read_text()
+    assert supervisor_alive, log[-3000:]
+    assert [r.status_code for r in during] == [200] * 5  # write-behind: the survivor scores
+    assert len(workers) == 2
+    assert after.status_code == 200
+    assert "Application startup failed" not in log, log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
+    assert "database down: starting: waiting up to 30 s" in log
+
+
+def test_every_worker_reports_the_database_up_again_after_an_outage_without_writes(
+    deployment: Deployment, dependencies: Dependencies, tmp_path: Path
+) -> None:
+    admin = {"X-API-Key": deployment.keys["acme-admin"]}  # cached by every worker (serve)
+    with serve(deployment, tmp_path / "server.log") as server:
+        dependencies.stop_postgres()
+        try:
+            # New connections: each worker refuses a read (its outage begins), none writes.
+            refused = [
+                httpx.get(f"{server.url}{SCORE}/nobody/history", headers=admin, timeout=10)
+                for _ in range(8)
+            ]
+        finally:
+            dependencies.start_postgres()
+        reports: dict[int, bool] = {}
+        deadline = time.monotonic() + 30
+        while len(reports) < 2:
+            assert time.monotonic() < deadline, reports
+            status = httpx.get(f"{server.url}/api/v1/ml/model/status", headers=admin, timeout=10)
+            if status.status_code == 200:
+                body = status.json()
+                reports[body["worker_pid"]] = body["persistence"]["database_down"]
+    assert {r.status_code for r in refused} == {503}
+    assert reports == dict.fromkeys(reports, False), reports

@@ -6,6 +6,8 @@ engine, which imports nothing of the service; the service's are added here.
 
 from __future__ import annotations
 
+from typing import Final
+
 from leadscore.engine.errors import (
     InvalidInputError,
     LeadScoreError,
@@ -15,6 +17,7 @@ from leadscore.engine.errors import (
 )
 
 __all__ = [
+    "DATABASE_DOWN",
     "ConfigurationError",
     "DatabaseUnavailableError",
     "InvalidInputError",
@@ -62,6 +65,10 @@ class PayloadTooLargeError(LeadScoreError):
 
     status_code = 413
     code = "payload_too_large"
+
+
+#: What a route answers (and /health reports) while the database cannot be reached.
+DATABASE_DOWN: Final = "the database is unreachable; retry shortly"
 
 
 class DatabaseUnavailableError(LeadScoreError):

@@ -1,11 +1,19 @@
 """Multipart uploads streamed to disk: a file of hundreds of MiB never sits in memory, and the
-event loop only parses; every write to disk runs in a thread, a megabyte or more at a time."""
+event loop only parses; every write to disk runs in a thread, a megabyte or more at a time.
+
+Each file is named `leadscore-upload-<pid>-<uuid><suffix>` after the process that owns it, so
+that files left behind by a worker killed mid-upload or mid-training can be told apart (from
+each other's and from anything else in the directory) and swept: see `UploadSweeper`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,14 +26,122 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from leadscore.core.errors import InvalidInputError, PayloadTooLargeError
+from leadscore.core.lifecycle import Background, Periodic
 
 if TYPE_CHECKING:  # a typing-only name of python-multipart
     from python_multipart.multipart import MultipartCallbacks
 
+log = logging.getLogger(__name__)
+
 #: Bytes gathered before one write to disk (in a thread): few thread hops, little memory.
 WRITE_CHUNK: Final = 1 << 20
+#: How every upload file's name begins: the sweep removes nothing else.
+PREFIX: Final = "leadscore-upload-"
+#: An orphan is removed once untouched this long: far past any upload's last write, and a file
+#: whose owner still runs is kept however old.
+ORPHAN_SECONDS: Final = 3600.0
+#: How often a worker sweeps (it also sweeps once when it starts).
+SWEEP_SECONDS: Final = 900.0
 _SUFFIX: Final = re.compile(r"\.[a-z0-9]{1,16}")
+_NAME: Final = re.compile(re.escape(PREFIX) + r"(\d{1,10})-[0-9a-f]{32}(?:\.[a-z0-9]{1,16})?")
 _BOOL: Final = TypeAdapter(bool)
+
+
+def upload_name(suffix: str) -> str:
+    """A new upload file's name: ours (the prefix), its owner (this process) and unique."""
+    kept = suffix if _SUFFIX.fullmatch(suffix) else ""
+    return f"{PREFIX}{os.getpid()}-{uuid.uuid4().hex}{kept}"
+
+
+def _started_at(pid: int) -> float | None:
+    """When process `pid` started (epoch seconds) from /proc; None where it cannot be read."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = next(
+            float(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime ")
+        )
+        # The fields after the command name (which may hold spaces): field 22 is the start.
+        ticks = int(stat.rsplit(")", 1)[1].split()[19])
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _owner_alive(pid: int, written_at: float) -> bool:
+    """Whether the process that wrote a file at `written_at` may still run (so may still need
+    the file): its pid is alive and that process is not a newer one that reused the pid."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    started = _started_at(pid)
+    return started is None or started <= written_at + 1.0  # btime has whole seconds
+
+
+def sweep_orphans(
+    directory: Path, older_than: float = ORPHAN_SECONDS, now: float | None = None
+) -> list[Path]:
+    """Remove the upload files in `directory` untouched for `older_than` seconds whose owning
+    process is gone; anything not named as an upload is never touched. What was removed."""
+    now = time.time() if now is None else now
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        match = _NAME.fullmatch(entry.name)
+        if match is None or not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            written_at = entry.stat(follow_symlinks=False).st_mtime
+        except FileNotFoundError:  # removed meanwhile (its job ended, another worker swept)
+            continue
+        if now - written_at < older_than or _owner_alive(int(match[1]), written_at):
+            continue
+        path = Path(entry.path)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:  # one file we may not remove must not stop the sweep
+            log.warning("uploads: cannot remove the orphan %s: %s", path, exc)
+            continue
+        removed.append(path)
+    if removed:
+        log.warning(
+            "uploads: removed %d orphaned upload file(s) (their worker stopped before its job "
+            "ended): %s", len(removed), ", ".join(p.name for p in removed[:5]),
+        )  # fmt: skip
+    return removed
+
+
+class UploadSweeper(Background):
+    """Sweeps orphaned upload files once at start and then every `every` seconds, in a thread."""
+
+    def __init__(
+        self, directory: Path, *, older_than: float = ORPHAN_SECONDS, every: float = SWEEP_SECONDS
+    ) -> None:
+        self.directory = directory
+        self.older_than = older_than
+        self._ticker = Periodic("upload-sweep", every, self.sweep)
+
+    async def sweep(self) -> list[Path]:
+        """One sweep off the event loop."""
+        return await asyncio.to_thread(sweep_orphans, self.directory, self.older_than)
+
+    async def start(self) -> None:
+        """Sweep what a killed worker left, then keep sweeping."""
+        await self.sweep()
+        self._ticker.start()
+
+    async def close(self) -> None:
+        """Stop sweeping."""
+        await self._ticker.close()
 
 
 @dataclass(frozen=True)
@@ -154,11 +270,8 @@ class _Receiver:
             raise InvalidInputError(f"`{part.name}` was sent twice")
         if part.name in self.to_disk:
             self.to_disk[part.name](part.filename or "")  # refuse a bad name before writing
-            suffix = Path(part.filename or "").suffix.lower()
             part.kind = "disk"
-            part.path = self.directory / (
-                uuid.uuid4().hex + (suffix if _SUFFIX.fullmatch(suffix) else "")
-            )
+            part.path = self.directory / upload_name(Path(part.filename or "").suffix.lower())
         elif part.name in self.in_memory:
             part.kind = "memory"
         if known:

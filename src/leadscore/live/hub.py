@@ -222,11 +222,18 @@ class LiveHub(Background):
 
     # -- connections -----------------------------------------------------------------------
 
-    async def refuse(self, websocket: WebSocket, reason: str, subprotocol: str | None) -> None:
+    async def refuse(
+        self,
+        websocket: WebSocket,
+        reason: str,
+        subprotocol: str | None,
+        *,
+        code: int = CLOSE_UNAUTHORIZED,
+    ) -> None:
         """Complete the handshake only to say why, with a documented close code."""
         self._counts["refused"] += 1
         await websocket.accept(subprotocol=subprotocol)
-        await websocket.close(CLOSE_UNAUTHORIZED, reason[:120])
+        await websocket.close(code, reason[:120])
 
     async def serve(
         self, websocket: WebSocket, principal: Principal, subprotocol: str | None

@@ -16,7 +16,7 @@ from leadscore.live.events import (
 CLOSE_GOING_AWAY: Final = 1001  # the server is shutting down
 
 
-CLOSE_TRY_AGAIN: Final = 1013  # this worker holds its maximum number of connections
+CLOSE_TRY_AGAIN: Final = 1013  # at the connection limit, or the database is down: retry
 
 
 CLOSE_UNAUTHORIZED: Final = 4401  # no, invalid or expired credentials (also: token expired)

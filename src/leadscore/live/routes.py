@@ -10,8 +10,10 @@ from fastapi import (
 )
 
 from leadscore.auth.service import AuthenticationError
-from leadscore.core.errors import RateLimitedError
+from leadscore.core.db import CONNECTION_ERRORS, is_connection_error
+from leadscore.core.errors import DATABASE_DOWN, RateLimitedError
 from leadscore.core.http import ERROR_RESPONSES
+from leadscore.core.logs import DependencyLog
 from leadscore.deps import (
     SECURED,
     AdminDep,
@@ -20,6 +22,7 @@ from leadscore.deps import (
     authenticate_credentials,
     websocket_credentials,
 )
+from leadscore.live.protocol import CLOSE_TRY_AGAIN
 from leadscore.live.stats import merge_metrics
 
 router = APIRouter(prefix="/api/v1/ml/ws", tags=["live events"], responses=ERROR_RESPONSES)
@@ -34,6 +37,15 @@ async def live_scores(websocket: WebSocket) -> None:
         principal = await authenticate_credentials(services, token, api_key)
     except (AuthenticationError, RateLimitedError) as exc:
         await services.hub.refuse(websocket, str(exc), subprotocol)
+        return
+    except CONNECTION_ERRORS as exc:
+        # A key not in the cache needs the database: while it is down, "try again later"
+        # (browsers see close codes, not a refused handshake's status), counted in its outage.
+        if not is_connection_error(exc):
+            raise
+        database_log: DependencyLog = websocket.app.state.database_log
+        database_log.down(f"{type(exc).__name__}: {str(exc)[:200]}")
+        await services.hub.refuse(websocket, DATABASE_DOWN, subprotocol, code=CLOSE_TRY_AGAIN)
         return
     await services.hub.serve(websocket, principal, subprotocol)
 

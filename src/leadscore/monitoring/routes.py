@@ -10,6 +10,7 @@ from fastapi import (
 )
 from fastapi.responses import JSONResponse
 
+from leadscore.core.errors import DatabaseUnavailableError
 from leadscore.core.http import ERROR_RESPONSES
 from leadscore.deps import (
     SECURED,
@@ -21,15 +22,28 @@ from leadscore.monitoring.service import health
 
 router = APIRouter(prefix="/api/v1/ml", tags=["scoring"], responses=ERROR_RESPONSES)
 root_router = APIRouter(tags=["monitoring"])
+UNHEALTHY = (
+    "Unhealthy (the model or the database is down): the report, with `error` (as on every "
+    "other route's 503: `database_unavailable` when the database is the cause) and `detail`, "
+    "and a Retry-After header"
+)
 
 
-@router.get("/health", response_model=HealthResponse, responses={503: {"model": HealthResponse}})
+@router.get(
+    "/health",
+    response_model=HealthResponse,
+    responses={503: {"model": HealthResponse, "description": UNHEALTHY}},
+)
 async def get_health(services: ServicesDep) -> JSONResponse:
     """Public: model, database and cache checked for real, with timeouts."""
     report, ok = await health(
         services.models, services.sessions, services.cache, services.settings.health_timeout_seconds
     )
-    return JSONResponse(report, status_code=200 if ok else 503)
+    if ok:
+        return JSONResponse(report)
+    # Retry-After as on every other 503: monitors and clients back off the same way.
+    retry = DatabaseUnavailableError(report["detail"]).headers()
+    return JSONResponse(report, status_code=503, headers=retry)
 
 
 @router.get("/metrics/performance", openapi_extra=SECURED)

@@ -6,15 +6,18 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leadscore.core.cache import Cache
+from leadscore.core.errors import DATABASE_DOWN, DatabaseUnavailableError
 from leadscore.models.holder import ModelHolder
 from leadscore.monitoring import repository as repo
 
 log = logging.getLogger(__name__)
+#: The health report's `error` when the database is up but the model cannot score.
+MODEL_UNAVAILABLE: Final = "model_unavailable"
 
 
 async def _check(name: str, probe: Callable[[], Awaitable[None]], timeout: float) -> dict[str, Any]:
@@ -66,8 +69,13 @@ async def health(
         status = "degraded"
     else:
         status = "healthy"
-    return {
+    report: dict[str, Any] = {
         "status": status,
         "checks": checks,
         "model_version": models.current.version,
-    }, essential_ok
+    }
+    if db_check["status"] != "ok":  # the same error as every other route's 503, plus the report
+        report |= {"error": DatabaseUnavailableError.code, "detail": DATABASE_DOWN}
+    elif model_check["status"] != "ok":
+        report |= {"error": MODEL_UNAVAILABLE, "detail": "the model cannot score"}
+    return report, essential_ok
