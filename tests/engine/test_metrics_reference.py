@@ -40,16 +40,38 @@ def test_brier_and_log_loss_match_sklearn(seed: int) -> None:
 @pytest.mark.parametrize(("seed", "ties"), [(6, False), (7, True)])
 def test_isotonic_blocks_are_sklearns_solution(seed: int, ties: bool) -> None:
     """Pool-adjacent-violators has one solution: our blocks' means are sklearn's fitted steps,
-    and at the centre of each block our interpolated map returns that block's mean."""
+    and at the centre of each block the unshrunk map returns that block's mean."""
     raw, labels = _data(seed, n=3_000, ties=ties)
-    ours = metrics.IsotonicCalibrator.fit(raw, labels)
+    blocks = metrics.pav_blocks(raw, labels)
     reference = IsotonicRegression(increasing=True).fit(raw, labels)
     steps = np.unique(reference.predict(np.unique(raw)))
-    np.testing.assert_allclose(np.asarray(ours.y_), steps, rtol=0, atol=1e-12)
-    np.testing.assert_allclose(
-        ours.predict(np.asarray(ours.x_)), np.asarray(ours.y_), rtol=0, atol=1e-12
-    )
-    assert np.all(np.diff(ours.y_) > 0), "blocks must strictly increase"
+    np.testing.assert_allclose(blocks.means, steps, rtol=0, atol=1e-12)
+    assert np.all(np.diff(blocks.means) > 0), "blocks must strictly increase"
+    assert blocks.counts.sum() == len(raw)
+    plain = metrics.IsotonicCalibrator.fit(raw, labels, prior_strength=0.0)
+    np.testing.assert_allclose(plain.y_, steps, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(plain.predict(np.asarray(plain.x_)), steps, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize(("seed", "ties"), [(6, False), (7, True)])
+def test_shrunk_map_stays_within_the_prior_weight_of_sklearns_steps(seed: int, ties: bool) -> None:
+    """The served map is sklearn's step function moved by at most strength / (n + strength) per
+    block of n leads: it differs only where the evidence is thin, and never reaches 0 or 1."""
+    raw, labels = _data(seed, n=3_000, ties=ties)
+    reference = IsotonicRegression(increasing=True).fit(raw, labels)
+    blocks = metrics.pav_blocks(raw, labels)
+    pooled, values = metrics.shrink(blocks)
+    steps = reference.predict(pooled.centres)
+    k = metrics.PRIOR_STRENGTH
+    # Blocks shrinking had to re-pool span several of sklearn's steps: compare the others.
+    spans = np.diff(np.searchsorted(np.cumsum(blocks.counts), np.cumsum(pooled.counts)), prepend=-1)
+    alone = spans == 1
+    assert alone.mean() > 0.5
+    assert np.all(np.abs(values - steps)[alone] <= k / (pooled.counts[alone] + k) + 1e-12)
+    assert reference.predict(raw).min() == 0.0
+    assert reference.predict(raw).max() == 1.0
+    assert values.min() > 0.0
+    assert values.max() < 1.0
 
 
 def test_calibration_errors_are_zero_for_perfect_probabilities() -> None:

@@ -15,7 +15,7 @@ from leadscore.core.errors import ModelArtifactError, TrainingDataError
 from leadscore.engine.attributes import AttributeSpec
 from leadscore.engine.columnar import raw_from_frame
 from leadscore.engine.features import PROTECTED, transform
-from leadscore.engine.metrics import auc, ece
+from leadscore.engine.metrics import SCORE_RESOLUTION, IsotonicCalibrator, auc, ece
 from leadscore.engine.model import LeadModel, ModelConfig, train
 from leadscore.engine.scorer import Scorer
 from leadscore.engine.training import TrainingInput
@@ -61,6 +61,38 @@ def test_confidence_means_what_it_says(holdout_scores: pl.DataFrame, c: float) -
     p = confident["oracle_p"].to_numpy()
     expected = np.where(claim.to_numpy(), p, 1 - p).mean()
     assert expected >= c - 0.005
+
+
+def test_no_score_claims_certainty(model: LeadModel, holdout_scores: pl.DataFrame) -> None:
+    """No calibrated probability is 0 or 1, so no lead prints as 0.00 or 100.00: the extreme
+    calibration blocks are their Beta posteriors, bounded by the leads behind them."""
+    score = holdout_scores["ml_score"].to_numpy()
+    assert score.min() > 0.0
+    assert score.max() < 100.0
+    for head, calibrator in model.calibrators_.items():
+        y = np.asarray(calibrator.y_)
+        assert y.min() >= SCORE_RESOLUTION, head
+        assert y.max() <= 1 - SCORE_RESOLUTION, head
+        assert np.all(np.diff(y) > 0), head
+
+
+def test_an_artifact_with_certain_ends_loads_without_them(
+    model: LeadModel, holdout_frame: pl.DataFrame, tmp_path: Path
+) -> None:
+    """Artifacts saved before the shrinkage stored PAV's 0 and 1: they load, keep their interior
+    map, and still print no 0.00 or 100.00."""
+    certain = {
+        head: IsotonicCalibrator(c.x_, (0.0, *c.y_[1:-1], 1.0))
+        for head, c in model.calibrators_.items()
+    }
+    old = model.with_calibration(certain, model.card_).save(tmp_path / "old")
+    loaded = LeadModel.load(old)
+    for head, c in loaded.calibrators_.items():
+        assert c.y_[1:-1] == model.calibrators_[head].y_[1:-1]
+        assert (c.y_[0], c.y_[-1]) == (SCORE_RESOLUTION, 1 - SCORE_RESOLUTION)
+    score = Scorer(loaded).score_frame(holdout_frame.head(5_000))["ml_score"].to_numpy()
+    assert score.min() == 0.01
+    assert score.max() < 100.0
 
 
 def test_escalation_follows_confidence_and_evidence(holdout_scores: pl.DataFrame) -> None:
