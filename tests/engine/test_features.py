@@ -27,7 +27,7 @@ from leadscore.engine.features import (
 )
 from leadscore.engine.io import leads_to_frame
 from leadscore.engine.raw import raw_from_leads
-from leadscore.engine.schema import Interaction, Lead, LeadData
+from leadscore.engine.schema import Interaction, Lead, LeadData, WebActivity
 
 from .strategies import AS_OF, leads
 
@@ -64,6 +64,58 @@ def test_empty_lead_is_missing_not_zero() -> None:
             assert value == 0.0, name
         else:
             assert np.isnan(value), name
+
+
+WEB_FEATURES = ("properties_viewed", "repeat_listing_views", "saved_and_favorites")
+
+
+def both_paths(batch: list[Lead]) -> list[np.ndarray]:
+    """The feature matrix from pydantic leads and from their canonical frame."""
+    return [vectors(batch), transform(raw_from_frame(leads_to_frame(batch), AS_OF), ENCODING)]
+
+
+def test_web_activity_not_tracked_is_missing_and_tracked_zero_is_zero() -> None:
+    """A portal lead carries no site web activity: that is unknown (NaN), not "viewed
+    nothing"; a tracked lead whose counters are 0 viewed nothing (0), on every path."""
+    zeros = WebActivity(properties_viewed=0, repeat_listing_views=0, saved_searches=0, favorites=0)
+    batch = [
+        Lead(lead_id="untracked", lead_data=LeadData(source="zillow")),
+        Lead(lead_id="empty_block", lead_data=LeadData(web_activity=WebActivity())),
+        Lead(lead_id="zeros", lead_data=LeadData(web_activity=zeros)),
+        Lead(lead_id="one_zero", lead_data=LeadData(web_activity=WebActivity(favorites=0))),
+    ]
+    columns = [FEATURE_INDEX[name] for name in WEB_FEATURES]
+    for matrix in both_paths(batch):
+        untracked, empty_block, tracked_zero, one_zero = matrix[:, columns]
+        assert np.isnan(untracked).all()
+        assert np.isnan(empty_block).all()
+        assert (tracked_zero == 0.0).all()
+        # One counter given: the others stay unknown; saves count the one that is known.
+        assert np.isnan(one_zero[:2]).all()
+        assert one_zero[2] == 0.0
+
+
+def test_interactions_without_detail_are_counted_but_their_detail_is_unknown() -> None:
+    """A CRM export without reply times, lengths or questions: the touches still count, the
+    detail is missing (NaN); a reply with 0 questions asked is a real 0."""
+    when = AS_OF - timedelta(hours=3)
+    bare = Interaction(timestamp=when, type="email_response")
+    zero = Interaction(
+        timestamp=when, type="email_response", response_time_hours=0.5, questions_asked=0
+    )
+    batch = [
+        Lead(lead_id="bare", lead_data=LeadData(interaction_history=[bare, bare])),
+        Lead(lead_id="zero", lead_data=LeadData(interaction_history=[zero])),
+    ]
+    detail = ["response_hours_median", "fast_response_share", "questions_per_interaction"]
+    for matrix in both_paths(batch):
+        bare_row, zero_row = matrix
+        assert bare_row[FEATURE_INDEX["interaction_count"]] == 2.0
+        assert np.isnan(bare_row[[FEATURE_INDEX[name] for name in detail]]).all()
+        assert np.isnan(bare_row[FEATURE_INDEX["message_length_mean"]])
+        assert zero_row[FEATURE_INDEX["questions_per_interaction"]] == 0.0
+        assert zero_row[FEATURE_INDEX["fast_response_share"]] == 1.0
+        assert np.isnan(zero_row[FEATURE_INDEX["message_length_mean"]])
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -10,8 +10,8 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from leadscore.engine import synthetic as syn
-from leadscore.engine.budget import PriceRange, budget_clarity, parse_budget
-from leadscore.engine.frame import LEAD_COLUMNS, ORACLE_COLUMNS, OUTCOME_COLUMNS
+from leadscore.engine.budget import budget_clarity, parse_budget
+from leadscore.engine.frame import LEAD_COLUMNS, ORACLE_COLUMNS, OUTCOME_COLUMNS, WEB_FIELDS
 from leadscore.engine.textparse import (
     financing_readiness,
     location_specificity,
@@ -33,6 +33,7 @@ ALWAYS_PRESENT = {
     "p_closing",
 }
 STRUCTURALLY_SPARSE = {"budget_min", "budget_max"}
+WEB = [f"web_activity.{name}" for name in WEB_FIELDS]
 OUTCOME_ONLY = {"closed_within_timeline", "sale_price", "days_to_close", "p_timeline"}
 
 
@@ -91,6 +92,8 @@ def test_every_nullable_field_is_sometimes_missing(frame: pl.DataFrame) -> None:
             assert count == 0, column
         elif column in STRUCTURALLY_SPARSE:
             assert 0.5 < rate < 0.9, (column, rate)
+        elif column in WEB:  # only the IDX site tracks web activity
+            assert 0.55 < rate < 0.8, (column, rate)
         elif column in OUTCOME_ONLY:
             assert rate > 0.2, (column, rate)
         else:
@@ -167,81 +170,8 @@ def test_interactions_after_as_of_exist_and_favour_converted_leads(frame: pl.Dat
     assert rates[True] > 2 * rates[False]
 
 
-def _oracle_inputs_from_frame(frame: pl.DataFrame) -> syn.OracleInputs:
-    """Rebuild the oracle's inputs from the observable columns alone, with the real parsers."""
-    rt = pl.col("response_time_hours")
-    seen = (
-        _history(frame)
-        .filter(pl.col("timestamp") <= pl.col("as_of"))
-        .group_by("row")
-        .agg(
-            pl.len().alias("n"),
-            (pl.col("timestamp") > pl.col("as_of") - pl.duration(days=7)).sum().alias("n7"),
-            (pl.col("as_of").first() - pl.col("timestamp").max())
-            .dt.total_microseconds()
-            .alias("age_us"),
-            rt.quantile(0.5, interpolation="lower").alias("median"),
-            ((rt <= 1.0).sum() / rt.count()).alias("fast"),
-            pl.col("message_length").mean().alias("msg"),
-            pl.col("questions_asked").mean().alias("questions"),
-        )
-    )
-    agg = (
-        frame.select(pl.int_range(pl.len()).alias("row"))
-        .join(seen, on="row", how="left")
-        .sort("row")
-        .with_columns(pl.col("n", "n7").fill_null(0))
-        .fill_nan(None)
-    )
-
-    def floats(values: pl.Series | list[float | None]) -> syn.Floats:
-        return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
-
-    offsets = {s.key: s.conversion_offset for s in syn.SOURCES}
-    source = [
-        syn.MISSING_SOURCE_OFFSET if s is None else offsets[normalise_category(s) or ""]
-        for s in frame["source"].to_list()
-    ]
-    clarity = []
-    for text, low, high in frame.select("budget_range", "budget_min", "budget_max").iter_rows():
-        numbers = PriceRange(low, high) if low is not None or high is not None else None
-        clarity.append(float(budget_clarity(numbers or parse_budget(text), text is not None)))
-    location = [location_specificity(t) for t in frame["location_preference"].to_list()]
-    web = {k: floats(frame[f"web_activity.{k}"]) for k in ("saved_searches", "favorites")}
-    both_missing = np.isnan(web["saved_searches"]) & np.isnan(web["favorites"])
-    saves = np.where(
-        both_missing, np.nan, np.nan_to_num(web["saved_searches"]) + np.nan_to_num(web["favorites"])
-    )
-    return syn.OracleInputs(
-        source_offset=np.array(source),
-        median_response_hours=floats(agg["median"]),
-        fast_response_share=floats(agg["fast"]),
-        interactions=floats(agg["n"]),
-        interactions_7d=floats(agg["n7"]),
-        days_since_last=floats(agg["age_us"]) / DAY_US,
-        properties_viewed=floats(frame["web_activity.properties_viewed"]),
-        repeat_listing_views=floats(frame["web_activity.repeat_listing_views"]),
-        saves=saves,
-        budget_clarity=np.array(clarity),
-        timeline_months=floats([parse_timeline_months(t) for t in frame["timeline"].to_list()]),
-        location_specificity=floats([None if loc is None else loc[0] for loc in location]),
-        pre_approved=floats(frame["pre_approved"]),
-        financing_readiness=floats([financing_readiness(t) for t in frame["financing"].to_list()]),
-        previous_transactions=floats(frame["previous_transactions"]),
-        first_time_buyer=floats(frame["first_time_buyer"]),
-        mean_message_length=floats(agg["msg"]),
-        questions_per_interaction=floats(agg["questions"]),
-        contact_completeness=frame.select(
-            pl.sum_horizontal(pl.col("name", "email", "phone").is_not_null())
-        )
-        .to_series()
-        .to_numpy()
-        .astype(np.float64),
-    )
-
-
 def test_oracle_is_a_function_of_the_observable_row_as_of(frame: pl.DataFrame) -> None:
-    oracle = syn.oracle_probabilities(_oracle_inputs_from_frame(frame))
+    oracle = syn.oracle_probabilities(syn.oracle_inputs_from_frame(frame))
     np.testing.assert_allclose(oracle.conversion, frame["p_conversion"].to_numpy(), rtol=1e-9)
     np.testing.assert_allclose(oracle.closing, frame["p_closing"].to_numpy(), rtol=1e-9)
     np.testing.assert_allclose(
@@ -321,3 +251,95 @@ def test_documented_oracle_tables_are_generated_from_the_code() -> None:
     docs = (ROOT / "docs" / "synthetic.md").read_text()
     for block in syn.oracle_markdown().strip().split("\n\n"):
         assert block in docs
+
+
+@pytest.fixture(scope="module")
+def large() -> pl.DataFrame:
+    """A bigger batch for the observability rates and the neutrality of unknowns."""
+    return syn.generate(40_000, seed=99)
+
+
+def _source_key(frame: pl.DataFrame) -> pl.Series:
+    return frame["source"].map_elements(normalise_category, return_dtype=pl.String)
+
+
+def _web_tracked(frame: pl.DataFrame) -> pl.Series:
+    return frame.select(pl.any_horizontal(pl.col(WEB).is_not_null())).to_series()
+
+
+def _detail_kept(frame: pl.DataFrame) -> pl.Series:
+    """Per lead with 3+ interactions: whether any carries a reply time, length or question count."""
+    item = pl.element().struct
+    measured = (
+        item.field("response_time_hours").is_not_null()
+        | item.field("message_length").is_not_null()
+        | item.field("questions_asked").is_not_null()
+    )
+    history = pl.col("interaction_history")
+    return frame.select(
+        pl.when(history.list.len() >= 3).then(history.list.eval(measured).list.any())
+    ).to_series()
+
+
+def test_portal_leads_never_carry_site_web_activity(large: pl.DataFrame) -> None:
+    key, tracked = _source_key(large), _web_tracked(large)
+    rates = (
+        pl.DataFrame({"key": key, "tracked": tracked}).group_by("key").agg(pl.col("tracked").mean())
+    )
+    rate = dict(rates.iter_rows())
+    assert rate["zillow"] == 0.0
+    assert rate["realtor_com"] == 0.0
+    assert rate["website"] > 0.9  # the team's IDX site
+    assert 0.2 < rate["facebook"] < 0.8  # some ads land on the IDX site
+    assert 0.2 < rate["google_ads"] < 0.8
+    assert rate["referral"] < 0.1  # few digital traces
+    assert rate["open_house"] < 0.1
+    for row in syn.OBSERVABILITY:
+        if row.key is not None:
+            assert abs(rate[row.key] - row.web_tracked) < 0.05, row
+
+
+def test_tracked_web_activity_is_whole_and_its_zeros_are_real(large: pl.DataFrame) -> None:
+    tracked = large.filter(_web_tracked(large))
+    assert tracked.select(pl.col(WEB).null_count()).sum_horizontal().item() == 0
+    assert (tracked["web_activity.properties_viewed"] == 0).sum() > 50
+    untracked = large.filter(~_web_tracked(large))
+    assert untracked.select(pl.col(WEB).null_count()).row(0) == (untracked.height,) * len(WEB)
+
+
+def test_crm_exports_often_lack_interaction_detail(large: pl.DataFrame) -> None:
+    """Leads with 3+ interactions and not one measured: the CRM kept no detail for them."""
+    frame = pl.DataFrame({"key": _source_key(large), "kept": _detail_kept(large)}).drop_nulls()
+    rate = dict(frame.group_by("key").agg(pl.col("kept").mean()).iter_rows())
+    for row in syn.OBSERVABILITY:
+        if row.key is not None:
+            assert abs(rate[row.key] - row.detail_tracked) < 0.08, row
+    assert rate["referral"] < rate["zillow"] < rate["website"]
+
+
+def test_unknown_is_not_evidence_where_it_is_only_unobserved(large: pl.DataFrame) -> None:
+    """A field the source does not record contributes what it contributes on average where it
+    is recorded; only the behavioural gaps (no interaction yet, a timeline that says nothing
+    readable) keep an effect of their own."""
+    inputs = syn.oracle_inputs_from_frame(large)
+    behavioural = {"days_since_last", "timeline_months"}
+    for terms in (syn.CONVERSION_TERMS, syn.CLOSING_TERMS, syn.TIMELINE_TERMS):
+        for term in terms:
+            x = getattr(inputs, term.quantity)
+            known = ~np.isnan(x)
+            if known.all() or term.quantity in behavioural:
+                continue
+            mean = (term.coef * syn._transform(term.transform, x[known])).mean()
+            assert term.missing == pytest.approx(mean, abs=0.03), term
+
+
+def test_being_tracked_does_not_move_the_odds(large: pl.DataFrame) -> None:
+    """Within a source whose leads are tracked about half the time, tracked and untracked leads
+    have the same true odds: observability is drawn apart from behaviour."""
+    key, tracked = _source_key(large), _web_tracked(large)
+    p = large["p_conversion"].to_numpy()
+    ads = (key == "google_ads").fill_null(False).to_numpy()
+    on = p[ads & tracked.to_numpy()]
+    off = p[ads & ~tracked.to_numpy()]
+    se = np.sqrt(on.var() / len(on) + off.var() / len(off))
+    assert abs(on.mean() - off.mean()) < 4 * se + 0.005, (on.mean(), off.mean())

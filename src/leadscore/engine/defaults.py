@@ -13,11 +13,14 @@ from leadscore.engine.training import TrainingInput
 
 DEFAULT_TRAINING_LEADS: Final = 60_000
 DEFAULT_SEED: Final = 20_260_124
+#: Bump when the generator's world changes (2: observability by source, unknowns neutral), so
+#: a home that cached a model of the old world builds the new one instead of loading it.
+GENERATOR_WORLD: Final = 2
 
 
 def default_model_dir(home: Path) -> Path:
-    """One default artifact per feature spec, so an upgrade never loads a stale model."""
-    return home / "models" / f"default-{spec_hash()}"
+    """One default artifact per feature spec and generator world: never a stale model."""
+    return home / "models" / f"default-{spec_hash()}-w{GENERATOR_WORLD}"
 
 
 def build_default_model(num_threads: int = 2) -> LeadModel:

@@ -13,6 +13,7 @@ import polars as pl
 import pyarrow as pa
 from numpy.typing import NDArray
 
+from leadscore.engine.budget import PriceRange, budget_clarity, parse_budget
 from leadscore.engine.frame import (
     INTERACTION_DTYPE,
     LEAD_COLUMNS,
@@ -20,6 +21,12 @@ from leadscore.engine.frame import (
     OUTCOME_COLUMNS,
 )
 from leadscore.engine.schema import utc_timestamp_us
+from leadscore.engine.textparse import (
+    financing_readiness,
+    location_specificity,
+    normalise_category,
+    parse_timeline_months,
+)
 
 Floats = NDArray[np.float64]
 Ints = NDArray[np.int64]
@@ -61,8 +68,35 @@ SOURCES: Final = (
     Source("google_ads", "Google Ads", -0.9, 0.6, 0.0, -0.2),
     Source("other", "Other", -1.8, 0.0, -0.1, -0.3),
 )
-#: Logit offset of a lead whose source is null.
-MISSING_SOURCE_OFFSET: Final = -0.2
+#: Logit offset of a lead whose source is null: about the mix-weighted mean offset, so a
+#: dropped source says nothing by itself.
+MISSING_SOURCE_OFFSET: Final = 0.0
+
+
+@dataclass(frozen=True)
+class Observability:
+    """What a source's pipeline records, drawn per lead independently of its behaviour."""
+
+    key: str | None
+    label: str
+    web_tracked: float
+    detail_tracked: float
+    why: str
+
+
+#: Chance that the team's site tracks the lead's web activity, and that the CRM keeps the
+#: interaction detail (reply times, message lengths, questions), by source (key None: null).
+OBSERVABILITY: Final = (
+    Observability("zillow", "Zillow", 0.0, 0.75, "portal lead: browses on the portal"),
+    Observability("realtor_com", "Realtor.com", 0.0, 0.75, "portal lead: browses on the portal"),
+    Observability("website", "Website", 0.95, 0.85, "the team's IDX site tracks its visitors"),
+    Observability("facebook", "Facebook", 0.35, 0.7, "some ads land on the IDX site"),
+    Observability("open_house", "Open House", 0.05, 0.45, "met in person, few digital traces"),
+    Observability("referral", "Referral", 0.05, 0.45, "calls and meetings, few digital traces"),
+    Observability("google_ads", "Google Ads", 0.5, 0.75, "half the ads land on the IDX site"),
+    Observability("other", "Other", 0.15, 0.6, "mixed origins"),
+    Observability(None, "(null)", 0.2, 0.5, "a CRM export that dropped the source"),
+)
 
 
 @dataclass(frozen=True)
@@ -196,9 +230,12 @@ STREET_NAMES: Final = (
 )  # fmt: skip
 STREET_SUFFIXES: Final = ("St", "Ave", "Rd", "Blvd", "Dr", "Ln", "Ct", "Way", "Pl")
 
-#: Budget modes: (name, clarity per docs/conventions.md, base logit, readiness slope).
+#: Share of leads whose source never asks for a budget (drawn independently of readiness).
+BUDGET_NOT_ASKED: Final = 0.2
+#: Budget modes: (name, clarity per docs/conventions.md, base logit, readiness slope); "none"
+#: is not drawn from its logit: it is the mode of every lead nobody asked.
 BUDGET_MODES: Final[tuple[tuple[str, int, float, float], ...]] = (
-    ("none", 0, -0.3, -0.5),
+    ("none", 0, 0.0, 0.0),
     ("text_range", 3, 0.2, 0.3),
     ("text_point", 3, -0.6, 0.2),
     ("text_upper", 2, -0.6, 0.1),
@@ -287,15 +324,13 @@ MISSING: Final[dict[str, float]] = {
     "first_time_buyer": 0.25,
     "property_type": 0.12,
     "bedrooms": 0.2,
-    "web_activity": 0.1,
-    "web_field": 0.06,
     "response_time_hours": 0.12,
     "message_length": 0.08,
     "questions_asked": 0.1,
 }
 
 #: Conversion logit intercept; the terms below add to it.
-CONVERSION_INTERCEPT: Final = -4.45
+CONVERSION_INTERCEPT: Final = -4.05
 
 
 @dataclass(frozen=True)
@@ -309,43 +344,46 @@ class Term:
 
 
 #: Terms of the conversion logit (besides the source offset). Quantities are OracleInputs fields.
+#: A quantity nobody recorded is neutral: its missing effect is its average effect where it is
+#: known; only the behavioural gaps (no interaction yet, no readable timeline) keep their own.
 CONVERSION_TERMS: Final = (
-    Term("median_response_hours", "log1p", -0.3, -0.35),
-    Term("fast_response_share", "linear", 0.5, 0.0),
-    Term("interactions", "log1p", 0.4, 0.0),
+    Term("median_response_hours", "log1p", -0.3, -0.40),
+    Term("fast_response_share", "linear", 0.6, 0.13),
+    Term("interactions", "log1p", 0.45, 0.0),
     Term("interactions_7d", "log1p", 0.35, 0.0),
+    Term("lead_age_days", "log1p", -0.35, 0.0),
     Term("days_since_last", "log1p", -0.25, -0.35),
-    Term("properties_viewed", "log1p", 0.25, 0.0),
-    Term("repeat_listing_views", "log1p", 0.4, 0.0),
-    Term("saves", "log1p", 0.25, 0.0),
-    Term("budget_clarity", "linear", 0.2, 0.0),
-    Term("timeline_months", "log1p", -0.4, -0.85),
-    Term("location_specificity", "linear", 0.15, 0.0),
-    Term("pre_approved", "linear", 0.45, 0.0),
-    Term("financing_readiness", "linear", 0.15, 0.0),
-    Term("previous_transactions", "log1p", 0.15, 0.0),
-    Term("first_time_buyer", "linear", -0.15, 0.0),
-    Term("mean_message_length", "log1p_hundreds", 0.25, 0.0),
-    Term("questions_per_interaction", "log1p", 0.35, 0.0),
+    Term("properties_viewed", "log1p", 0.25, 0.41),
+    Term("repeat_listing_views", "log1p", 0.45, 0.41),
+    Term("saves", "log1p", 0.25, 0.19),
+    Term("budget_clarity", "linear", 0.2, 0.51),
+    Term("timeline_months", "log1p", -0.45, -0.95),
+    Term("location_specificity", "linear", 0.15, 0.23),
+    Term("pre_approved", "linear", 0.6, 0.18),
+    Term("financing_readiness", "linear", 0.15, 0.16),
+    Term("previous_transactions", "log1p", 0.15, 0.06),
+    Term("first_time_buyer", "linear", -0.15, -0.08),
+    Term("mean_message_length", "log1p_hundreds", 0.3, 0.30),
+    Term("questions_per_interaction", "log1p", 0.45, 0.26),
     Term("contact_completeness", "linear", 0.12, 0.0),
 )
 CLOSING_INTERCEPT: Final = -0.1
 #: Terms of the logit of closing given conversion.
 CLOSING_TERMS: Final = (
-    Term("pre_approved", "linear", 0.7, 0.0),
-    Term("financing_readiness", "linear", 0.3, 0.0),
-    Term("previous_transactions", "log1p", 0.25, 0.0),
-    Term("budget_clarity", "linear", 0.15, 0.0),
-    Term("timeline_months", "log1p", -0.2, -0.5),
+    Term("pre_approved", "linear", 0.7, 0.21),
+    Term("financing_readiness", "linear", 0.3, 0.32),
+    Term("previous_transactions", "log1p", 0.25, 0.10),
+    Term("budget_clarity", "linear", 0.15, 0.38),
+    Term("timeline_months", "log1p", -0.2, -0.42),
 )
 TIMELINE_INTERCEPT: Final = -0.3
 #: Terms of the logit of closing within the stated timeline given closing.
 TIMELINE_TERMS: Final = (
     Term("timeline_months", "log", 1.0, 0.0),
-    Term("pre_approved", "linear", 0.6, 0.0),
-    Term("financing_readiness", "linear", 0.3, 0.0),
-    Term("fast_response_share", "linear", 0.4, 0.0),
-    Term("median_response_hours", "log1p", -0.2, 0.0),
+    Term("pre_approved", "linear", 0.6, 0.18),
+    Term("financing_readiness", "linear", 0.3, 0.32),
+    Term("fast_response_share", "linear", 0.4, 0.09),
+    Term("median_response_hours", "log1p", -0.2, -0.26),
 )
 
 
@@ -358,6 +396,7 @@ class OracleInputs:
     fast_response_share: Floats
     interactions: Floats
     interactions_7d: Floats
+    lead_age_days: Floats
     days_since_last: Floats
     properties_viewed: Floats
     repeat_listing_views: Floats
@@ -424,6 +463,82 @@ def oracle_probabilities(inputs: OracleInputs) -> OracleProbabilities:
     return OracleProbabilities(conversion, conversion * given, timeline, given)
 
 
+def oracle_inputs_from_frame(frame: pl.DataFrame) -> OracleInputs:
+    """Rebuild the oracle's inputs from a canonical frame's observable columns alone (the real
+    parsers and an as-of aggregation of the history), so anyone can re-derive the truth."""
+    rt = pl.col("response_time_hours")
+    seen = (
+        frame.select(pl.int_range(pl.len()).alias("row"), "as_of", "interaction_history")
+        .explode("interaction_history")
+        .unnest("interaction_history")
+        .filter(pl.col("timestamp").is_not_null() & (pl.col("timestamp") <= pl.col("as_of")))
+        .group_by("row")
+        .agg(
+            pl.len().alias("n"),
+            (pl.col("timestamp") > pl.col("as_of") - pl.duration(days=7)).sum().alias("n7"),
+            (pl.col("as_of").first() - pl.col("timestamp").max())
+            .dt.total_microseconds()
+            .alias("age_us"),
+            rt.quantile(0.5, interpolation="lower").alias("median"),
+            ((rt <= 1.0).sum() / rt.count()).alias("fast"),
+            pl.col("message_length").mean().alias("msg"),
+            pl.col("questions_asked").mean().alias("questions"),
+        )
+    )
+    agg = (
+        frame.select(pl.int_range(pl.len()).alias("row"))
+        .join(seen, on="row", how="left")
+        .sort("row")
+        .with_columns(pl.col("n", "n7").fill_null(0))
+        .fill_nan(None)
+    )
+
+    def floats(values: pl.Series | Sequence[float | None]) -> Floats:
+        """Nulls as NaN, the oracle's marker of a missing quantity."""
+        return np.array([np.nan if v is None else float(v) for v in values], dtype=np.float64)
+
+    offsets = {s.key: s.conversion_offset for s in SOURCES}
+    source = [
+        MISSING_SOURCE_OFFSET if s is None else offsets.get(normalise_category(s) or "", 0.0)
+        for s in frame["source"].to_list()
+    ]
+    clarity: list[float | None] = []
+    for text, low, high in frame.select("budget_range", "budget_min", "budget_max").iter_rows():
+        numbers = PriceRange(low, high) if low is not None or high is not None else None
+        level = budget_clarity(numbers or parse_budget(text), text is not None)
+        clarity.append(float(level) if level > 0 else None)  # no budget at all: never asked
+    location = [location_specificity(t) for t in frame["location_preference"].to_list()]
+    web = {k: floats(frame[f"web_activity.{k}"]) for k in ("saved_searches", "favorites")}
+    lead_age_us = (frame["as_of"] - frame["created_at"]).dt.total_microseconds()
+    return OracleInputs(
+        source_offset=np.array(source, dtype=np.float64),
+        median_response_hours=floats(agg["median"]),
+        fast_response_share=floats(agg["fast"]),
+        interactions=floats(agg["n"]),
+        interactions_7d=floats(agg["n7"]),
+        lead_age_days=floats(lead_age_us) / DAY_US,
+        days_since_last=floats(agg["age_us"]) / DAY_US,
+        properties_viewed=floats(frame["web_activity.properties_viewed"]),
+        repeat_listing_views=floats(frame["web_activity.repeat_listing_views"]),
+        saves=_nan_sum(web["saved_searches"], web["favorites"]),
+        budget_clarity=floats(clarity),
+        timeline_months=floats([parse_timeline_months(t) for t in frame["timeline"].to_list()]),
+        location_specificity=floats([None if loc is None else loc[0] for loc in location]),
+        pre_approved=floats(frame["pre_approved"]),
+        financing_readiness=floats([financing_readiness(t) for t in frame["financing"].to_list()]),
+        previous_transactions=floats(frame["previous_transactions"]),
+        first_time_buyer=floats(frame["first_time_buyer"]),
+        mean_message_length=floats(agg["msg"]),
+        questions_per_interaction=floats(agg["questions"]),
+        contact_completeness=frame.select(
+            pl.sum_horizontal(pl.col("name", "email", "phone").is_not_null())
+        )
+        .to_series()
+        .to_numpy()
+        .astype(np.float64),
+    )
+
+
 _TRANSFORM_TEXT: Final = {
     "linear": "{c} · x",
     "log1p": "{c} · ln(1 + x)",
@@ -445,6 +560,15 @@ def oracle_markdown() -> str:
         for s in SOURCES
     ]
     lines.append(f"| (null) | | | | 0 | {MISSING_SOURCE_OFFSET:+.2f} |")
+    lines += [
+        "",
+        "| source | site web activity tracked | interaction detail kept | why |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {o.label} | {o.web_tracked:.0%} | {o.detail_tracked:.0%} | {o.why} |"
+        for o in OBSERVABILITY
+    ]
     for title, intercept, terms in (
         ("conversion (plus the source offset)", CONVERSION_INTERCEPT, CONVERSION_TERMS),
         ("closing given conversion", CLOSING_INTERCEPT, CLOSING_TERMS),
@@ -517,8 +641,9 @@ def generate(n: int, seed: int, start: datetime = DEFAULT_START, days: int = 730
     weights = np.array([m.weight for m in MARKETS])
     market = rng.choice(len(MARKETS), size=n, p=weights / weights.sum()).astype(np.int64)
 
+    observed = _observability(rng, np.where(source_missing, -1, source))
     contact = _contact(rng, readiness, market)
-    web = _web_activity(rng, readiness)
+    web = _web_activity(rng, readiness, observed.web)
     prefs = _preferences(rng, readiness)
     location, loc_score = _location(rng, readiness, market)
     budget = _budget(rng, readiness, market)
@@ -526,7 +651,7 @@ def generate(n: int, seed: int, start: datetime = DEFAULT_START, days: int = 730
     engagement = readiness * 0.55 + 0.35 * rng.standard_normal(n)
     speed = 0.5 * rng.standard_normal(n)
     pre = _pre_interactions(rng, engagement, as_of_off)
-    pre_attrs = _interaction_attributes(rng, readiness, speed, pre.lead)
+    pre_attrs = _interaction_attributes(rng, readiness, speed, pre.lead, observed.detail)
     stats = _as_of_stats(pre, pre_attrs, as_of_off, n)
 
     inputs = OracleInputs(
@@ -535,11 +660,12 @@ def generate(n: int, seed: int, start: datetime = DEFAULT_START, days: int = 730
         fast_response_share=stats["fast_response_share"],
         interactions=pre.counts.astype(np.float64),
         interactions_7d=stats["interactions_7d"],
+        lead_age_days=as_of_off / DAY_US,
         days_since_last=stats["days_since_last"],
         properties_viewed=web["properties_viewed"],
         repeat_listing_views=web["repeat_listing_views"],
         saves=_nan_sum(web["saved_searches"], web["favorites"]),
-        budget_clarity=budget.clarity,
+        budget_clarity=np.where(budget.asked, budget.clarity, np.nan),
         timeline_months=prefs.values["timeline_months"],
         location_specificity=loc_score,
         pre_approved=prefs.values["pre_approved"],
@@ -559,7 +685,7 @@ def generate(n: int, seed: int, start: datetime = DEFAULT_START, days: int = 730
     sale_price = _sale_price(rng, budget, market, loc_score, closed)
 
     post = _post_interactions(rng, engagement, as_of_off, converted)
-    post_attrs = _interaction_attributes(rng, readiness, speed, post.lead)
+    post_attrs = _interaction_attributes(rng, readiness, speed, post.lead, observed.detail)
     history = _history_column(created_us, pre, pre_attrs, post, post_attrs)
 
     schema = {**LEAD_COLUMNS, **OUTCOME_COLUMNS, **ORACLE_COLUMNS}
@@ -732,9 +858,9 @@ def _contact(rng: np.random.Generator, readiness: Floats, market: Ints) -> _Cont
         phone.alias("phone"),
     )
     gone = [
-        _missing_logit(rng, 0.10, readiness, 0.4),
-        _missing_logit(rng, 0.15, readiness, 0.5),
-        _missing_logit(rng, 0.22, readiness, 0.6),
+        _missing_logit(rng, 0.10, readiness, 0.2),
+        _missing_logit(rng, 0.15, readiness, 0.25),
+        _missing_logit(rng, 0.22, readiness, 0.3),
     ]
     name, email, phone_s = (
         rendered[column].scatter(np.flatnonzero(mask), None)
@@ -744,8 +870,27 @@ def _contact(rng: np.random.Generator, readiness: Floats, market: Ints) -> _Cont
     return _Contact(name, email, phone_s, completeness.astype(np.float64))
 
 
-def _web_activity(rng: np.random.Generator, readiness: Floats) -> dict[str, Floats]:
-    """Web counters (snapshot at as_of) driven by readiness; NaN marks a missing counter."""
+@dataclass(frozen=True)
+class _Observed:
+    """Per lead: whether its web activity and its interaction detail are recorded at all."""
+
+    web: Bools
+    detail: Bools
+
+
+def _observability(rng: np.random.Generator, source: Ints) -> _Observed:
+    """Draw what each lead's source records (source -1: null), never looking at readiness."""
+    n = len(source)
+    keys = [s.key for s in SOURCES]
+    rows = [next(o for o in OBSERVABILITY if o.key == key) for key in keys]
+    rows.append(next(o for o in OBSERVABILITY if o.key is None))
+    web = np.array([o.web_tracked for o in rows])[source]
+    detail = np.array([o.detail_tracked for o in rows])[source]
+    return _Observed(rng.random(n) < web, rng.random(n) < detail)
+
+
+def _web_activity(rng: np.random.Generator, readiness: Floats, tracked: Bools) -> dict[str, Floats]:
+    """Web counters (snapshot at as_of) driven by readiness; untracked leads have none (NaN)."""
     n = len(readiness)
     noise = rng.standard_normal((5, n))
     r = readiness
@@ -771,11 +916,8 @@ def _web_activity(rng: np.random.Generator, readiness: Floats) -> dict[str, Floa
         "favorites": favorites,
         "time_on_site_minutes": minutes,
     }
-    absent = _missing_logit(rng, MISSING["web_activity"], readiness, 0.3)
-    return {
-        key: np.where(absent | (rng.random(n) < MISSING["web_field"]), np.nan, value)
-        for key, value in counters.items()
-    }
+    # Where the site tracks the lead every counter is recorded, so a zero is a real zero.
+    return {key: np.where(tracked, value, np.nan) for key, value in counters.items()}
 
 
 @dataclass(frozen=True)
@@ -897,6 +1039,7 @@ def _location(
 class _Budget:
     """Budget columns, their clarity and the (low, high) dollars a parser should recover."""
 
+    asked: Bools
     text: pl.Series
     minimum: Floats
     maximum: Floats
@@ -914,7 +1057,11 @@ def _budget(rng: np.random.Generator, readiness: Floats, market: Ints) -> _Budge
     """A budget as a range, point, bound, unreadable text, numbers, or nothing."""
     n = len(readiness)
     mode_names = [row[0] for row in BUDGET_MODES]
-    mode = _categorical(rng, [base + slope * readiness for _, _, base, slope in BUDGET_MODES])
+    asked = rng.random(n) >= BUDGET_NOT_ASKED
+    said = 1 + _categorical(
+        rng, [base + slope * readiness for _, _, base, slope in BUDGET_MODES[1:]]
+    )
+    mode = np.where(asked, said, 0)
     price = np.array([m.price_k for m in MARKETS])[market] * np.exp(0.35 * rng.standard_normal(n))
     price = np.clip(price, 80.0, 5000.0)
     step = np.where(price >= 1000.0, 25.0, 5.0)
@@ -990,6 +1137,7 @@ def _budget(rng: np.random.Generator, readiness: Floats, market: Ints) -> _Budge
     )
     clarity = np.array([row[1] for row in BUDGET_MODES], dtype=np.float64)[mode]
     return _Budget(
+        asked=asked,
         text=text,
         minimum=np.where(has_min, lo * 1000.0, np.nan),
         maximum=np.where(has_max, hi * 1000.0, np.nan),
@@ -1102,22 +1250,30 @@ class _Attributes:
 
 
 def _interaction_attributes(
-    rng: np.random.Generator, readiness: Floats, speed: Floats, lead: Ints
+    rng: np.random.Generator, readiness: Floats, speed: Floats, lead: Ints, detail: Bools
 ) -> _Attributes:
-    """Type, response time, message length and questions of each interaction, from readiness."""
+    """Type, response time, message length and questions of each interaction, from readiness;
+    a lead whose CRM keeps no detail has only the type and time of each."""
     m = len(lead)
     r = readiness[lead]
+    untracked = ~detail[lead]
     kind = _categorical(rng, [base + slope * r for base, slope in INTERACTION_TYPE_LOGITS])
     visit = kind == INTERACTION_TYPES.index("open_house_visit")
     call = kind == INTERACTION_TYPES.index("call")
     hours = np.exp(np.log(3.0) - 0.7 * r - speed[lead] + rng.standard_normal(m))
     hours = np.minimum(np.round(hours, 2), 720.0)
-    hours = np.where(visit | (rng.random(m) < MISSING["response_time_hours"]), np.nan, hours)
+    hours = np.where(
+        untracked | visit | (rng.random(m) < MISSING["response_time_hours"]), np.nan, hours
+    )
     length = np.round(np.exp(np.log(140.0) + 0.3 * r + 0.7 * rng.standard_normal(m)))
     length = np.minimum(length, 100_000.0)
-    length = np.where(visit | call | (rng.random(m) < MISSING["message_length"]), np.nan, length)
+    length = np.where(
+        untracked | visit | call | (rng.random(m) < MISSING["message_length"]), np.nan, length
+    )
     questions = rng.poisson(np.exp(np.clip(-0.2 + 0.35 * r, -5, 4))).astype(np.float64)
-    questions = np.where(visit | (rng.random(m) < MISSING["questions_asked"]), np.nan, questions)
+    questions = np.where(
+        untracked | visit | (rng.random(m) < MISSING["questions_asked"]), np.nan, questions
+    )
     return _Attributes(kind, hours, length, questions)
 
 
