@@ -50,7 +50,15 @@ def report(title: str, model: LeadModel, test: pl.DataFrame) -> None:
             f"(expected from oracle {truth:.3f})"
         )
     counts = scored["classification"].value_counts().sort("classification")
-    print("classes:", dict(counts.iter_rows()), f"escalated {(conf < 0.85).mean():.1%}")
+    print("classes:", dict(counts.iter_rows()))
+    low = conf < model.card_.get("thresholds", {}).get("escalation_confidence", 0.85)
+    thin = scored["evidence"].to_numpy() < 0.4
+    print(
+        f"sent to qualification {(low | thin).mean():.1%}: low_confidence only "
+        f"{(low & ~thin).mean():.1%}, thin_data only {(thin & ~low).mean():.1%}, both "
+        f"{(low & thin).mean():.1%}; evidence p10/p50/p90 "
+        + "/".join(f"{q:.2f}" for q in np.quantile(scored["evidence"].to_numpy(), [0.1, 0.5, 0.9]))
+    )
     score = scored["ml_score"].to_numpy()
     print(
         f"ml_score min {score.min():.2f}, max {score.max():.2f}; "

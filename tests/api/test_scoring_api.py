@@ -468,3 +468,27 @@ def test_a_client_hanging_up_mid_body_is_not_an_error(
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
     with httpx.Client(base_url=server.url) as http:
         assert http.get("/api/v1/ml/health").status_code == 200
+
+
+def test_scores_say_what_is_known_and_what_to_ask(client: httpx.Client, as_role: Headers) -> None:
+    headers = as_role("acme-agent")
+    reply = {"timestamp": (datetime.now(UTC) - timedelta(hours=1)).isoformat(),
+             "type": "email_response", "response_time_hours": 2.5, "message_length": 156,
+             "questions_asked": 3}  # fmt: skip
+    example = client.post(
+        "/api/v1/ml/score", json=lead("known_1", interaction_history=[reply]), headers=headers
+    ).json()
+    empty = client.post(
+        "/api/v1/ml/score", json={"lead_id": "known_2", "lead_data": {}}, headers=headers
+    ).json()
+    for body in (example, empty):
+        ScoreResponse.model_validate(body)
+        assert 0 < body["ml_score"] < 100  # never certain
+        assert body["escalation_recommended"] is body["qualification"]["needed"]
+        assert all("unknown" not in r["text"].lower() for r in body["reasons"])
+    assert example["evidence"] > empty["evidence"]
+    assert empty["qualification"]["needed"] is True
+    assert "thin_data" in empty["qualification"]["reasons"]
+    assert empty["qualification"]["ask_next"]
+    asked = {q["field"] for q in example["qualification"]["ask_next"]}
+    assert not asked & {"pre_approved", "timeline", "budget_range", "location_preference"}
