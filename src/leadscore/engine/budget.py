@@ -53,36 +53,54 @@ _SCALE_WORDS: Final = r"millions?|thousands?|grand|mill?|mln|mio|mm|m|k"
 _AMOUNT: Final = r"(?:[$€£]\s*)?" + _NUMBER + r"(?:\s*(?P<{s}>" + _SCALE_WORDS + r")\b)?"
 _DASH: Final = "[-–—‒−]"
 _QUALIFIER: Final = r"low(?:er)?|mid(?:dle)?|high|upper"
-#: One amount expression: an optional prefix word, then a "low/mid/high Ns" shorthand, or an
-#: amount with an optional tail (a second amount, "+", "or less", "and up", ...). The
-#: lookaheads on first letters only let the regex skip positions quickly.
+# A decade shorthand: "low 500s", "mid-to-high 400's", "the 400s", "1.2Ms", "mid 400k"; the
+# "s" is required except after a qualifier with a scale. {q}/{r}/{d}/{ds}/{s} name its groups.
+_DECADE: Final = (
+    r"(?:(?=[hlmu])(?<![a-z])(?P<{q}>" + _QUALIFIER + r")"
+    r"(?:(?:[\s/]|"
+    + _DASH
+    + r")+(?:(?:to|or)(?:\s|"
+    + _DASH
+    + r")+)?(?P<{r}>"
+    + _QUALIFIER
+    + r"))?"
+    r"(?:\s|" + _DASH + r")*)?"
+    r"(?:the\s+)?(?:[$€£]\s*)?(?<![0-9.,])(?P<{d}>[0-9]+(?:\.[0-9]+)?)(?![0-9]|[.,][0-9])"
+    r"(?:\s*(?P<{ds}>million|mill?|mm|m|k))?(?P<{s}>'?s)?\b(?({s})|(?({q})(?({ds})|(?!))|(?!)))"
+)
+# After a floor, "max" before an amount is that amount's prefix ("min 400k max 600k"), and so
+# is "min" after a ceiling; otherwise a word after an amount is its tail ("600k max").
+_NEXT_AMOUNT: Final = r"(?![.:]?\s*(?:[$€£]\s*)?[0-9])"
+#: One amount expression: an optional prefix word, then a decade shorthand (or two: "high 400s
+#: to low 500s"), or an amount with an optional tail (a second amount, "+", "or less", "and up").
+#: The lookaheads on first characters only let the regex skip positions quickly.
 _EXPR_RE: Final = re.compile(
-    r"(?:(?=[abcfgilmnorsu~])(?<![a-z])(?:"
+    r"(?:(?=[abcfgilmnorsu~<>≤≥])(?<![a-z])(?:"
     r"(?P<between>between|btwn)"
     r"|(?P<upper>no more than|not more than|no higher than|no greater than|not over|not above"
-    r"|not to exceed|less than|lower than|up to|upto|under|below|at most|max(?:imum)?)"
+    r"|not to exceed|less than|lower than|up to|upto|under|below|at most|max(?:imum)?|<=?|≤)"
     r"|(?P<lower>at least|no less than|not less than|no lower than|not under|not below"
     r"|more than|greater than|starting (?:at|from)|upwards of|in excess of|over|above|from"
-    r"|min(?:imum)?)"
+    r"|min(?:imum)?|>=?|≥)"
     r"|(?P<about>approx(?:imately)?|around|about|roughly|circa|~)"
     r")[.:]?\s*)?"
     r"(?:"
-    r"(?:(?=[hlmu])(?<![a-z])(?P<q1>" + _QUALIFIER + r")"
-    r"(?:\s*(?:" + _DASH + r"|/|to|or)\s*(?P<q2>" + _QUALIFIER + r"))?"
-    r"(?:\s|" + _DASH + r")*)?"
-    r"(?:the\s+)?(?:[$€£]\s*)?(?<![0-9.,])(?P<d>[0-9]+(?:\.[0-9]+)?)(?![0-9]|[.,][0-9])"
-    # "s" is required, except after a qualifier with a scale ("mid 400k")
-    r"(?:\s*(?P<ds>million|mill?|mm|m|k))?(?P<s>'?s)?\b(?(s)|(?(q1)(?(ds)|(?!))|(?!)))"
+    + _DECADE.format(q="q1", r="q2", d="d", ds="ds", s="s")
+    + r"(?:\s*(?:"
+    + _DASH
+    + r"|to\b|thru\b|through\b|/)\s*"
+    + _DECADE.format(q="q3", r="q4", d="d2", ds="ds2", s="s2")
+    + r")?"
     r"|" + _AMOUNT.format(n="a", s="sa") + r"(?:"
     r"(?P<sep>\s*(?:"
     + _DASH
     + r"|to\b|thru\b|through\b|and\b|&|/)\s*|\s+)"
     + _AMOUNT.format(n="b", s="sb")
     + r"|(?P<plus>\s*\+)"
-    r"|(?P<upper_after>\s*(?:(?:or|and|&)\s*(?:less|under|below|lower)|max(?:imum)?|tops"
-    r"|at (?:the )?most)\b)"
-    r"|(?P<lower_after>\s*(?:(?:or|and|&)\s*(?:more|up|over|above|higher|greater|upwards?)"
-    r"|plus|min(?:imum)?|at (?:the )?least)\b)"
+    r"|(?P<upper_after>\s*(?:(?:or|and|&)\s*(?:less|under|below|lower)\b"
+    r"|(?:max(?:imum)?|tops|at (?:the )?most)\b(?(lower)" + _NEXT_AMOUNT + r")))"
+    r"|(?P<lower_after>\s*(?:(?:or|and|&)\s*(?:more|up|over|above|higher|greater|upwards?)\b"
+    r"|(?:plus|min(?:imum)?|at (?:the )?least)\b(?(upper)" + _NEXT_AMOUNT + r")))"
     r")?)"
 )
 
@@ -110,6 +128,12 @@ def _plausible(value: float | None) -> bool:
     return value is not None and MIN_PRICE <= value <= MAX_PRICE
 
 
+def _loose(match: re.Match[str]) -> bool:
+    """Whether two amounts are only side by side (spaces, "/", a bare "and"), not a stated range."""
+    sep = match["sep"].strip()
+    return sep in ("", "/") or (sep in ("and", "&") and match["between"] is None)
+
+
 def _pair(match: re.Match[str]) -> PriceRange | None:
     """Two amounts as a sorted range, or None when either end is not a believable price."""
     sep = match["sep"].strip()
@@ -119,8 +143,8 @@ def _pair(match: re.Match[str]) -> PriceRange | None:
     low, high = _amount(match["a"], scale_a), _amount(match["b"], scale_b)
     if low is None or high is None:
         return None
-    bare = sep not in ("", "/", "and", "&") or match["between"] is not None
-    if bare and match["sa"] is None and scale_b is None:
+    # A bare "500-750" is in thousands only in a stated range (a dash, "to", "between ... and").
+    if not _loose(match) and match["sa"] is None and scale_b is None:
         low = low * _THOUSAND if low < _BARE_THOUSANDS_BELOW else low
         high = high * _THOUSAND if high < _BARE_THOUSANDS_BELOW else high
     if not (_plausible(low) and _plausible(high)):
@@ -128,29 +152,43 @@ def _pair(match: re.Match[str]) -> PriceRange | None:
     return PriceRange(min(low, high), max(low, high))
 
 
-def _shorthand(match: re.Match[str]) -> PriceRange | None:
-    """A "low/mid/high Ns" decade as the matching third of it, or None if it is not a decade."""
-    if match["upper"] is not None or match["lower"] is not None:
-        return None  # "under the 500s" may mean below 500k or below 600k: do not guess
-    whole, _, fraction = match["d"].partition(".")
-    millions = match["ds"] not in (None, "k")
+def _decade(
+    digits: str, scale: str | None, first: str | None, second: str | None
+) -> tuple[float, float] | None:
+    """The dollars a "low/mid/high Ns" names: a third (or more) of the decade, to $1,000."""
+    whole, _, fraction = digits.partition(".")
+    millions = scale not in (None, "k")
     unit = _MILLION if millions else _THOUSAND
     zeros = len(whole) - len(whole.rstrip("0"))
     if fraction:
         if not millions or len(fraction) > _SHORTHAND_DECIMALS:
             return None
         span = 10.0 ** -len(fraction)
-    elif millions:
-        span = 10.0**zeros
-    elif zeros == 0 or int(whole) >= 1000 or (match["q1"] is None and int(whole) < 100):
+    elif not millions and (
+        zeros == 0 or int(whole) >= 1000 or (first is None and int(whole) < 100)
+    ):
         return None  # "455s", "1990s", or a bare "80s" (a decade of years, not of prices)
     else:
         span = 10.0**zeros
-    first, second = _THIRDS[match["q1"]], _THIRDS[match["q2"]] if match["q2"] else None
-    start, end = first if second is None else (min(first[0], second[0]), max(first[1], second[1]))
-    base = float(match["d"])
+    thirds = [_THIRDS[first]] + ([_THIRDS[second]] if second else [])
+    start, end = min(t[0] for t in thirds), max(t[1] for t in thirds)
+    base = float(digits)
     low = round((base + span * start / 3) * unit / _THOUSAND) * _THOUSAND
     high = round((base + span * end / 3) * unit / _THOUSAND) * _THOUSAND
+    return low, high
+
+
+def _shorthand(match: re.Match[str]) -> PriceRange | None:
+    """One decade shorthand, or the span of two; None if either is not a decade."""
+    if match["upper"] is not None or match["lower"] is not None:
+        return None  # "under the 500s" may mean below 500k or below 600k: do not guess
+    ends = [_decade(match["d"], match["ds"], match["q1"], match["q2"])]
+    if match["d2"] is not None:
+        ends.append(_decade(match["d2"], match["ds2"], match["q3"], match["q4"]))
+    if any(end is None for end in ends):
+        return None
+    low = min(end[0] for end in ends if end is not None)
+    high = max(end[1] for end in ends if end is not None)
     if not (_plausible(low) and _plausible(high)):
         return None
     return PriceRange(low, high)
@@ -162,12 +200,20 @@ def _read(match: re.Match[str]) -> tuple[PriceRange | None, int]:
         return _shorthand(match), match.end()
     if match["b"] is not None:
         rng = _pair(match)
-        if rng is not None or match["sep"].strip() not in ("", "/", "and", "&"):
+        loose = _loose(match)
+        if loose and rng is not None and rng.low == rng.high:
+            # "under 500k 500k" is still a ceiling, not a point
+            if match["upper"] is not None:
+                return PriceRange(None, rng.high), match.end()
+            if match["lower"] is not None:
+                return PriceRange(rng.low, None), match.end()
+        if rng is not None or not loose:
             return rng, match.end()
         # A loose second number ("$400k 3 bedrooms") leaves the first amount on its own.
         resume = match.start("b")
     else:
-        resume = match.end()
+        # A tail after a number that is no price may belong to the next one ("1 and under 500k").
+        resume = match.end("sa") if match["sa"] is not None else match.end("a")
     value = _amount(match["a"], match["sa"])
     if not _plausible(value):
         return None, resume
@@ -184,18 +230,32 @@ def _read(match: re.Match[str]) -> tuple[PriceRange | None, int]:
     return PriceRange(value, value), resume
 
 
+def _next_range(text: str, pos: int) -> tuple[PriceRange | None, int]:
+    """The first plausible amount expression from `pos`, and where the text after it starts."""
+    while (match := _EXPR_RE.search(text, pos)) is not None:
+        rng, pos = _read(match)
+        if rng is not None:
+            return rng, match.end()
+    return None, len(text)
+
+
 @lru_cache(maxsize=4096)
 def parse_budget(text: str | None) -> PriceRange | None:
     """Read the first plausible amount expression in a budget text; None rather than a guess."""
     if not text:
         return None
     lowered = text.lower()
-    pos = 0
-    while (match := _EXPR_RE.search(lowered, pos)) is not None:
-        rng, pos = _read(match)
-        if rng is not None:
-            return rng
-    return None
+    rng, pos = _next_range(lowered, 0)
+    if rng is None or (rng.low is None) == (rng.high is None):
+        return rng
+    # A floor and a ceiling written apart ("min 400k, max 600k") make one range.
+    other, _ = _next_range(lowered, pos)
+    if other is None or (other.low is None) == (rng.low is None):
+        return rng
+    low, high = rng.low if rng.low is not None else other.low, rng.high or other.high
+    if low is None or high is None or low >= high:
+        return rng
+    return PriceRange(low, high)
 
 
 def estimate_prices(low: FloatArray, high: FloatArray) -> FloatArray:
