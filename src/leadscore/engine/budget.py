@@ -51,7 +51,8 @@ _NUMBER: Final = (
 )
 _SCALE_WORDS: Final = r"millions?|thousands?|grand|mill?|mln|mio|mm|m|k"
 _AMOUNT: Final = r"(?:[$€£]\s*)?" + _NUMBER + r"(?:\s*(?P<{s}>" + _SCALE_WORDS + r")\b)?"
-_DASH: Final = "[-–—‒−]"
+_DASH: Final = "[-‐‑‒–—−]"
+_DIGIT_RE: Final = re.compile("[0-9]")
 _QUALIFIER: Final = r"low(?:er)?|mid(?:dle)?|high|upper"
 # A decade shorthand: "low 500s", "mid-to-high 400's", "the 400s", "1.2Ms", "mid 400k"; the
 # "s" is required except after a qualifier with a scale. {q}/{r}/{d}/{ds}/{s} name its groups.
@@ -245,6 +246,8 @@ def parse_budget(text: str | None) -> PriceRange | None:
     if not text:
         return None
     lowered = text.lower()
+    if _DIGIT_RE.search(lowered) is None:
+        return None  # every expression has a number; skip the pattern on "flexible", "TBD"
     rng, pos = _next_range(lowered, 0)
     if rng is None or (rng.low is None) == (rng.high is None):
         return rng
