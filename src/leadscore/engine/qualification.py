@@ -145,22 +145,25 @@ class Qualifier:
     ) -> list[tuple[Question, ...]]:
         """Per lead, up to three missing facts whose answer moves its score most: every open
         question of every lead scored both ways in one call of `probability`."""
-        rows: list[FloatArray] = []
+        blocks: list[FloatArray] = []
         asked: list[tuple[int, _Plan]] = []
         for plan in self._plans:
-            open_leads = np.flatnonzero(~known[:, plan.column]).tolist()
-            for lead in open_leads:
-                yes, no = x[lead].copy(), x[lead].copy()
-                for column, value in plan.yes:
-                    yes[column] = value
-                for column, value in plan.no:
-                    no[column] = value
-                rows += (yes, no)
-                asked.append((lead, plan))
+            open_leads = np.flatnonzero(~known[:, plan.column])
+            if not len(open_leads):
+                continue
+            yes = x[open_leads]  # fancy indexing: a copy
+            no = yes.copy()
+            for column, value in plan.yes:
+                yes[:, column] = value
+            for column, value in plan.no:
+                no[:, column] = value
+            # Each lead's yes row, then its no row.
+            blocks.append(np.stack([yes, no], axis=1).reshape(-1, x.shape[1]))
+            asked += [(lead, plan) for lead in open_leads.tolist()]
         out: list[list[tuple[float, Question]]] = [[] for _ in range(len(x))]
         if not asked:
             return [() for _ in range(len(x))]
-        scores = np.round(probability(np.vstack(rows)) * 100.0, 1).tolist()
+        scores = np.round(probability(np.vstack(blocks)) * 100.0, 1).tolist()
         for k, (lead, plan) in enumerate(asked):
             if_yes, if_no = scores[2 * k], scores[2 * k + 1]
             question = Question(plan.fact.field, plan.fact.question, if_yes, if_no)
