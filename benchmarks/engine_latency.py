@@ -54,19 +54,25 @@ def latency(model: LeadModel, leads: list[Lead], repeats: int) -> None:
         "one lead, features only": [],
         "one lead, features + predict (3 heads)": [],
         "one lead, features + predict + explanations": [],
+        "one lead, + explanations + ask_next (the API's)": [],
     }
     for lead in one:
         start = time.perf_counter()
         transform(raw_from_leads([lead.lead_data]), model.encoding_)
         results["one lead, features only"].append((time.perf_counter() - start) * 1000)
         start = time.perf_counter()
-        scorer.score(lead, explain=False)
+        scorer.score(lead, explain=False, ask=False)
         results["one lead, features + predict (3 heads)"].append(
             (time.perf_counter() - start) * 1000
         )
         start = time.perf_counter()
-        scorer.score(lead)
+        scorer.score(lead, ask=False)
         results["one lead, features + predict + explanations"].append(
+            (time.perf_counter() - start) * 1000
+        )
+        start = time.perf_counter()
+        scorer.score(lead)
+        results["one lead, + explanations + ask_next (the API's)"].append(
             (time.perf_counter() - start) * 1000
         )
     for name, samples in results.items():
@@ -77,7 +83,7 @@ def latency(model: LeadModel, leads: list[Lead], repeats: int) -> None:
         start = time.perf_counter()
         scorer.score_many(batch)
         samples.append((time.perf_counter() - start) * 1000)
-    print(f"{'100 leads, with explanations':<48} {percentiles(samples)}")
+    print(f"{'100 leads, explanations + ask_next':<48} {percentiles(samples)}")
 
 
 def tradeoff(train_frame: pl.DataFrame, test_frame: pl.DataFrame, leads: list[Lead]) -> None:

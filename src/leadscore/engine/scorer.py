@@ -134,6 +134,7 @@ class Scorer:
         as_of: datetime | None = None,
         commission_rate: float | None = None,
         policy: ScoringPolicy | None = None,
+        ask: bool = True,
     ) -> ScoreResult:
         """Score one lead."""
         return self.score_many(
@@ -143,6 +144,7 @@ class Scorer:
             as_of=as_of,
             commission_rate=commission_rate,
             policy=policy,
+            ask=ask,
         )[0]
 
     def score_many(
@@ -154,15 +156,16 @@ class Scorer:
         as_of: datetime | None = None,
         commission_rate: float | None = None,
         policy: ScoringPolicy | None = None,
+        ask: bool = True,
     ) -> list[ScoreResult]:
         """Score many leads in one vectorised pass; a team's own policy (thresholds,
-        commission rate) may stand in for the model's."""
+        commission rate) may stand in for the model's; `ask` adds `ask_next`."""
         started = time.perf_counter()
         policy = policy or self.policy
         data = [lead.lead_data for lead in leads]
         features = transform(raw_from_leads(data, as_of), self.model.encoding_)
         attrs = attributes_from_leads(data, self.model.attributes_) if data else None
-        arrays = self.arrays(features, attrs, explain=explain, policy=policy, ask=True)
+        arrays = self.arrays(features, attrs, explain=explain, policy=policy, ask=ask)
         return self._results(
             arrays, [lead.lead_id for lead in leads], commission, started, commission_rate, policy
         )
