@@ -243,6 +243,7 @@ def test_every_reason_reads_as_a_sentence(spec: object, value: float) -> None:
         ("timeline_months", 1.5, "Wants to buy within 1.5 months"),
         ("lead_age_days", 1.2, "Lead is 1 day old"),
         ("lead_age_days", 3.0, "Lead is 3 days old"),
+        ("lead_age_days", 0.2, "New lead: arrived today"),
         ("location_terms", 1.0, "Location described in 1 word"),
         ("previous_transactions", 1.0, "1 previous transaction"),
         ("previous_transactions", 0.0, "0 previous transactions"),

@@ -248,6 +248,15 @@ def _repeat_views_text(views: float) -> str:
     return f"Viewed the same listing {times}"
 
 
+_LEAD_AGE: Final = _counted("Lead is {n} {noun} old", ("day", "days"), "Lead age unknown")
+
+
+def _lead_age_text(days: float) -> str:
+    if math.isnan(days) or days >= 1.0:
+        return _LEAD_AGE(days)
+    return "New lead: arrived today"
+
+
 def _criteria_text(count: float) -> str:
     if math.isnan(count) or count <= 0:
         return "No property criteria given"
@@ -375,7 +384,7 @@ FEATURES: Final[tuple[FeatureSpec, ...]] = (
         "lead_age_days", "timeline_urgency",
         "days from lead creation to the as-of time", "0 … ∞", "no created_at",
         _days("lead_age_us"),
-        _counted("Lead is {n} {noun} old", ("day", "days"), "Lead age unknown"),
+        _lead_age_text,
     ),
     FeatureSpec(
         "location_specificity", "location_specificity",
