@@ -282,7 +282,7 @@ class LeadModel:
         model.encoding_ = self.encoding_
         model.attributes_ = self.attributes_
         model.model_features_ = self.model_features_
-        model.card_ = card
+        model.card_ = dict(card)  # saving sets its version: never the source model's card
         return model
 
     def save(self, directory: Path) -> Path:
