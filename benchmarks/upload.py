@@ -129,7 +129,7 @@ def show(name: str, samples: list[tuple[float, float]], start: float, end: float
     )
 
 
-def run(home: Path, mib: int) -> None:
+def run(home: Path, mib: int, loop_debug: bool) -> None:
     env = {
         **os.environ,
         "LEADSCORE_HOME": str(home),
@@ -138,6 +138,9 @@ def run(home: Path, mib: int) -> None:
         "LEADSCORE_MAX_UPLOAD_BYTES": str((mib + 1) << 20),
         "OMP_NUM_THREADS": "2",
     }
+    if loop_debug:
+        # asyncio's debug mode logs every callback that holds a loop for 100 ms or more.
+        env["PYTHONASYNCIODEBUG"] = "1"
     key = cli(env, "keys", "create", "--team", "bench", "--role", "admin")
     export = home / "export.csv"
     started = time.perf_counter()
@@ -145,7 +148,8 @@ def run(home: Path, mib: int) -> None:
     size = export.stat().st_size
     print(f"export: {rows:,} rows, {size / (1 << 20):.0f} MiB CSV "
           f"(made in {time.perf_counter() - started:.1f} s)")  # fmt: skip
-    server = Server(env, workers=1)
+    log = home / "server.log"
+    server = Server(env, workers=1, log=log)
     worker = server.worker_pids()[0]
     headers = {"X-API-Key": key}
     try:
@@ -194,6 +198,13 @@ def run(home: Path, mib: int) -> None:
         uploads = home / "uploads"
         left = list(uploads.iterdir()) if uploads.is_dir() else []
         print(f"files left in home/uploads after the job: {len(left)}")
+        if loop_debug:
+            slow = [line for line in log.read_text().splitlines() if " took " in line]
+            # The training process logs through the same stderr: its own loop reads the rows.
+            worker_slow = [line for line in slow if "_rows.<locals>.read" not in line]
+            print(f"callbacks holding the worker's loop >= 100 ms: {len(worker_slow)}")
+            for line in worker_slow[:10]:
+                print("  ", line[:300])
     finally:
         server.stop()
 
@@ -201,10 +212,14 @@ def run(home: Path, mib: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mib", type=int, default=200)
+    parser.add_argument(
+        "--loop-debug", action="store_true",
+        help="run the worker in asyncio debug mode and list callbacks that held its loop >= 100 ms",
+    )  # fmt: skip
     args = parser.parse_args()
     print(f"machine: {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory(prefix="bench-upload-", dir="/tmp") as home:
-        run(Path(home), args.mib)
+        run(Path(home), args.mib, args.loop_debug)
 
 
 if __name__ == "__main__":
