@@ -123,7 +123,9 @@ class Qualifier:
                 tuple((index[f], v) for f, v in fact.no if f in index),
             )
             for fact in FACTS
+            # A fact the trees never split on cannot move the score: not worth a question.
             if fact.asks_for in index
+            and any(gain[index[f]] > 0 for f, _ in (*fact.yes, *fact.no) if f in index)
         )
 
     def known(self, x: FloatArray) -> BoolArray:
