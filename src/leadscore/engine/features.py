@@ -271,12 +271,6 @@ def _questions_text(per: float) -> str:
     return f"Asks {_plural(per, 'question', 'questions')} per message"
 
 
-def _transactions_text(count: float) -> str:
-    if math.isnan(count):
-        return "Previous transactions unknown"
-    return f"{_plural(count, 'previous transaction', 'previous transactions')}"
-
-
 def _timeline_text(months: float) -> str:
     if math.isnan(months):
         return "Timeline unknown"
@@ -439,7 +433,11 @@ FEATURES: Final[tuple[FeatureSpec, ...]] = (
     FeatureSpec(
         "previous_transactions", "real_estate_experience",
         "home purchases or sales before", "0 … 1000", "not given",
-        _col("prev_tx"), _transactions_text,
+        _col("prev_tx"),
+        _counted(
+            "{n} previous {noun}", ("transaction", "transactions"),
+            "Previous transactions unknown",
+        ),
     ),
     FeatureSpec(
         "first_time_buyer", "real_estate_experience",

@@ -160,19 +160,16 @@ class LeadModel:
 
     def predict_head(self, head: str, x: FloatArray, explain: bool = False) -> HeadPrediction:
         """Calibrated probability of one head; exact TreeSHAP contributions when `explain`."""
-        if x.shape[0] <= SMALL_BATCH and not explain:
-            # A few rows (a lead's what-if variants): the one-row path beats a batch call.
-            single = self._single(head)
-            raw = np.array([single.raw(row) for row in x])
-            return HeadPrediction(raw, self.calibrators_[head].predict(raw), None)
-        if x.shape[0] == 1:
+        # One lead, or a few rows without explanations (a lead's what-if variants): the
+        # one-row path beats a batch call.
+        if x.shape[0] == 1 or (not explain and x.shape[0] <= SMALL_BATCH):
             single = self._single(head)
             if explain:
                 contrib = single.contributions(x[0])[None, :]
                 raw = contrib.sum(axis=1)
             else:
                 contrib = None
-                raw = np.array([single.raw(x[0])])
+                raw = np.array([single.raw(row) for row in x])
             return HeadPrediction(raw, self.calibrators_[head].predict(raw), contrib)
         booster = self.boosters_[head]
         threads = 1 if x.shape[0] < 2_000 else self.num_threads

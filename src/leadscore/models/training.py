@@ -321,9 +321,6 @@ class RetrainService:
                 task.add_done_callback(lambda _: upload.unlink(missing_ok=True))
 
         after_commit(session, launch)
-        if export is not None and export.temporary:
-            upload = export.path
-            on_rollback(session, lambda: upload.unlink(missing_ok=True))
         return job
 
     def task(self, job: str) -> asyncio.Task[dict[str, Any]]:
@@ -343,18 +340,16 @@ class RetrainService:
     ) -> str:
         """Begin a job on the team's outcomes plus an uploaded CRM export (file and mapping
         checked first, a bad one refused before any job starts). The file is the service's
-        from here: removed when the job ends, or at once when refused."""
-        try:
-            spec = None
-            if mapping is not None:
-                spec = await asyncio.to_thread(
-                    parse_mapping, mapping[1], f"mapping {mapping[0] or 'field'}"
-                )
-            upload = CrmExport(export, name, spec, temporary=True)
-            return await self.start(session, team_id, actor=actor, promote=promote, export=upload)
-        except BaseException:
-            export.unlink(missing_ok=True)
-            raise
+        from here: removed when the job ends, or when the unit of work that would start it
+        rolls back (refused here, or its commit failed)."""
+        on_rollback(session, lambda: export.unlink(missing_ok=True))
+        spec = None
+        if mapping is not None:
+            spec = await asyncio.to_thread(
+                parse_mapping, mapping[1], f"mapping {mapping[0] or 'field'}"
+            )
+        upload = CrmExport(export, name, spec, temporary=True)
+        return await self.start(session, team_id, actor=actor, promote=promote, export=upload)
 
     async def retrain(
         self, team_id: int, *, actor: str, promote: bool, export: CrmExport | None = None
