@@ -48,6 +48,7 @@ from leadscore.core.ratelimit import create_rate_limiter
 from leadscore.core.schemas import validation_detail
 from leadscore.core.uploads import UploadSweeper
 from leadscore.core.writer import ScoreWriter
+from leadscore.dashboard import routes as dashboard_routes
 from leadscore.deps import SECURITY_SCHEMES, Services
 from leadscore.engine.defaults import default_model_dir, load_or_build_default
 from leadscore.engine.model import LeadModel
@@ -377,6 +378,8 @@ def create_app(
         version=__version__,
         description="Real-time ML lead scoring for real-estate teams.",
         lifespan=lifespan,
+        docs_url=None,  # served by the dashboard with vendored assets, so it works offline
+        redoc_url=None,  # ReDoc would load its script from a CDN
     )
     app.state.settings = settings
     app.state.on_started = on_started
@@ -400,8 +403,10 @@ def create_app(
         monitoring_routes.root_router,
         live_routes.router,
         models_routes.router,
+        dashboard_routes.router,
     ):
         app.include_router(router)
+    app.mount(dashboard_routes.STATIC_PATH, dashboard_routes.static_files(), name="dashboard")
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
