@@ -33,8 +33,9 @@ export const fmtMoney = (v) => (v === null || v === undefined ? "—" : money.fo
 export const fmtScore = (v) => (v === null || v === undefined ? "—" : v.toFixed(1));
 export const fmtPct = (v, digits = 0) => (v === null || v === undefined ? "—" : `${(v * 100).toFixed(digits)} %`);
 export const fmtNum = (v, digits = 2) => (v === null || v === undefined ? "—" : Number(v).toFixed(digits));
-export const fmtPoints = (v) => (v === null || v === undefined ? "—" : `${v > 0 ? "+" : v < 0 ? "−" : "±"}${Math.abs(v).toFixed(1)}`);
-export const signClass = (v) => (v > 0 ? "up" : v < 0 ? "down" : "flat");
+const tenth = (v) => Math.round(v * 10) / 10; // as shown: -0.04 shows, and counts, as 0
+export const fmtPoints = (v) => (v === null || v === undefined ? "—" : `${tenth(v) > 0 ? "+" : tenth(v) < 0 ? "−" : "±"}${Math.abs(tenth(v)).toFixed(1)}`);
+export const signClass = (v) => (tenth(v) > 0 ? "up" : tenth(v) < 0 ? "down" : "flat");
 
 export function ago(iso, now = Date.now()) {
   if (!iso) return "—";
@@ -67,6 +68,11 @@ export function humanize(name) {
 export function card(title, ...body) {
   const id = `card-${title.toLowerCase().replace(/[^a-z0-9]+/g, "-")}`;
   return h("section", { class: "card", "aria-labelledby": id }, h("h2", { id }, title), ...body);
+}
+
+/** A table that scrolls sideways inside its card instead of widening the page. */
+export function scroller(table) {
+  return h("div", { class: "scroll" }, table);
 }
 
 export function errorText(error) {

@@ -48,6 +48,10 @@ function signedIn(session) {
   $("nav").hidden = false;
   $("session").hidden = false;
   $("who").textContent = `${session.team} · ${session.role}`;
+  // Out of the hidden form: the view takes the focus, so keyboard and screen reader follow.
+  if (!document.activeElement || document.activeElement === document.body || $("view-sign-in").contains(document.activeElement)) {
+    $("main").focus({ preventScroll: true });
+  }
   connect($("live-status"));
   queue.reload();
   module("team").then((m) => m.start());

@@ -2,7 +2,7 @@
 // the champion/challenger trial (admins), and model events from the registry and the socket.
 
 import { api, isAdmin } from "./api.js";
-import { $, card, errorText, fill, fmtNum, fmtPct, h, humanize, timeEl } from "./dom.js";
+import { $, card, errorText, fill, fmtNum, fmtPct, h, humanize, scroller, timeEl } from "./dom.js";
 import { chart, figure } from "./charts.js";
 import { onLive } from "./live.js";
 
@@ -13,13 +13,13 @@ let loading = null;
 function metricsTable(metrics) {
   const heads = Object.entries(metrics ?? {});
   if (!heads.length) return h("p", { class: "muted" }, "The card has no held-out metrics.");
-  return h("table", { class: "plain" },
+  return scroller(h("table", { class: "plain" },
     h("thead", {}, h("tr", {}, ["Head", "AUC", "Brier", "ECE", "Log loss", "Held-out leads", "Positive rate"].map((t) => h("th", { scope: "col" }, t)))),
     h("tbody", {}, heads.map(([head, m]) => h("tr", {},
       h("th", { scope: "row" }, humanize(head)), h("td", { class: "num" }, fmtNum(m.auc, 3)),
       h("td", { class: "num" }, fmtNum(m.brier, 3)), h("td", { class: "num" }, fmtNum(m.ece, 3)),
       h("td", { class: "num" }, fmtNum(m.log_loss, 3)), h("td", { class: "num" }, Number(m.n).toLocaleString("en-US")),
-      h("td", { class: "num" }, fmtPct(m.positive_rate, 1))))));
+      h("td", { class: "num" }, fmtPct(m.positive_rate, 1)))))));
 }
 
 function serving(status) {
@@ -86,11 +86,11 @@ function trial(state, comparison) {
   if (comparison) {
     const c = comparison;
     body.push(h("h3", {}, `Comparison on ${c.leads} leads with outcomes`),
-      h("table", { class: "plain" },
+      scroller(h("table", { class: "plain" },
         h("thead", {}, h("tr", {}, ["", "Leads", "AUC", "Brier", "ECE"].map((t) => h("th", { scope: "col" }, t)))),
         h("tbody", {}, [["Champion", c.champion], ["Challenger", c.challenger]].map(([label, q]) => h("tr", {},
           h("th", { scope: "row" }, label), h("td", { class: "num" }, q.n), h("td", { class: "num" }, fmtNum(q.auc, 3)),
-          h("td", { class: "num" }, fmtNum(q.brier, 3)), h("td", { class: "num" }, fmtNum(q.ece, 3)))))),
+          h("td", { class: "num" }, fmtNum(q.brier, 3)), h("td", { class: "num" }, fmtNum(q.ece, 3))))))),
       h("p", {}, h("span", { class: `badge ${c.challenger_not_worse ? "ok" : "hot"}` }, c.challenger_not_worse ? "Challenger not worse" : "Keep the champion"), " ", c.reason));
   }
   return card("Trial", ...body);
