@@ -36,8 +36,8 @@ async function route() {
   const previous = document.body.dataset.view;
   showView(name);
   if (previous !== name && previous !== "sign-in" && previous) $("main").focus({ preventScroll: true });
-  const team = await module("team");
-  team.show(name === "team");
+  if (name === "team") (await module("team")).show(true);
+  else lazy.team?.then((m) => m.show(false));
   if (name === "model") (await module("model")).show(true);
   else lazy.model?.then((m) => m.show(false));
   if (name === "lead") (await module("detail")).show(decodeURIComponent(arg));
@@ -53,9 +53,12 @@ function signedIn(session) {
     $("main").focus({ preventScroll: true });
   }
   connect($("live-status"));
-  queue.reload();
-  module("team").then((m) => m.start());
-  module("upload"); // listens for batch events from the start
+  // The queue first; the team's polling and the other views' modules once its rows are in.
+  queue.reload().finally(() => {
+    if (!current()) return;
+    module("team").then((m) => m.start());
+    module("upload"); // listens for batch events from then on
+  });
   route();
 }
 

@@ -6,6 +6,7 @@ import { $, ago, badge, errorText, fill, fmtMoney, fmtPct, fmtPoints, fmtScore, 
 import { onLive } from "./live.js";
 
 const PAGE = 50;
+const RETRY_MS = 2000;
 const leads = new Map(); // lead_id -> lead (the list's shape)
 let order = []; // lead ids in display order
 let nextCursor = null;
@@ -127,16 +128,22 @@ export async function reload() {
   const mine = ++generation;
   $("queue-error").textContent = "";
   try {
+    performance.mark("queue:request");
     const page = await api(`/api/v1/ml/leads${query({ ...filters, limit: PAGE })}`);
+    performance.mark("queue:response");
     if (mine !== generation) return;
     leads.clear();
     order = [];
     pending.clear();
     add(page);
     renderAll();
+    performance.mark("queue:rendered");
     $("queue").dataset.loaded = String(mine);
   } catch (error) {
-    if (mine === generation) $("queue-error").textContent = `Could not load leads: ${errorText(error)}`;
+    if (mine !== generation) return;
+    $("queue-error").textContent = `Could not load leads: ${errorText(error)}`;
+    // 503: the server is catching up (or its database is back soon): try again by itself.
+    if (error.status === 503) setTimeout(() => mine === generation && reload(), RETRY_MS);
   }
 }
 
@@ -195,6 +202,7 @@ function scheduleRefresh() {
 
 function applyPending() {
   frame = 0;
+  const started = performance.now();
   const body = $("queue-rows");
   if (!body.isConnected) return;
   const focused = document.activeElement;
@@ -228,13 +236,25 @@ function applyPending() {
     const tr = rowFor(lead);
     const next = order[at + 1] ? rows.get(order[at + 1]) : null;
     if (tr.nextSibling !== next || tr.parentNode !== body) body.insertBefore(tr, next);
-    tr.classList.remove("flash");
-    void tr.offsetWidth; // restart the highlight
-    tr.classList.add("flash");
+    flash(tr);
   }
   pending.clear();
   if (focused && focused.isConnected && focused !== document.activeElement) focused.focus();
   renderFooter();
+  performance.measure("queue:live", { start: started });
+}
+
+const calm = matchMedia("(prefers-reduced-motion: reduce)");
+
+const MAX_FLASHING = 8; // under a burst, a few highlights say "live"; more only cost frames
+let flashing = 0;
+
+/** Highlight a changed row for a moment (no forced layout, unlike restarting a CSS class). */
+function flash(tr) {
+  if (calm.matches || flashing >= MAX_FLASHING) return;
+  flashing += 1;
+  const highlight = tr.animate([{ backgroundColor: "var(--flash)" }, { backgroundColor: "transparent" }], { duration: 1200, easing: "ease-out" });
+  highlight.onfinish = highlight.oncancel = () => { flashing -= 1; };
 }
 
 function open(tr) {

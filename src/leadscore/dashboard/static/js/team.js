@@ -137,6 +137,7 @@ export function stop() {
 export function show(isVisible) {
   visible = isVisible;
   if (visible && last) render(last);
+  else if (visible) poll();
 }
 
 export function setup() {

@@ -13,9 +13,21 @@ function progress(data) {
   const percent = Math.round(data.progress_percent ?? (data.total ? (100 * data.completed) / data.total : 0));
   bar.value = percent;
   bar.dataset.status = data.status;
-  $("upload-status").textContent = data.status === "completed"
-    ? `Done: ${data.completed} of ${data.total} leads scored (100 %). They are in the queue.`
-    : `Scoring: ${data.completed} of ${data.total} leads (${percent} %)`;
+  if (data.status === "completed") {
+    const failed = data.failed ? `; ${data.failed} row${data.failed === 1 ? "" : "s"} refused${rowErrors(data.errors)}` : "";
+    $("upload-status").textContent = `Done (100 %): ${data.succeeded ?? data.completed} of ${data.total} leads scored${failed}. They are in the queue.`;
+  } else if (data.status === "failed") {
+    $("upload-status").textContent = `Stopped at ${data.completed} of ${data.total} leads (${percent} %).`;
+    $("upload-error").textContent = `Scoring stopped: ${data.error ?? "the server gave no reason"}`;
+  } else {
+    $("upload-status").textContent = `Scoring: ${data.completed} of ${data.total} leads (${percent} %)`;
+  }
+}
+
+function rowErrors(errors) {
+  if (!errors?.length) return "";
+  const shown = errors.slice(0, 3).map((e) => `row ${e.row}${e.lead_id ? ` (${e.lead_id})` : ""}: ${typeof e.detail === "string" ? e.detail : JSON.stringify(e.detail)}`);
+  return ` — ${shown.join("; ")}${errors.length > 3 ? "; …" : ""}`;
 }
 
 async function send(file) {
