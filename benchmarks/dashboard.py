@@ -39,7 +39,6 @@ from playwright.sync_api import Browser, BrowserContext, sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from api_load import Server, base_env, cli
-
 from leadscore.engine.io import frame_to_leads
 from leadscore.engine.synthetic import generate
 
@@ -69,7 +68,8 @@ window.WebSocket = class extends NativeSocket {
       const at = performance.timeOrigin + performance.now();
       if (!message.data.includes('"lead_scored"')) return;
       const event = JSON.parse(message.data);
-      window.arrivals.push([event.data.lead_id, event.data.ml_score, at, Date.parse(event.timestamp)]);
+      const data = event.data;
+      window.arrivals.push([data.lead_id, data.ml_score, at, Date.parse(event.timestamp)]);
     });
   }
 };
@@ -258,17 +258,16 @@ def live_updates(
         seen.setdefault((lead_id, shown_score), at)
     shown = {k: t for k, t in answered.items() if k in seen}
     print(f"live update at {rate:g} scores/s for {seconds} s (queue sorted by latest scored):")
-    print(
-        f"  HTTP response → row shows the new score    {summary([seen[k] - t for k, t in shown.items()])}"
-    )
     both = [k for k in shown if k in arrivals]
-    print(
-        f"  event published → message in the page     {summary([arrivals[k][0] - arrivals[k][1] for k in both])}"
-    )
-    print(
-        f"  message in the page → row painted          {summary([seen[k] - arrivals[k][0] for k in both])}"
-    )
-    print(f"  the page's own work per frame with events  {summary(work)}")
+    rows = {
+        "HTTP response → row shows the new score": [seen[k] - t for k, t in shown.items()],
+        "event published → message in the page": [arrivals[k][0] - arrivals[k][1] for k in both],
+        "message in the page → row painted": [seen[k] - arrivals[k][0] for k in both],
+    }
+    for label, values in rows.items():
+        print(f"  {label:<42} {summary(values)}")
+    script = "the page's script time per frame"
+    print(f"  {script:<42} {summary(work)}")
     missing = len(answered) - len(shown)
     print(
         f"  scores not seen on the page: {missing} of {len(answered)} ({len(arrivals)} events "
