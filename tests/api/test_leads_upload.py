@@ -220,16 +220,17 @@ def test_a_server_stopped_mid_upload_finishes_it_first(
     """Graceful shutdown drains accepted uploads before the score writer stops: every row
     of the 202 is stored when the next server starts."""
     first = deployment.start()
-    csv = leads_csv(tmp_path, 2000, "drain", seed=5)
+    csv = leads_csv(tmp_path, 5000, "drain", seed=5)
     with httpx.Client(base_url=first.url, timeout=30) as http:
         answer = http.post(URL, files={"file": ("d.csv", csv, CSV)}, headers=as_role("acme-agent"))
     assert answer.status_code == 202
+    assert first.services.uploads.task(answer.json()["batch_id"]) is not None  # still scoring
     first.stop()
     assert not first.thread.is_alive()
     second = deployment.start()
     try:
         with httpx.Client(base_url=second.url, timeout=30) as http:
-            for lead_id in ("drain_0", "drain_1999"):
+            for lead_id in ("drain_0", "drain_4999"):
                 found = http.get(f"/api/v1/ml/score/{lead_id}", headers=as_role("acme-viewer"))
                 assert found.status_code == 200, (lead_id, found.text)
     finally:
