@@ -172,7 +172,8 @@ async def _demo(
         streaming = asyncio.create_task(stream.run())
         try:
             await asyncio.wait({serving, streaming}, return_when=asyncio.FIRST_COMPLETED)
-            if streaming.done() and not streaming.cancelled() and streaming.exception():
+            failed = streaming.done() and not streaming.cancelled() and streaming.exception()
+            if failed and not server.should_exit:  # the server keeps serving without it
                 typer.echo(f"demo stream stopped: {streaming.exception()!r}", err=True)
             await serving
         finally:
