@@ -35,6 +35,7 @@ from leadscore.models.watcher import ModelWatcher
 from leadscore.outcomes.service import OutcomeService
 from leadscore.scoring.repository import ScoreRecord
 from leadscore.scoring.service import ScoringService
+from leadscore.scoring.upload import LeadUploads
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class Services:
     model_admin: ModelAdmin
     training: RetrainService
     drift: DriftService
+    uploads: LeadUploads
     limiter_log: DependencyLog = field(
         default_factory=lambda: DependencyLog(log, "redis (rate limiter, failing open)")
     )
