@@ -4,8 +4,10 @@
 import { api } from "./api.js";
 import { $, badge, card, errorText, fill, fmtMoney, fmtNum, fmtPct, fmtPoints, fmtScore, h, humanize, reasonText, signClass, timeEl } from "./dom.js";
 import { chart, figure } from "./charts.js";
+import { onLive } from "./live.js";
 
 let shown = null;
+let again = null;
 
 /** Base score, then each reason group's points, then the score: the steps add up exactly. */
 export function waterfallSteps(latest) {
@@ -123,11 +125,13 @@ function leadData(lead) {
 }
 
 export async function show(leadId) {
-  shown = leadId;
   const body = $("lead-body");
+  if (shown !== leadId || !body.childElementCount) {
+    $("lead-title").textContent = leadId;
+    fill(body, h("p", { class: "muted" }, "Loading…")); // a redraw of the same lead keeps it on screen
+  }
+  shown = leadId;
   $("lead-error").textContent = "";
-  $("lead-title").textContent = leadId;
-  fill(body, h("p", { class: "muted" }, "Loading…"));
   let lead;
   try {
     lead = await api(`/api/v1/ml/leads/${encodeURIComponent(leadId)}`);
@@ -154,4 +158,13 @@ export async function show(leadId) {
     questions(latest),
     money(latest),
     leadData(lead));
+}
+
+export function setup() {
+  // A new score of the lead on screen redraws it (once per burst).
+  onLive("lead_scored", (event) => {
+    if (event.data.lead_id !== shown || $("view-lead").hidden) return;
+    clearTimeout(again);
+    again = setTimeout(() => show(shown), 300);
+  });
 }

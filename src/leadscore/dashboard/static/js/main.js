@@ -5,9 +5,10 @@ import { current, onAuth, resume, signIn, signOut } from "./api.js";
 import { $ } from "./dom.js";
 import { connect, disconnect, refresh } from "./live.js";
 import * as queue from "./queue.js";
+import * as upload from "./upload.js";
 
 const VIEWS = ["sign-in", "queue", "lead", "team", "model", "upload"];
-let lazy = {}; // views loaded on first use: {team, model, upload, detail}
+const lazy = {}; // views loaded on first use: {team, model, detail}
 
 async function module(name) {
   lazy[name] ??= import(`./${name}.js`).then((m) => {
@@ -41,7 +42,6 @@ async function route() {
   if (name === "model") (await module("model")).show(true);
   else lazy.model?.then((m) => m.show(false));
   if (name === "lead") (await module("detail")).show(decodeURIComponent(arg));
-  if (name === "upload") await module("upload");
 }
 
 function signedIn(session) {
@@ -53,11 +53,9 @@ function signedIn(session) {
     $("main").focus({ preventScroll: true });
   }
   connect($("live-status"));
-  // The queue first; the team's polling and the other views' modules once its rows are in.
+  // The queue first; the team's polling once its rows are in.
   queue.reload().finally(() => {
-    if (!current()) return;
-    module("team").then((m) => m.start());
-    module("upload"); // listens for batch events from then on
+    if (current()) module("team").then((m) => m.start());
   });
   route();
 }
@@ -102,6 +100,7 @@ function keyFromFragment() {
 
 function boot() {
   queue.setup();
+  upload.setup(); // the file field works, and batch events are followed, from the start
   $("sign-in-form").addEventListener("submit", submit);
   $("sign-out").addEventListener("click", () => signOut());
   window.addEventListener("hashchange", route);
