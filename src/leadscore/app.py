@@ -69,8 +69,10 @@ from leadscore.monitoring import routes as monitoring_routes
 from leadscore.outcomes import routes as outcomes_routes
 from leadscore.outcomes.service import OutcomeIn, OutcomeService
 from leadscore.scoring import routes as scoring_routes
+from leadscore.scoring.leads import LeadsService
 from leadscore.scoring.schemas import ScoreRequest
 from leadscore.scoring.service import ScoringService, persist_scores, record_key
+from leadscore.scoring.stats import StatsService
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -215,6 +217,8 @@ async def _start(
             models, cache, writer, metrics, events, shadow,
             batch_chunk=settings.batch_progress_chunk,
         ),
+        leads=LeadsService(writer),
+        stats=StatsService(writer, metrics),
         shadow=shadow,
         outcomes=OutcomeService(writer),
         auth=auth,
