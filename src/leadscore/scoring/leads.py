@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -105,7 +106,7 @@ class LeadsService:
         """One page of the team's leads, best first by `sort`, and the cursor of the next."""
         after = decode_cursor(cursor, sort) if cursor is not None else None
         if keep.scored_since is not None:
-            keep = LeadFilter(**(vars(keep) | {"scored_since": utc(keep.scored_since, "since")}))
+            keep = replace(keep, scored_since=utc(keep.scored_since, "scored_since"))
         await self.writer.barrier()  # a lead scored a moment ago is listed
         rows = await repo.lead_page(session, principal.team_id, sort, keep, after, limit + 1)
         page = rows[:limit]
