@@ -104,8 +104,8 @@ def test_0007_backfills_each_leads_latest_score(backend: str, tmp_path: Path) ->
                     await connection.execute(
                         text("INSERT INTO scores (team_id, lead_id, model_version, ml_score, "
                              "classification, escalation_recommended, cache_hit, scored_at, "
-                             "result) VALUES (1, :lead, :v, :s, 'warm', false, false, :at, :r)"),
-                        {"lead": lead_id, "v": version, "s": score, "at": at,
+                             "result) VALUES (1, :lead, :v, :s, 'warm', :e, false, :at, :r)"),
+                        {"lead": lead_id, "v": version, "s": score, "at": at, "e": score < 50,
                          "r": json.dumps(_score_body(score, version, at))},
                     )  # fmt: skip
             await asyncio.to_thread(upgrade, url)

@@ -56,21 +56,21 @@ LATEST_COLUMNS: Final = (
 )  # fmt: skip
 
 
-def latest_columns(lead_data: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
-    """The leads row's copy of a score body (but its time): what the list shows and sorts on."""
-    qualification = result.get("qualification") or {}
-    ask_next = qualification.get("ask_next") or []
-    commission = result.get("commission") or {}
+def latest_columns(record: ScoreRecord) -> dict[str, Any]:
+    """The leads row's copy of a score: what the list shows, filters and sorts on."""
+    result, data = record.result, record.lead_data
+    ask_next = (result.get("qualification") or {}).get("ask_next") or []
     return {
-        "name": lead_data.get("name"),
-        "email": lead_data.get("email"),
-        "source": lead_data.get("source"),
-        "ml_score": result["ml_score"],
-        "classification": result["classification"],
-        "ml_confidence": result["ml_confidence"],
-        "qualification_needed": bool(qualification.get("needed")),
-        "expected_commission": commission.get("expected_commission"),
-        "model_version": result["model_version"],
+        "name": data.get("name"),
+        "email": data.get("email"),
+        "source": data.get("source"),
+        "ml_score": record.ml_score,
+        "classification": record.classification,
+        "ml_confidence": result.get("ml_confidence"),
+        "qualification_needed": record.escalation_recommended,  # = qualification.needed
+        "expected_commission": (result.get("commission") or {}).get("expected_commission"),
+        "scored_at": record.scored_at,
+        "model_version": record.model_version,
         "summary": {
             "top_question": {k: ask_next[0][k] for k in ("field", "question")}
             if ask_next
@@ -120,8 +120,7 @@ async def save_scores(session: AsyncSession, records: Sequence[ScoreRecord]) -> 
             "first_data": first[key].lead_data,
             "first_seen_at": first[key].scored_at,
             "updated_at": r.scored_at,
-            **latest_columns(r.lead_data, r.result),
-            "scored_at": r.scored_at,
+            **latest_columns(r),
             "change_points": within.get(key),
         }
         for key, r in latest.items()

@@ -40,21 +40,21 @@ SORT_COLUMNS = ("ml_score", "expected_commission", "scored_at", "change_points")
 CHUNK = 1000
 
 
-def _columns(data: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+def _columns(data: dict[str, Any], score: Any) -> dict[str, Any]:
     """As `scoring.repository.latest_columns` at this revision (a migration stays frozen)."""
-    qualification = result.get("qualification") or {}
-    ask_next = qualification.get("ask_next") or []
-    commission = result.get("commission") or {}
+    result = score["result"] or {}
+    ask_next = (result.get("qualification") or {}).get("ask_next") or []
     return {
         "name": data.get("name"),
         "email": data.get("email"),
         "source": data.get("source"),
-        "ml_score": result["ml_score"],
-        "classification": result["classification"],
-        "ml_confidence": result["ml_confidence"],
-        "qualification_needed": bool(qualification.get("needed")),
-        "expected_commission": commission.get("expected_commission"),
-        "model_version": result["model_version"],
+        "ml_score": score["ml_score"],
+        "classification": score["classification"],
+        "ml_confidence": result.get("ml_confidence"),
+        "qualification_needed": score["escalation_recommended"],
+        "expected_commission": (result.get("commission") or {}).get("expected_commission"),
+        "scored_at": score["scored_at"],
+        "model_version": score["model_version"],
         "summary": {
             "top_question": {k: ask_next[0][k] for k in ("field", "question")}
             if ask_next
@@ -71,7 +71,8 @@ def _backfill() -> None:
     leads = sa.Table("leads", meta, autoload_with=bind)
     scores = sa.Table("scores", meta, autoload_with=bind)
     ranked = sa.select(
-        scores.c.team_id, scores.c.lead_id, scores.c.ml_score, scores.c.scored_at,
+        scores.c.team_id, scores.c.lead_id, scores.c.ml_score, scores.c.classification,
+        scores.c.escalation_recommended, scores.c.model_version, scores.c.scored_at,
         scores.c.result,
         sa.func.row_number().over(
             partition_by=(scores.c.team_id, scores.c.lead_id),
@@ -100,8 +101,7 @@ def _backfill() -> None:
                 pending = []
             latest = {
                 "k_team": row["team_id"], "k_lead": row["lead_id"],
-                **_columns(row["data"] or {}, row["result"]),
-                "scored_at": row["scored_at"], "change_points": None,
+                **_columns(row["data"] or {}, row), "change_points": None,
             }  # fmt: skip
             pending.append(latest)
         elif latest is not None:
