@@ -166,11 +166,22 @@ def test_team_policy_is_recorded_in_the_card(workdir: Path) -> None:
     assert card["thresholds"]["commission_rate"] == 0.025
 
 
-def test_demo_serves_a_scored_demo_team(workdir: Path) -> None:
+def test_demo_serves_a_scored_demo_team_and_keeps_streaming(workdir: Path) -> None:
     port = free_port()
     env = {**os.environ, "LEADSCORE_HOME": str(workdir / "demo-home"), "OMP_NUM_THREADS": "2"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "leadscore", "demo", "--port", str(port), "--leads", "150"],
+        [
+            sys.executable,
+            "-m",
+            "leadscore",
+            "demo",
+            "--port",
+            str(port),
+            "--leads",
+            "150",
+            "--stream-rate",
+            "25",
+        ],
         cwd=workdir,
         env=env,
         stdout=subprocess.PIPE,
@@ -192,12 +203,34 @@ def test_demo_serves_a_scored_demo_team(workdir: Path) -> None:
         token = next(x.split(": ", 1)[1].strip() for x in lines if x.startswith("bearer token"))
         assert "scored 150 demo leads" in output
         assert "points" in output
+        assert f"http://127.0.0.1:{port}/dashboard#key={key}\n" in output  # one-click sign-in
         base = f"http://127.0.0.1:{port}/api/v1/ml"
         assert httpx.get(f"{base}/health").json()["status"] == "healthy"
-        status = httpx.get(f"{base}/model/status", headers={"X-API-Key": key}).json()
-        assert status["traffic"]["predictions"] == 150
         bearer = {"Authorization": f"Bearer {token}"}
         assert httpx.get(f"{base}/score/syn_0000001", headers=bearer).status_code == 200
+        # The stream goes on through the API: new leads (named live<block>_<n>, the first
+        # block handed out from its end), known leads re-scored, outcomes recorded.
+        seeded = [f"syn_{i:07d}" for i in range(150)]
+        new_lead = rescored = outcomes = None
+        deadline = time.monotonic() + 20
+        with httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=10) as api:
+            while time.monotonic() < deadline and not (new_lead and rescored and outcomes):
+                time.sleep(0.5)
+                if api.get("/score/live0001_0049").status_code == 200:
+                    new_lead = "live0001_0049"
+                for lead_id in seeded:
+                    history = api.get(f"/score/{lead_id}/history").json()["scores"]
+                    if len(history) > 1:
+                        rescored = history
+                        break
+                status = api.get("/model/status").json()
+                counted = [v["n"] for v in status["live_quality"]["versions"].values()]
+                outcomes = sum(counted) or None
+            assert new_lead, "no new lead scored by the stream"
+            assert rescored, "no seeded lead re-scored by the stream"
+            assert outcomes, "no outcome recorded by the stream"
+            assert status["traffic"]["predictions"] > 150
+        assert rescored[0]["scored_at"] > rescored[1]["scored_at"]
     finally:
         process.terminate()
         process.communicate(timeout=30)

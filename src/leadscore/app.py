@@ -73,6 +73,7 @@ from leadscore.scoring.leads import LeadsService
 from leadscore.scoring.schemas import ScoreRequest
 from leadscore.scoring.service import ScoringService, persist_scores, record_key
 from leadscore.scoring.stats import StatsService
+from leadscore.scoring.upload import LeadUploads
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -204,6 +205,16 @@ async def _start(
         await stack.enter_async_context(
             RetrainSchedule(training, settings.retrain_interval_hours * 3600.0)
         )
+    scoring = ScoringService(
+        models, cache, writer, metrics, events, shadow, batch_chunk=settings.batch_progress_chunk
+    )
+    # Closed before the writer and the publisher: its uploads finish and are announced first.
+    uploads = await stack.enter_async_context(
+        LeadUploads(
+            scoring, events, settings.home / models_routes.UPLOADS,
+            max_rows=settings.max_leads_upload_rows,
+        )
+    )  # fmt: skip
     return Services(
         settings=settings,
         engine=engine,
@@ -213,12 +224,10 @@ async def _start(
         models=models,
         writer=writer,
         metrics=metrics,
-        scoring=ScoringService(
-            models, cache, writer, metrics, events, shadow,
-            batch_chunk=settings.batch_progress_chunk,
-        ),
+        scoring=scoring,
         leads=LeadsService(writer),
         stats=StatsService(writer, metrics),
+        uploads=uploads,
         shadow=shadow,
         outcomes=OutcomeService(writer),
         auth=auth,
@@ -416,7 +425,10 @@ def create_app(
     app.add_middleware(
         BodyLimit,
         max_bytes=settings.max_body_bytes,
-        uploads={"/api/v1/ml/models/train/export": settings.max_upload_bytes},
+        uploads={
+            "/api/v1/ml/models/train/export": settings.max_upload_bytes,
+            "/api/v1/ml/leads/upload": settings.max_leads_upload_bytes,
+        },
     )
     app.openapi = partial(_openapi, app)  # type: ignore[method-assign]
     return app

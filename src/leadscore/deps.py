@@ -37,6 +37,7 @@ from leadscore.scoring.leads import LeadsService
 from leadscore.scoring.repository import ScoreRecord
 from leadscore.scoring.service import ScoringService
 from leadscore.scoring.stats import StatsService
+from leadscore.scoring.upload import LeadUploads
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ class Services:
     model_admin: ModelAdmin
     training: RetrainService
     drift: DriftService
+    uploads: LeadUploads
     limiter_log: DependencyLog = field(
         default_factory=lambda: DependencyLog(log, "redis (rate limiter, failing open)")
     )

@@ -14,7 +14,7 @@ import pytest
 from leadscore.core.errors import ModelArtifactError, TrainingDataError
 from leadscore.engine.attributes import AttributeSpec
 from leadscore.engine.columnar import raw_from_frame
-from leadscore.engine.features import PROTECTED, transform
+from leadscore.engine.features import CONVERSION_DIRECTIONS, PROTECTED, transform
 from leadscore.engine.metrics import SCORE_RESOLUTION, IsotonicCalibrator, auc, ece
 from leadscore.engine.model import LeadModel, ModelConfig, train
 from leadscore.engine.scorer import Scorer
@@ -200,3 +200,42 @@ def test_missing_labels_are_refused(train_frame: pl.DataFrame) -> None:
     frame = train_frame.head(100).with_columns(pl.lit(None, dtype=pl.Boolean).alias("converted"))
     with pytest.raises(TrainingDataError, match="no conversion label"):
         TrainingInput.from_frame(frame, AttributeSpec())
+
+
+@pytest.mark.parametrize("rows", [1, 2, 14, 32, 33])
+def test_small_batches_predict_as_the_booster_does(
+    model: LeadModel, holdout_frame: pl.DataFrame, rows: int
+) -> None:
+    """The one-row C path (up to 32 rows: a lead and its what-if variants) gives the margins
+    LightGBM's own batch prediction gives."""
+    x = model.matrix(transform(raw_from_frame(holdout_frame.head(rows)), model.encoding_), None)
+    for head, booster in model.boosters_.items():
+        ours = model.predict_head(head, x).raw
+        theirs = np.asarray(booster.predict(x, raw_score=True), dtype=np.float64)
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-9)
+
+
+def test_the_one_row_path_refuses_a_wrong_width(model: LeadModel) -> None:
+    single = model._single("conversion")
+    with pytest.raises(ValueError, match="features"):
+        single.raw_many(np.zeros((2, len(model.model_features_) + 1)))
+
+
+def test_the_conversion_score_rises_with_the_constrained_features(
+    model: LeadModel, holdout_frame: pl.DataFrame
+) -> None:
+    """Pre-approval, reply speed, timeline urgency and repeat views are constrained in
+    training: moving only one of them the warm way never lowers any lead's margin."""
+    x = model.matrix(transform(raw_from_frame(holdout_frame.head(2_000)), model.encoding_), None)
+    booster = model.boosters_["conversion"]
+    base = np.asarray(booster.predict(x, raw_score=True), dtype=np.float64)
+    index = {name: i for i, name in enumerate(model.model_features_)}
+    assert set(CONVERSION_DIRECTIONS) <= set(index)
+    for name, direction in CONVERSION_DIRECTIONS.items():
+        column = x[:, index[name]]
+        known = ~np.isnan(column)
+        moved = x.copy()
+        step = np.nanstd(column) or 1.0
+        moved[:, index[name]] = column + direction * step
+        margin = np.asarray(booster.predict(moved, raw_score=True), dtype=np.float64)
+        assert (margin[known] >= base[known] - 1e-12).all(), name

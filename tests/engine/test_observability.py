@@ -78,17 +78,22 @@ def test_the_contract_example_arriving_now_beats_the_median_lead(
     assert truth[0] > truth[1] > 2 * median_lead / 100
 
 
-def test_an_empty_lead_is_typical_not_hopeless(
-    scorer: Scorer, median_lead: float, holdout_frame: pl.DataFrame
+def test_an_empty_lead_scores_near_the_base_rate(
+    scorer: Scorer, holdout_frame: pl.DataFrame
 ) -> None:
     """A lead with nothing known is no evidence of a cold lead: the generator's truth puts it
-    near a typical lead (the median held-out lead), and the model follows, nowhere near 0."""
+    near the base rate (a little below: giving no contact detail is real evidence), the model
+    follows, and the lead goes to qualification as thin data with three questions."""
+    base = 100 * float(holdout_frame["converted"].mean())  # type: ignore[arg-type]
     truth = 100 * oracle_probabilities(oracle_inputs_from_frame(frame_of({}))).conversion[0]
-    typical = 100 * float(np.median(holdout_frame["p_conversion"].to_numpy()))
-    assert typical / 2 <= truth <= typical
-    empty = score(scorer, {})
-    assert empty >= truth / 2
-    assert empty >= median_lead / 3
+    assert 0.6 * base <= truth <= base
+    result = scorer.score(Lead(lead_id="lead", lead_data={}), as_of=NOW, ask=True)
+    # Few training leads are this bare (no contact, no source, no form, a day old): models of
+    # other seeds score it 6.7-10.6 against a truth of 8.9.
+    assert 0.5 * base <= result.ml_score <= 1.5 * base
+    assert result.qualification.needed
+    assert "thin_data" in result.qualification.reasons
+    assert len(result.qualification.ask_next) == 3
 
 
 # (field, colder value, warmer value): all else equal, the warmer lead scores higher.

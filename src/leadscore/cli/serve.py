@@ -7,11 +7,12 @@ import gc
 import os
 import sys
 import tempfile
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from leadscore.cli.demo import DEFAULT_RATE
 from leadscore.cli.keys import create_key
 from leadscore.core.config import ServiceSettings, is_loopback
 from leadscore.core.errors import ConfigurationError
@@ -116,13 +117,14 @@ def serve(
     )
 
 
-async def _demo(settings: ServiceSettings, host: str, port: int, leads: int) -> None:
+async def _demo(
+    settings: ServiceSettings, host: str, port: int, leads: int, stream_rate: float
+) -> None:
     import httpx
     import uvicorn
 
     from leadscore.app import create_app
-    from leadscore.engine.io import frame_to_leads
-    from leadscore.engine.synthetic import generate
+    from leadscore.cli.demo import DemoStream, demo_leads
 
     key = await create_key(settings, "demo", "admin", "demo")
     config = uvicorn.Config(
@@ -136,42 +138,63 @@ async def _demo(settings: ServiceSettings, host: str, port: int, leads: int) -> 
             return
         await asyncio.sleep(0.05)
     url = f"http://{host}:{port}"
-    now = datetime.now(UTC)
-    # Leads that arrived over the last month, scored as of now (their future is ignored).
-    frame = generate(leads, seed=7, start=now - timedelta(days=30), days=30).drop("as_of")
-    demo_leads = [lead.model_dump(mode="json", exclude_none=True) for lead in frame_to_leads(frame)]
+    seeded = demo_leads(leads, seed=7, now=datetime.now(UTC))
     async with httpx.AsyncClient(base_url=url, headers={"X-API-Key": key}) as client:
         token = (await client.post("/api/v1/auth/token")).json()["access_token"]
         scored: list[dict[str, Any]] = []
-        for start in range(0, len(demo_leads), 100):
+        for start in range(0, len(seeded), 100):
             response = await client.post(
-                "/api/v1/ml/batch-score", json={"leads": demo_leads[start : start + 100]}
+                "/api/v1/ml/batch-score",
+                json={"leads": [d.body for d in seeded[start : start + 100]]},
             )
             response.raise_for_status()
             scored += [r for r in response.json()["results"] if r]
-    scored.sort(key=lambda r: -r["ml_score"])
-    typer.echo(f"LeadScore demo running at {url}  (API docs: {url}/docs)")
-    typer.echo(f"admin API key : {key}")
-    typer.echo(f"bearer token  : {token}")
-    classes = {
-        c: sum(1 for r in scored if r["classification"] == c) for c in ("hot", "warm", "cold")
-    }
-    typer.echo(f"scored {len(scored)} demo leads: {classes}")
-    for result in scored[:3]:
-        typer.echo(f"  {result['lead_id']}  {result['ml_score']:.1f} {result['classification']}")
-        for reason in result["reasons"][:3]:
-            typer.echo(f"      {reason['text']}")
-    typer.echo("ready — Ctrl-C to stop")
-    await serving
+        scored.sort(key=lambda r: -r["ml_score"])
+        typer.echo(f"LeadScore demo running at {url}  (API docs: {url}/docs)")
+        # The key travels in the fragment: the page reads it, the browser never sends it.
+        typer.echo(f"dashboard     : {url}/dashboard#key={key}")
+        typer.echo(f"admin API key : {key}")
+        typer.echo(f"bearer token  : {token}")
+        classes = {
+            c: sum(1 for r in scored if r["classification"] == c) for c in ("hot", "warm", "cold")
+        }
+        typer.echo(f"scored {len(scored)} demo leads: {classes}")
+        for result in scored[:3]:
+            typer.echo(
+                f"  {result['lead_id']}  {result['ml_score']:.1f} {result['classification']}"
+            )
+            for reason in result["reasons"][:3]:
+                typer.echo(f"      {reason['text']}")
+        if stream_rate > 0:
+            typer.echo(f"streaming {stream_rate:g} scores/s: new leads, interactions and outcomes")
+        typer.echo("ready — Ctrl-C to stop")
+        stream = DemoStream(client, seeded, rate=stream_rate, stopping=lambda: server.should_exit)
+        streaming = asyncio.create_task(stream.run())
+        try:
+            await asyncio.wait({serving, streaming}, return_when=asyncio.FIRST_COMPLETED)
+            failed = streaming.done() and not streaming.cancelled() and streaming.exception()
+            if failed and not server.should_exit:  # the server keeps serving without it
+                typer.echo(f"demo stream stopped: {streaming.exception()!r}", err=True)
+            await serving
+        finally:
+            streaming.cancel()
+            await asyncio.gather(streaming, return_exceptions=True)
 
 
 def demo(
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
     leads: Annotated[int, typer.Option(min=1, max=10_000)] = 300,
+    stream_rate: Annotated[
+        float,
+        typer.Option(
+            min=0, max=50, help="Scores per second of the live stream after seeding (0: none)."
+        ),
+    ] = DEFAULT_RATE,
 ) -> None:
-    """The embedded demo: SQLite, in-process cache, built-in model, a demo team and key."""
+    """The embedded demo: SQLite, in-process cache, built-in model, a demo team and key, and a
+    live stream of new leads, interactions and outcomes."""
     settings = ServiceSettings(demo=True)
     _refuse_public_demo(settings, host)
     _prepare(settings, 1)
-    asyncio.run(_demo(settings, host, port, leads))
+    asyncio.run(_demo(settings, host, port, leads, stream_rate))

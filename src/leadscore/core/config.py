@@ -109,6 +109,12 @@ class ServiceSettings(StoreSettings):
     max_upload_bytes: int = Field(
         default=200 * 1_048_576, ge=1024, description="A CRM export uploaded for training."
     )
+    max_leads_upload_bytes: int = Field(
+        default=20 * 1_048_576, ge=1024, description="A CSV of leads uploaded for scoring."
+    )
+    max_leads_upload_rows: int = Field(
+        default=10_000, ge=1, le=1_000_000, description="Leads in one CSV uploaded for scoring."
+    )
     cache_max_entries: int = Field(default=100_000, ge=100)
     health_timeout_seconds: float = Field(default=0.5, gt=0, le=10)
     durable_scores: bool = Field(

@@ -13,9 +13,9 @@ from leadscore.engine.training import TrainingInput
 
 DEFAULT_TRAINING_LEADS: Final = 60_000
 DEFAULT_SEED: Final = 20_260_124
-#: Bump when the generator's world changes (2: observability by source, unknowns neutral), so
-#: a home that cached a model of the old world builds the new one instead of loading it.
-GENERATOR_WORLD: Final = 2
+#: Bump when the generator's world changes (2: observability by source; 3: gaps neutral in
+#: probability, bare contacts), so a home that cached a model of the old world builds anew.
+GENERATOR_WORLD: Final = 3
 
 
 def default_model_dir(home: Path) -> Path:

@@ -75,6 +75,20 @@ class SingleRowPredictor:
         """The raw margin of one row."""
         return float(self._predict(row, RAW_SCORE)[0])
 
+    def raw_many(self, rows: FloatArray) -> FloatArray:
+        """The raw margins of a few rows (a lead's what-if variants): one lock, one handle."""
+        if rows.ndim != 2 or rows.shape[1] != self._n_features:
+            raise ValueError(f"expected rows of {self._n_features} features, got {rows.shape}")
+        out = np.empty(len(rows), dtype=np.float64)
+        handle = self._handle(RAW_SCORE)
+        predict = _LIB.LGBM_BoosterPredictForMatSingleRowFast
+        with self._lock:
+            for i, row in enumerate(rows):
+                self._in[:] = row
+                _safe_call(predict(handle, self._in_ptr, self._out_len_ref, self._out_ptr))
+                out[i] = self._out[0]
+        return out
+
     def contributions(self, row: FloatArray) -> FloatArray:
         """Per-feature TreeSHAP contributions of one row, the expected value last."""
         return self._predict(row, CONTRIB)

@@ -91,6 +91,9 @@ class FeatureSpec:
     compute: Compute
     describe: Describe
     protected: bool = False
+    #: +1 when more of it can only raise the conversion score, -1 only lower it (a training
+    #: constraint, so no team's history can make a pre-approval count against a lead); 0 free.
+    direction: int = 0
 
 
 def _ratio(num: FloatArray, den: FloatArray) -> FloatArray:
@@ -295,11 +298,13 @@ FEATURES: Final[tuple[FeatureSpec, ...]] = (
         "log(1 + lower-median reply time in hours) over interactions up to the as-of time",
         "0 … 9", "no reply times", _log1p("resp_median"),
         _reply_time_text,
+        direction=-1,
     ),
     FeatureSpec(
         "fast_response_share", "response_patterns",
         "share of replies that came within 1 hour", "0 … 1", "no reply times",
         _fast_share, _fast_share_text,
+        direction=1,
     ),
     FeatureSpec(
         "interaction_count", "response_patterns",
@@ -338,6 +343,7 @@ FEATURES: Final[tuple[FeatureSpec, ...]] = (
         "repeat_listing_views", "response_patterns",
         "most views of one single listing", "0 … ∞", "no web activity",
         _col("repeat_views"), _repeat_views_text,
+        direction=1,
     ),
     FeatureSpec(
         "saved_and_favorites", "response_patterns",
@@ -367,12 +373,14 @@ FEATURES: Final[tuple[FeatureSpec, ...]] = (
         "timeline_months", "timeline_urgency",
         "stated time to buy in months", "0.5 … 60", "no readable timeline",
         _col("timeline_months"), _timeline_text,
+        direction=-1,
     ),
     FeatureSpec(
         "timeline_urgent", "timeline_urgency",
         "1 when the stated timeline is 3 months or less", "0 / 1", "no readable timeline",
         _urgent,
         _yes_no("Wants to move within 3 months", "No rush: more than 3 months", "Timeline unknown"),
+        direction=1,
     ),
     FeatureSpec(
         "lead_age_days", "timeline_urgency",
@@ -424,6 +432,7 @@ FEATURES: Final[tuple[FeatureSpec, ...]] = (
         "pre-approved for a mortgage", "0 / 1", "not given",
         _col("pre_approved"),
         _yes_no("Pre-approved for a mortgage", "Not pre-approved", "Pre-approval unknown"),
+        direction=1,
     ),
     FeatureSpec(
         "financing_readiness", "financial_readiness",
@@ -469,6 +478,10 @@ FEATURES: Final[tuple[FeatureSpec, ...]] = (
 FEATURE_NAMES: Final[tuple[str, ...]] = tuple(f.name for f in FEATURES)
 FEATURE_INDEX: Final[dict[str, int]] = {f.name: i for i, f in enumerate(FEATURES)}
 PROTECTED: Final[frozenset[str]] = frozenset(f.name for f in FEATURES if f.protected)
+#: The conversion score may only rise (+1) or fall (-1) with these features, all else equal.
+CONVERSION_DIRECTIONS: Final[dict[str, int]] = {
+    f.name: f.direction for f in FEATURES if f.direction
+}
 
 
 def transform(raw: RawBatch, encoding: SourceEncoding) -> FloatArray:
@@ -492,13 +505,14 @@ def spec_hash() -> str:
 def markdown_table() -> str:
     """The documented feature table, generated from the spec so docs cannot drift."""
     lines = [
-        "| # | feature | group | meaning | range | missing when | protected |",
-        "|---|---|---|---|---|---|---|",
+        "| # | feature | group | meaning | range | missing when | protected | score can only |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for i, f in enumerate(FEATURES, start=1):
         protected = "yes" if f.protected else ""
+        direction = {1: "rise with it", -1: "fall with it"}.get(f.direction, "")
         lines.append(
             f"| {i} | `{f.name}` | {GROUPS[f.group]} | {f.meaning} | {f.value_range} "
-            f"| {f.missing} | {protected} |"
+            f"| {f.missing} | {protected} | {direction} |"
         )
     return "\n".join(lines) + "\n"

@@ -28,6 +28,7 @@ from leadscore.engine.drift import reference
 from leadscore.engine.errors import ModelArtifactError
 from leadscore.engine.fastpath import SingleRowPredictor
 from leadscore.engine.features import (
+    CONVERSION_DIRECTIONS,
     FEATURE_INDEX,
     FEATURE_NAMES,
     PROTECTED,
@@ -76,7 +77,9 @@ class ModelConfig:
     """Training parameters; the defaults keep exact explanations under a tenth of a millisecond."""
 
     algorithm: Algorithm = "lightgbm"
-    max_trees: int = 400
+    #: Early stopping would go on to ~160 trees for no held-out gain; 100 keeps a lead's
+    #: explanations and what-if questions within the latency budget (BENCHMARKS.md).
+    max_trees: int = 100
     learning_rate: float = 0.12
     num_leaves: int = 8
     max_depth: int = 3
@@ -169,7 +172,7 @@ class LeadModel:
                 raw = contrib.sum(axis=1)
             else:
                 contrib = None
-                raw = np.array([single.raw(row) for row in x])
+                raw = single.raw_many(x)
             return HeadPrediction(raw, self.calibrators_[head].predict(raw), contrib)
         booster = self.boosters_[head]
         threads = 1 if x.shape[0] < 2_000 else self.num_threads
@@ -224,7 +227,14 @@ class LeadModel:
                 positives, negatives = np.sum(y_train == 1), np.sum(y_train == 0)
                 if min(positives, negatives) < MIN_CLASS_EXAMPLES:
                     continue
-            booster = fit_booster(parts["train"][1][known], y_train[known], categorical, config)
+            directions = CONVERSION_DIRECTIONS if head == "conversion" else {}
+            booster = fit_booster(
+                parts["train"][1][known],
+                y_train[known],
+                categorical,
+                config,
+                [directions.get(name, 0) for name in self.model_features_],
+            )
             self.boosters_[head] = booster
             cal_part, x_cal = parts["calibration"]
             y_cal = cal_part.outcomes.labels(head)

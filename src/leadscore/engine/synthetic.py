@@ -232,6 +232,9 @@ STREET_SUFFIXES: Final = ("St", "Ave", "Rd", "Blvd", "Dr", "Ln", "Ct", "Way", "P
 
 #: Share of leads whose source never asks for a budget (drawn independently of readiness).
 BUDGET_NOT_ASKED: Final = 0.2
+#: Share of leads that reach the CRM as a bare contact (a phone list, an import that kept only
+#: the contact): no form field at all, drawn independently of readiness and source.
+BARE_CONTACTS: Final = 0.08
 #: Budget modes: (name, clarity per docs/conventions.md, base logit, readiness slope); "none"
 #: is not drawn from its logit: it is the mode of every lead nobody asked.
 BUDGET_MODES: Final[tuple[tuple[str, int, float, float], ...]] = (
@@ -330,7 +333,7 @@ MISSING: Final[dict[str, float]] = {
 }
 
 #: Conversion logit intercept; the terms below add to it.
-CONVERSION_INTERCEPT: Final = -4.05
+CONVERSION_INTERCEPT: Final = -4.44
 
 
 @dataclass(frozen=True)
@@ -344,46 +347,47 @@ class Term:
 
 
 #: Terms of the conversion logit (besides the source offset). Quantities are OracleInputs fields.
-#: A quantity nobody recorded is neutral: its missing effect is its average effect where it is
-#: known; only the behavioural gaps (no interaction yet, no readable timeline) keep their own.
+#: A quantity nobody recorded is neutral in probability: its missing effect is the one under
+#: which the leads that have it would convert, on average, as they do (docs/synthetic.md § 3a).
+#: Counts that are never missing (interactions, age, contact) carry their value, zero included.
 CONVERSION_TERMS: Final = (
-    Term("median_response_hours", "log1p", -0.3, -0.40),
-    Term("fast_response_share", "linear", 0.6, 0.13),
+    Term("median_response_hours", "log1p", -0.3, -0.30),
+    Term("fast_response_share", "linear", 0.6, 0.21),
     Term("interactions", "log1p", 0.45, 0.0),
     Term("interactions_7d", "log1p", 0.35, 0.0),
     Term("lead_age_days", "log1p", -0.35, 0.0),
-    Term("days_since_last", "log1p", -0.25, -0.35),
-    Term("properties_viewed", "log1p", 0.25, 0.41),
-    Term("repeat_listing_views", "log1p", 0.45, 0.41),
-    Term("saves", "log1p", 0.25, 0.19),
-    Term("budget_clarity", "linear", 0.2, 0.51),
-    Term("timeline_months", "log1p", -0.45, -0.95),
-    Term("location_specificity", "linear", 0.15, 0.23),
-    Term("pre_approved", "linear", 0.6, 0.18),
-    Term("financing_readiness", "linear", 0.15, 0.16),
+    Term("days_since_last", "log1p", -0.25, -0.28),
+    Term("properties_viewed", "log1p", 0.25, 0.50),
+    Term("repeat_listing_views", "log1p", 0.45, 0.48),
+    Term("saves", "log1p", 0.25, 0.25),
+    Term("budget_clarity", "linear", 0.2, 0.53),
+    Term("timeline_months", "log1p", -0.45, -0.66),
+    Term("location_specificity", "linear", 0.15, 0.27),
+    Term("pre_approved", "linear", 0.6, 0.26),
+    Term("financing_readiness", "linear", 0.15, 0.22),
     Term("previous_transactions", "log1p", 0.15, 0.06),
     Term("first_time_buyer", "linear", -0.15, -0.08),
-    Term("mean_message_length", "log1p_hundreds", 0.3, 0.30),
-    Term("questions_per_interaction", "log1p", 0.45, 0.26),
+    Term("mean_message_length", "log1p_hundreds", 0.3, 0.34),
+    Term("questions_per_interaction", "log1p", 0.45, 0.31),
     Term("contact_completeness", "linear", 0.12, 0.0),
 )
 CLOSING_INTERCEPT: Final = -0.1
 #: Terms of the logit of closing given conversion.
 CLOSING_TERMS: Final = (
-    Term("pre_approved", "linear", 0.7, 0.21),
-    Term("financing_readiness", "linear", 0.3, 0.32),
-    Term("previous_transactions", "log1p", 0.25, 0.10),
-    Term("budget_clarity", "linear", 0.15, 0.38),
-    Term("timeline_months", "log1p", -0.2, -0.42),
+    Term("pre_approved", "linear", 0.7, 0.34),
+    Term("financing_readiness", "linear", 0.3, 0.45),
+    Term("previous_transactions", "log1p", 0.25, 0.11),
+    Term("budget_clarity", "linear", 0.15, 0.40),
+    Term("timeline_months", "log1p", -0.2, -0.26),
 )
 TIMELINE_INTERCEPT: Final = -0.3
 #: Terms of the logit of closing within the stated timeline given closing.
 TIMELINE_TERMS: Final = (
     Term("timeline_months", "log", 1.0, 0.0),
-    Term("pre_approved", "linear", 0.6, 0.18),
-    Term("financing_readiness", "linear", 0.3, 0.32),
-    Term("fast_response_share", "linear", 0.4, 0.09),
-    Term("median_response_hours", "log1p", -0.2, -0.26),
+    Term("pre_approved", "linear", 0.6, 0.37),
+    Term("financing_readiness", "linear", 0.3, 0.54),
+    Term("fast_response_share", "linear", 0.4, 0.18),
+    Term("median_response_hours", "log1p", -0.2, -0.17),
 )
 
 
@@ -642,11 +646,12 @@ def generate(n: int, seed: int, start: datetime = DEFAULT_START, days: int = 730
     market = rng.choice(len(MARKETS), size=n, p=weights / weights.sum()).astype(np.int64)
 
     observed = _observability(rng, np.where(source_missing, -1, source))
+    bare = rng.random(n) < BARE_CONTACTS
     contact = _contact(rng, readiness, market)
     web = _web_activity(rng, readiness, observed.web)
-    prefs = _preferences(rng, readiness)
-    location, loc_score = _location(rng, readiness, market)
-    budget = _budget(rng, readiness, market)
+    prefs = _preferences(rng, readiness, bare)
+    location, loc_score = _location(rng, readiness, market, bare)
+    budget = _budget(rng, readiness, market, bare)
 
     engagement = readiness * 0.55 + 0.35 * rng.standard_normal(n)
     speed = 0.5 * rng.standard_normal(n)
@@ -946,14 +951,15 @@ def _with_nulls(values: NDArray[Any], missing: Bools, dtype: pl.DataType) -> pl.
     return pl.Series(values).cast(dtype).scatter(np.flatnonzero(missing), None)
 
 
-def _preferences(rng: np.random.Generator, readiness: Floats) -> _Preferences:
+def _preferences(rng: np.random.Generator, readiness: Floats, bare: Bools) -> _Preferences:
     """Financing, timeline, history and household fields; family fields ignore readiness."""
     n = len(readiness)
     r = readiness
 
     def gone(field: str) -> Bools:
-        """Independent missingness at the field's documented rate."""
-        return rng.random(n) < MISSING[field]
+        """Independent missingness at the field's documented rate; a bare contact has none."""
+        missing: Bools = (rng.random(n) < MISSING[field]) | bare
+        return missing
 
     pre_approved = rng.random(n) < _sigmoid(-1.0 + 0.9 * r)
     pre_missing = gone("pre_approved")
@@ -1003,14 +1009,14 @@ def _preferences(rng: np.random.Generator, readiness: Floats) -> _Preferences:
 
 
 def _location(
-    rng: np.random.Generator, readiness: Floats, market: Ints
+    rng: np.random.Generator, readiness: Floats, market: Ints, bare: Bools
 ) -> tuple[pl.Series, Floats]:
     """Location text at a readiness-driven specificity level, and that level (NaN if null)."""
     n = len(readiness)
     latent = 0.7 * readiness + 0.8 * rng.logistic(size=n)
     level = np.searchsorted(np.array([-1.8, 0.0, 1.4]), latent).astype(np.int64)
     choice = _pick(rng, level, [row[0] for row in LOCATION_TEMPLATES])
-    missing = rng.random(n) < MISSING["location_preference"]
+    missing = (rng.random(n) < MISSING["location_preference"]) | bare
     hoods = pl.Series([h for m in MARKETS for h in m.hoods])
     values = pl.DataFrame(
         {
@@ -1053,11 +1059,11 @@ def _round_to(values: Floats, step: Floats) -> Floats:
     return np.round(values / step) * step
 
 
-def _budget(rng: np.random.Generator, readiness: Floats, market: Ints) -> _Budget:
+def _budget(rng: np.random.Generator, readiness: Floats, market: Ints, bare: Bools) -> _Budget:
     """A budget as a range, point, bound, unreadable text, numbers, or nothing."""
     n = len(readiness)
     mode_names = [row[0] for row in BUDGET_MODES]
-    asked = rng.random(n) >= BUDGET_NOT_ASKED
+    asked = (rng.random(n) >= BUDGET_NOT_ASKED) & ~bare
     said = 1 + _categorical(
         rng, [base + slope * readiness for _, _, base, slope in BUDGET_MODES[1:]]
     )

@@ -119,10 +119,20 @@ def booster_params(config: ModelConfig) -> dict[str, Any]:
 
 
 def fit_booster(
-    x: FloatArray, y: FloatArray, categorical: list[int], config: ModelConfig
+    x: FloatArray,
+    y: FloatArray,
+    categorical: list[int],
+    config: ModelConfig,
+    directions: Sequence[int] = (),
 ) -> lgb.Booster:
-    """Gradient boosting with early stopping on the latest tenth of the training rows."""
+    """Gradient boosting with early stopping on the latest tenth of the training rows;
+    `directions` (one per column, +1/-1/0) constrain the score to rise or fall with a column."""
     params = booster_params(config)
+    if any(directions):
+        params |= {
+            "monotone_constraints": list(directions),
+            "monotone_constraints_method": "intermediate",
+        }
     n_valid = max(int(len(y) * 0.1), 1)
     train_set = lgb.Dataset(
         x[:-n_valid], y[:-n_valid], categorical_feature=categorical or "auto", free_raw_data=False

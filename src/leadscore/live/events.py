@@ -7,7 +7,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -171,14 +171,23 @@ def _about_lead(
     )
 
 
-def batch_processing(team_id: int, batch_id: str, completed: int, total: int, status: str) -> Event:
-    """Progress of a batch: `started`, `in_progress` after each chunk, `completed`."""
+def batch_processing(
+    team_id: int,
+    batch_id: str,
+    completed: int,
+    total: int,
+    status: str,
+    outcome: Mapping[str, Any] | None = None,
+) -> Event:
+    """Progress of a batch: `started`, `in_progress` after each chunk, `completed` (or
+    `failed`); `outcome` adds how the batch ended (counts, errors) to its last event."""
     data = {
         "batch_id": batch_id,
         "status": status,
         "completed": completed,
         "total": total,
         "progress_percent": round(completed * 100.0 / total, 1) if total else 100.0,
+        **(outcome or {}),
     }
     body = envelope(EventType.BATCH_PROCESSING, data)
     return Event(EventType.BATCH_PROCESSING, team_id, None, None, time.time(), body)

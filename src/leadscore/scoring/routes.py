@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import (
     APIRouter,
@@ -13,6 +13,7 @@ from fastapi import (
 from pydantic import AwareDatetime
 
 from leadscore.core.http import ERROR_RESPONSES, JSON, LeadIdPath, json_body
+from leadscore.core.uploads import receive_form
 from leadscore.deps import (
     SECURED,
     PrincipalDep,
@@ -20,9 +21,11 @@ from leadscore.deps import (
     SessionDep,
     WriterDep,
 )
+from leadscore.engine.mapping import MAX_MAPPING_BYTES
 from leadscore.engine.schema import Lead
 from leadscore.scoring.repository import LeadFilter
 from leadscore.scoring.schemas import (
+    UPLOAD_FORM,
     BatchRequest,
     BatchResponse,
     HistoryResponse,
@@ -31,7 +34,9 @@ from leadscore.scoring.schemas import (
     ScoreRequest,
     ScoreResponse,
     StatsResponse,
+    UploadAccepted,
 )
+from leadscore.scoring.upload import csv_name
 
 router = APIRouter(prefix="/api/v1/ml", tags=["scoring"], responses=ERROR_RESPONSES)
 
@@ -138,3 +143,22 @@ async def stats(
     """The team's scores, spread, classes, calibration, pipeline and throughput over a window."""
     body = await services.stats.stats(session, principal, since, until)
     return Response(body, media_type=JSON)
+
+
+@router.post(
+    "/leads/upload", status_code=202, response_model=UploadAccepted,
+    openapi_extra=SECURED | UPLOAD_FORM,
+)  # fmt: skip
+async def upload_leads(
+    request: Request, services: ServicesDep, session: SessionDep, principal: WriterDep
+) -> dict[str, Any]:
+    """Score a CSV of leads (multipart `file`, optional `mapping`) in the background: checked
+    before the 202, then scored in chunks with `batch_processing` events for its `batch_id`."""
+    async with receive_form(
+        request, services.uploads.directory, to_disk={"file": csv_name},
+        in_memory={"mapping": MAX_MAPPING_BYTES},
+    ) as form:  # fmt: skip
+        upload = form.file("file")
+        return await services.uploads.start_upload(
+            session, principal, upload.path, upload.filename, form.data("mapping")
+        )

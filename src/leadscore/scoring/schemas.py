@@ -330,3 +330,44 @@ class StatsResponse(BaseModel):
     )
     bucket_seconds: int = Field(description="60, or coarser so that at most 1440 points")
     scores_per_minute: list[MinuteCount] = Field(max_length=1440)
+
+
+class UploadAccepted(BaseModel):
+    """A lead CSV read and checked: it is scored in the background; follow its
+    `batch_processing` events by `batch_id`."""
+
+    batch_id: str
+    total: int = Field(description="rows read; each ends succeeded or failed")
+    status: Literal["accepted"]
+
+
+# The multipart body of `POST /leads/upload`, parsed by the route itself.
+UPLOAD_FORM: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "title": "LeadUploadForm",
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "contentMediaType": "text/csv",
+                            "description": "CSV of leads (lead_id and lead fields), up to "
+                            "LEADSCORE_MAX_LEADS_UPLOAD_BYTES (20 MiB) and "
+                            "LEADSCORE_MAX_LEADS_UPLOAD_ROWS (10,000)",
+                        },
+                        "mapping": {
+                            "type": "string",
+                            "contentMediaType": "application/octet-stream",
+                            "description": "YAML column mapping (the team's CRM mapping), "
+                            "UTF-8, up to 64 KiB",
+                        },
+                    },
+                }
+            }
+        },
+    }
+}

@@ -341,6 +341,16 @@ class ScoringService:
             }
         )
 
+    async def score_leads(
+        self, principal: Principal, leads: Sequence[Lead], options: ScoreOptions
+    ) -> list[dict[str, Any]]:
+        """Score validated leads as one chunk of a longer job (an upload), which reports its
+        own progress: stored, cached and announced like any score."""
+        started = time.perf_counter()
+        lineup = self.models.lineup(principal.team_id)
+        items = [self._prepare(principal, lead, lineup, options) for lead in leads]
+        return await self._score_items(principal, items, options, started)
+
     def _progress(self, team: int, batch_id: str, done: int, total: int, status: str) -> None:
         """A batch progress event, when some client listens for them."""
         if self.events.wants(team, events.EventType.BATCH_PROCESSING):
