@@ -138,6 +138,8 @@ async def save_scores(session: AsyncSession, records: Sequence[ScoreRecord]) -> 
         index_elements=[LeadRow.team_id, LeadRow.lead_id],
         set_={"data": new.data, "updated_at": new.updated_at, "change_points": change}
         | {column: new[column] for column in LATEST_COLUMNS},
+        # Two workers' writers may commit out of order: an older score never replaces a newer.
+        where=LeadRow.updated_at <= new.updated_at,
     )
     # Parameters passed separately: one cached statement, whatever the batch size.
     await session.execute(statement, rows)
