@@ -70,8 +70,10 @@ from leadscore.monitoring import routes as monitoring_routes
 from leadscore.outcomes import routes as outcomes_routes
 from leadscore.outcomes.service import OutcomeIn, OutcomeService
 from leadscore.scoring import routes as scoring_routes
+from leadscore.scoring.leads import LeadsService
 from leadscore.scoring.schemas import ScoreRequest
 from leadscore.scoring.service import ScoringService, persist_scores, record_key
+from leadscore.scoring.stats import StatsService
 from leadscore.scoring.upload import LeadUploads
 
 log = logging.getLogger(__name__)
@@ -224,6 +226,8 @@ async def _start(
         writer=writer,
         metrics=metrics,
         scoring=scoring,
+        leads=LeadsService(writer),
+        stats=StatsService(writer, metrics),
         uploads=uploads,
         shadow=shadow,
         outcomes=OutcomeService(writer),

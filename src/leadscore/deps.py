@@ -33,8 +33,10 @@ from leadscore.models.shadow import ShadowScorer
 from leadscore.models.training import RetrainService
 from leadscore.models.watcher import ModelWatcher
 from leadscore.outcomes.service import OutcomeService
+from leadscore.scoring.leads import LeadsService
 from leadscore.scoring.repository import ScoreRecord
 from leadscore.scoring.service import ScoringService
+from leadscore.scoring.stats import StatsService
 from leadscore.scoring.upload import LeadUploads
 
 log = logging.getLogger(__name__)
@@ -54,6 +56,8 @@ class Services:
     shadow: ShadowScorer
     metrics: Metrics
     scoring: ScoringService
+    leads: LeadsService
+    stats: StatsService
     outcomes: OutcomeService
     auth: Authenticator
     teams: TeamAdmin

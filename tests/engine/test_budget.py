@@ -226,6 +226,13 @@ def test_parse_budget_table(text: str | None, expected: tuple[float | None, ...]
         ("high 400s to low 500s", (467_000, 533_000)),
         ("high 400s thru low 500s", (467_000, 533_000)),
         ("mid 455s to low 500s", None),
+        # a shorthand and an amount joined
+        ("low 500s to 600k", (500_000, 600_000)),
+        ("400k to mid 500s", (400_000, 567_000)),
+        ("between high 300s and 450k", (367_000, 450_000)),
+        ("low 500s – 600k", (500_000, 600_000)),
+        ("600k to low 500s", (600_000, 600_000)),  # falling: only the first is read
+        ("low 500s and 3 bedrooms", (500_000, 533_000)),
         # a stated range with an implausible end is unreadable, not half read
         ("between 300 and 150 million", None),
         ("$5-$500k", None),

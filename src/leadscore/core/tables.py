@@ -98,10 +98,19 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None]
 
 
+#: The leads list's sort keys, each with an index (team_id, key, lead_id): a page is read
+#: backwards along it (key DESC, lead_id DESC), the same on SQLite and PostgreSQL.
+LEAD_SORT_COLUMNS = ("ml_score", "expected_commission", "scored_at", "change_points")
+
+
 class LeadRow(Base):
-    """The latest data seen for a lead, per team."""
+    """The latest data seen for a lead, per team, with its latest score denormalised (the list)."""
 
     __tablename__ = "leads"
+    __table_args__ = tuple(
+        Index(f"ix_leads_team_{column}", "team_id", column, "lead_id")
+        for column in LEAD_SORT_COLUMNS
+    )
 
     team_id: Mapped[int] = mapped_column(
         ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True
@@ -112,13 +121,29 @@ class LeadRow(Base):
     first_data: Mapped[dict[str, Any] | None]
     first_seen_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # The latest score, written with it by the same upsert (null only before a first score).
+    name: Mapped[str | None] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(254))
+    source: Mapped[str | None] = mapped_column(String(60))
+    ml_score: Mapped[float | None] = mapped_column(Float)
+    classification: Mapped[str | None] = mapped_column(String(8))
+    ml_confidence: Mapped[float | None] = mapped_column(Float)
+    qualification_needed: Mapped[bool | None] = mapped_column(Boolean)
+    expected_commission: Mapped[float | None] = mapped_column(Float)
+    change_points: Mapped[float | None] = mapped_column(Float)  # since the previous score
+    scored_at: Mapped[datetime | None]
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    summary: Mapped[dict[str, Any] | None]  # top_question and the top two reasons
 
 
 class ScoreRow(Base):
     """One score returned to a client: the lead's score history."""
 
     __tablename__ = "scores"
-    __table_args__ = (Index("ix_scores_team_lead_time", "team_id", "lead_id", "scored_at"),)
+    __table_args__ = (
+        Index("ix_scores_team_lead_time", "team_id", "lead_id", "scored_at"),
+        Index("ix_scores_team_time", "team_id", "scored_at"),  # the stats window
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"))

@@ -240,6 +240,26 @@ def _next_range(text: str, pos: int) -> tuple[PriceRange | None, int]:
     return None, len(text)
 
 
+_JOIN_RE: Final = re.compile(r"\s*(?:" + _DASH + r"|to|through|thru|and)\s*")
+
+
+def _joined(text: str, pos: int, first: PriceRange) -> PriceRange:
+    """A shorthand and an amount joined into one range ("low 500s to 600k", "400k to mid
+    500s"): the lower end of the first to the upper end of the second, when they rise."""
+    join = _JOIN_RE.match(text, pos)
+    if join is None:
+        return first
+    match = _EXPR_RE.match(text, join.end())
+    if match is None:
+        return first
+    second, _ = _read(match)
+    if second is None or second.low is None or second.high is None:
+        return first
+    if first.low is None or second.high is None or second.high <= first.low:
+        return first
+    return PriceRange(first.low, second.high)
+
+
 @lru_cache(maxsize=4096)
 def parse_budget(text: str | None) -> PriceRange | None:
     """Read the first plausible amount expression in a budget text; None rather than a guess."""
@@ -249,6 +269,8 @@ def parse_budget(text: str | None) -> PriceRange | None:
     if _DIGIT_RE.search(lowered) is None:
         return None  # every expression has a number; skip the pattern on "flexible", "TBD"
     rng, pos = _next_range(lowered, 0)
+    if rng is not None and rng.low is not None and rng.high is not None:
+        return _joined(lowered, pos, rng)
     if rng is None or (rng.low is None) == (rng.high is None):
         return rng
     # A floor and a ceiling written apart ("min 400k, max 600k") make one range.

@@ -127,6 +127,27 @@ class Qualifier:
             if fact.asks_for in index
             and any(gain[index[f]] > 0 for f, _ in (*fact.yes, *fact.no) if f in index)
         )
+        # Each plan's answers as whole rows (mask, values): a lead's what-if rows are two
+        # np.where calls, however many facts are open.
+        width = len(names)
+        self._plan_columns = np.array([plan.column for plan in self._plans], dtype=np.int64)
+        self._answers = tuple(
+            self._answer_rows([getattr(plan, side) for plan in self._plans], width)
+            for side in ("yes", "no")
+        )
+
+    @staticmethod
+    def _answer_rows(
+        answers: list[tuple[tuple[int, float], ...]], width: int
+    ) -> tuple[BoolArray, FloatArray]:
+        """Per plan, which columns an answer sets and to what."""
+        mask = np.zeros((len(answers), width), dtype=bool)
+        values = np.zeros((len(answers), width), dtype=np.float64)
+        for row, answer in enumerate(answers):
+            for column, value in answer:
+                mask[row, column] = True
+                values[row, column] = value
+        return mask, values
 
     def known(self, x: FloatArray) -> BoolArray:
         """Which of each lead's model inputs carry a fact about it."""
@@ -147,30 +168,26 @@ class Qualifier:
     ) -> list[tuple[Question, ...]]:
         """Per lead, up to three missing facts whose answer moves its score most: every open
         question of every lead scored both ways in one call of `probability`."""
-        blocks: list[FloatArray] = []
-        asked: list[tuple[int, _Plan]] = []
-        for plan in self._plans:
-            open_leads = np.flatnonzero(~known[:, plan.column])
-            if not len(open_leads):
-                continue
-            yes = x[open_leads]  # fancy indexing: a copy
-            no = yes.copy()
-            for column, value in plan.yes:
-                yes[:, column] = value
-            for column, value in plan.no:
-                no[:, column] = value
-            # Each lead's yes row, then its no row.
-            blocks.append(np.stack([yes, no], axis=1).reshape(-1, x.shape[1]))
-            asked += [(lead, plan) for lead in open_leads.tolist()]
-        out: list[list[tuple[float, Question]]] = [[] for _ in range(len(x))]
-        if not asked:
+        if not self._plans:
             return [() for _ in range(len(x))]
-        scores = np.round(probability(np.vstack(blocks)) * 100.0, 1).tolist()
-        for k, (lead, plan) in enumerate(asked):
+        leads, plans = np.nonzero(~known[:, self._plan_columns])
+        if not len(leads):
+            return [() for _ in range(len(x))]
+        base = x[leads]
+        (yes_mask, yes_values), (no_mask, no_values) = self._answers
+        yes = np.where(yes_mask[plans], yes_values[plans], base)
+        no = np.where(no_mask[plans], no_values[plans], base)
+        # Each open question's yes row, then its no row.
+        scores = np.round(
+            probability(np.stack([yes, no], axis=1).reshape(-1, x.shape[1])) * 100.0, 1
+        ).tolist()
+        out: list[list[tuple[float, Question]]] = [[] for _ in range(len(x))]
+        for k, (lead, plan) in enumerate(zip(leads.tolist(), plans.tolist(), strict=True)):
             if_yes, if_no = scores[2 * k], scores[2 * k + 1]
-            question = Question(plan.fact.field, plan.fact.question, if_yes, if_no)
-            out[lead].append((abs(if_yes - if_no), question))
+            if if_yes != if_no:
+                fact = self._plans[plan].fact
+                question = Question(fact.field, fact.question, if_yes, if_no)
+                out[lead].append((abs(if_yes - if_no), question))
         return [
-            tuple(q for move, q in sorted(found, key=lambda m: -m[0])[:ASK_AT_MOST] if move > 0)
-            for found in out
+            tuple(q for _, q in sorted(found, key=lambda m: -m[0])[:ASK_AT_MOST]) for found in out
         ]

@@ -1,19 +1,34 @@
-"""Queries of leads and their scores; the score writer commits."""
+"""Queries of leads and their scores (the list and the stats too); the score writer commits."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import insert, select
+from sqlalchemy import (
+    ColumnElement,
+    Float,
+    Integer,
+    Numeric,
+    Row,
+    Select,
+    case,
+    cast,
+    func,
+    insert,
+    or_,
+    select,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from leadscore.core.tables import (
     LeadRow,
+    OutcomeRow,
     ScoreRow,
 )
 
@@ -32,6 +47,37 @@ class ScoreRecord:
     cache_hit: bool
     scored_at: datetime
     result: dict[str, Any]
+
+
+#: The lead's columns that hold its latest score, as `latest_columns` fills them.
+LATEST_COLUMNS: Final = (
+    "name", "email", "source", "ml_score", "classification", "ml_confidence",
+    "qualification_needed", "expected_commission", "scored_at", "model_version", "summary",
+)  # fmt: skip
+
+
+def latest_columns(record: ScoreRecord) -> dict[str, Any]:
+    """The leads row's copy of a score: what the list shows, filters and sorts on."""
+    result, data = record.result, record.lead_data
+    ask_next = (result.get("qualification") or {}).get("ask_next") or []
+    return {
+        "name": data.get("name"),
+        "email": data.get("email"),
+        "source": data.get("source"),
+        "ml_score": record.ml_score,
+        "classification": record.classification,
+        "ml_confidence": result.get("ml_confidence"),
+        "qualification_needed": record.escalation_recommended,  # = qualification.needed
+        "expected_commission": (result.get("commission") or {}).get("expected_commission"),
+        "scored_at": record.scored_at,
+        "model_version": record.model_version,
+        "summary": {
+            "top_question": {k: ask_next[0][k] for k in ("field", "question")}
+            if ask_next
+            else None,
+            "reasons": (result.get("reasons") or [])[:2],  # the engine sorts them by |points|
+        },
+    }
 
 
 async def save_scores(session: AsyncSession, records: Sequence[ScoreRecord]) -> None:
@@ -57,9 +103,14 @@ async def save_scores(session: AsyncSession, records: Sequence[ScoreRecord]) -> 
     )
     latest: dict[tuple[int, str], ScoreRecord] = {}
     first: dict[tuple[int, str], ScoreRecord] = {}
+    # A lead scored twice in one batch changed since its previous score in that batch.
+    within: dict[tuple[int, str], float] = {}
     for record in records:
-        latest[(record.team_id, record.lead_id)] = record
-        first.setdefault((record.team_id, record.lead_id), record)
+        key = (record.team_id, record.lead_id)
+        if key in latest:
+            within[key] = round(record.ml_score - latest[key].ml_score, 2)
+        latest[key] = record
+        first.setdefault(key, record)
     rows = [
         {
             "team_id": r.team_id,
@@ -69,14 +120,26 @@ async def save_scores(session: AsyncSession, records: Sequence[ScoreRecord]) -> 
             "first_data": first[key].lead_data,
             "first_seen_at": first[key].scored_at,
             "updated_at": r.scored_at,
+            **latest_columns(r),
+            "change_points": within.get(key),
         }
         for key, r in latest.items()
     ]
     upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     statement = upsert(LeadRow)
+    new = statement.excluded
+    # Otherwise the change is since the lead's stored latest score, read by the upsert itself.
+    change = case(
+        (new.change_points.is_not(None), new.change_points),
+        # round(numeric, int): PostgreSQL has no round(double precision, int).
+        else_=cast(func.round(cast(new.ml_score - LeadRow.ml_score, Numeric), 2), Float),
+    )
     statement = statement.on_conflict_do_update(
         index_elements=[LeadRow.team_id, LeadRow.lead_id],
-        set_={"data": statement.excluded.data, "updated_at": statement.excluded.updated_at},
+        set_={"data": new.data, "updated_at": new.updated_at, "change_points": change}
+        | {column: new[column] for column in LATEST_COLUMNS},
+        # Two workers' writers may commit out of order: an older score never replaces a newer.
+        where=LeadRow.updated_at <= new.updated_at,
     )
     # Parameters passed separately: one cached statement, whatever the batch size.
     await session.execute(statement, rows)
@@ -104,3 +167,197 @@ async def score_history(
         .limit(limit)
     )
     return list(result.scalars())
+
+
+@dataclass(frozen=True)
+class LeadFilter:
+    """What the leads list keeps; None keeps everything."""
+
+    classification: str | None = None
+    qualification_needed: bool | None = None
+    min_score: float | None = None
+    source: str | None = None  # compared case-insensitively
+    scored_since: datetime | None = None
+    q: str | None = None  # a substring of the name or the email, case-insensitively
+
+
+#: The leads list's sort keys: the column each orders by, descending.
+SORT_COLUMNS: Final = {
+    "score": LeadRow.ml_score,
+    "expected_commission": LeadRow.expected_commission,
+    "scored_at": LeadRow.scored_at,
+    "change": LeadRow.change_points,
+}
+
+_LIST_COLUMNS: Final = (
+    LeadRow.lead_id, LeadRow.name, LeadRow.email, LeadRow.source, LeadRow.ml_score,
+    LeadRow.classification, LeadRow.ml_confidence, LeadRow.qualification_needed,
+    LeadRow.expected_commission, LeadRow.change_points, LeadRow.scored_at,
+    LeadRow.model_version, LeadRow.summary,
+)  # fmt: skip
+
+
+def _filtered(statement: Select[Any], team_id: int, keep: LeadFilter) -> Select[Any]:
+    conditions: list[ColumnElement[bool]] = [
+        LeadRow.team_id == team_id,
+        LeadRow.ml_score.is_not(None),  # a lead is listed once it has a score
+    ]
+    if keep.classification is not None:
+        conditions.append(LeadRow.classification == keep.classification)
+    if keep.qualification_needed is not None:
+        conditions.append(LeadRow.qualification_needed == keep.qualification_needed)
+    if keep.min_score is not None:
+        conditions.append(LeadRow.ml_score >= keep.min_score)
+    if keep.source is not None:
+        conditions.append(func.lower(LeadRow.source) == keep.source.lower())
+    if keep.scored_since is not None:
+        conditions.append(LeadRow.scored_at >= keep.scored_since)
+    if keep.q is not None:
+        conditions.append(
+            or_(
+                LeadRow.name.icontains(keep.q, autoescape=True),
+                LeadRow.email.icontains(keep.q, autoescape=True),
+            )
+        )
+    return statement.where(*conditions)
+
+
+async def lead_page(
+    session: AsyncSession,
+    team_id: int,
+    sort: str,
+    keep: LeadFilter,
+    after: tuple[Any, str] | None,
+    limit: int,
+) -> list[Row[Any]]:
+    """Up to `limit` leads after the keyset `after` (sort value, lead id), by the sort key
+    descending then lead id descending, leads without a value last.
+
+    Two index range scans at most (team_id, key, lead_id) read backwards: the leads with a
+    value, then (when the page is not full) those without one.
+    """
+    column = SORT_COLUMNS[sort]
+    rows: list[Row[Any]] = []
+    if after is None or after[0] is not None:
+        valued = _filtered(select(*_LIST_COLUMNS), team_id, keep).where(column.is_not(None))
+        if after is not None:
+            value, lead_id = after
+            valued = valued.where(column <= value, or_(column < value, LeadRow.lead_id < lead_id))
+        valued = valued.order_by(column.desc(), LeadRow.lead_id.desc()).limit(limit)
+        rows = list(await session.execute(valued))
+    if len(rows) < limit:
+        empty = _filtered(select(*_LIST_COLUMNS), team_id, keep).where(column.is_(None))
+        if after is not None and after[0] is None:
+            empty = empty.where(LeadRow.lead_id < after[1])
+        missing = limit - len(rows)
+        empty = empty.order_by(LeadRow.lead_id.desc()).limit(missing)
+        rows += list(await session.execute(empty))
+    return rows
+
+
+async def lead(session: AsyncSession, team_id: int, lead_id: str) -> LeadRow | None:
+    """One lead of one team."""
+    return await session.get(LeadRow, (team_id, lead_id))
+
+
+def _floor(value: ColumnElement[Any], dialect: str) -> ColumnElement[int]:
+    """floor() of a non-negative value; SQLite may lack floor(), and its CAST truncates."""
+    if dialect == "postgresql":
+        return cast(func.floor(value), Integer)
+    return cast(value, Integer)
+
+
+def _epoch(moment: InstrumentedAttribute[datetime], dialect: str) -> ColumnElement[float]:
+    """Seconds since 1970 of a stored UTC instant."""
+    if dialect == "postgresql":
+        return cast(func.extract("epoch", moment), Float)
+    return (func.julianday(moment) - 2440587.5) * 86400.0
+
+
+def _band(score: InstrumentedAttribute[Any], dialect: str) -> ColumnElement[int]:
+    """The 10-point band of a score, 0..9 (100 is in the top band)."""
+    return case((score >= 90, 9), else_=_floor(score / 10, dialect))
+
+
+def _window(team_id: int, since: datetime, until: datetime) -> list[ColumnElement[bool]]:
+    return [ScoreRow.team_id == team_id, ScoreRow.scored_at >= since, ScoreRow.scored_at < until]
+
+
+async def score_bands(
+    session: AsyncSession, team_id: int, since: datetime, until: datetime
+) -> list[Row[Any]]:
+    """Per 10-point band of the window's scores: (band, scores, hot, warm, cold, qualified)."""
+    dialect = session.get_bind().dialect.name
+    band = _band(ScoreRow.ml_score, dialect).label("band")
+
+    def count_of(condition: ColumnElement[bool]) -> ColumnElement[int]:
+        return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+    statement = (
+        select(
+            band,
+            func.count().label("scores"),
+            count_of(ScoreRow.classification == "hot").label("hot"),
+            count_of(ScoreRow.classification == "warm").label("warm"),
+            count_of(ScoreRow.classification == "cold").label("cold"),
+            count_of(ScoreRow.escalation_recommended.is_(True)).label("qualified"),
+        )
+        .where(*_window(team_id, since, until))
+        .group_by(band)
+    )
+    return list(await session.execute(statement))
+
+
+async def score_timeline(
+    session: AsyncSession, team_id: int, since: datetime, until: datetime, bucket_seconds: int
+) -> list[Row[Any]]:
+    """(bucket, scores) of the window's non-empty buckets of `bucket_seconds` from `since`."""
+    dialect = session.get_bind().dialect.name
+    offset = _epoch(ScoreRow.scored_at, dialect) - since.timestamp()
+    bucket = _floor(offset / bucket_seconds, dialect).label("bucket")
+    statement = (
+        select(bucket, func.count().label("scores"))
+        .where(*_window(team_id, since, until))
+        .group_by(bucket)
+    )
+    return list(await session.execute(statement))
+
+
+async def conversion_bands(session: AsyncSession, team_id: int) -> list[Row[Any]]:
+    """Per band of the latest score, for leads with an outcome: (band, leads, mean score,
+    converted), a lead converted when it has a `converted` or `closed` outcome."""
+    dialect = session.get_bind().dialect.name
+    outcomes = (
+        select(
+            OutcomeRow.lead_id,
+            func.max(case((OutcomeRow.outcome.in_(("converted", "closed")), 1), else_=0)).label(
+                "converted"
+            ),
+        )
+        .where(OutcomeRow.team_id == team_id)
+        .group_by(OutcomeRow.lead_id)
+        .subquery()
+    )
+    band = _band(LeadRow.ml_score, dialect).label("band")
+    statement = (
+        select(
+            band,
+            func.count().label("leads"),
+            func.avg(LeadRow.ml_score).label("mean_score"),
+            func.sum(outcomes.c.converted).label("converted"),
+        )
+        .join(outcomes, outcomes.c.lead_id == LeadRow.lead_id)
+        .where(LeadRow.team_id == team_id, LeadRow.ml_score.is_not(None))
+        .group_by(band)
+    )
+    return list(await session.execute(statement))
+
+
+async def commission_by_class(session: AsyncSession, team_id: int) -> dict[str, float]:
+    """The sum of the expected commission of a team's leads, by their latest class."""
+    statement = (
+        select(LeadRow.classification, func.sum(LeadRow.expected_commission))
+        .where(LeadRow.team_id == team_id, LeadRow.classification.is_not(None))
+        .group_by(LeadRow.classification)
+    )
+    return {str(cls): float(total or 0.0) for cls, total in await session.execute(statement)}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import (
     APIRouter,
@@ -10,6 +10,7 @@ from fastapi import (
     Request,
     Response,
 )
+from pydantic import AwareDatetime
 
 from leadscore.core.http import ERROR_RESPONSES, JSON, LeadIdPath, json_body
 from leadscore.core.uploads import receive_form
@@ -22,13 +23,17 @@ from leadscore.deps import (
 )
 from leadscore.engine.mapping import MAX_MAPPING_BYTES
 from leadscore.engine.schema import Lead
+from leadscore.scoring.repository import LeadFilter
 from leadscore.scoring.schemas import (
     UPLOAD_FORM,
     BatchRequest,
     BatchResponse,
     HistoryResponse,
+    LeadDetail,
+    LeadsResponse,
     ScoreRequest,
     ScoreResponse,
+    StatsResponse,
     UploadAccepted,
 )
 from leadscore.scoring.upload import csv_name
@@ -77,6 +82,67 @@ async def score_history(
     return Response(
         await services.scoring.history(session, principal, lead_id, limit), media_type=JSON
     )
+
+
+@router.get("/leads", response_model=LeadsResponse, openapi_extra=SECURED)
+async def list_leads(
+    services: ServicesDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+    classification: Literal["hot", "warm", "cold"] | None = None,
+    qualification: Literal["needed", "not_needed"] | None = None,
+    min_score: Annotated[float | None, Query(ge=0, le=100)] = None,
+    source: Annotated[str | None, Query(max_length=60, description="case-insensitive")] = None,
+    scored_since: Annotated[AwareDatetime | None, Query(description="ISO 8601 with zone")] = None,
+    q: Annotated[
+        str | None, Query(min_length=1, max_length=254, description="in the name or email")
+    ] = None,
+    sort: Annotated[
+        Literal["score", "expected_commission", "scored_at", "change"],
+        Query(description="descending; ties by lead_id; leads without the value last"),
+    ] = "score",
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[
+        str | None, Query(max_length=1000, description="`next_cursor` of the previous page")
+    ] = None,
+) -> Response:
+    """The team's leads with their latest score, a page at a time."""
+    keep = LeadFilter(
+        classification=classification,
+        qualification_needed=None if qualification is None else qualification == "needed",
+        min_score=min_score,
+        source=source,
+        scored_since=scored_since,
+        q=q,
+    )
+    body = await services.leads.list(session, principal, keep, sort, limit, cursor)
+    return Response(body, media_type=JSON)
+
+
+@router.get("/leads/{lead_id}", response_model=LeadDetail, openapi_extra=SECURED)
+async def lead_detail(
+    lead_id: LeadIdPath,
+    services: ServicesDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+    history_limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+) -> Response:
+    """A lead's latest data and score, and its score history with the change of each."""
+    body = await services.leads.detail(session, principal, lead_id, history_limit)
+    return Response(body, media_type=JSON)
+
+
+@router.get("/stats", response_model=StatsResponse, openapi_extra=SECURED)
+async def stats(
+    services: ServicesDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+    since: Annotated[AwareDatetime | None, Query(description="default: a day before until")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="default: now")] = None,
+) -> Response:
+    """The team's scores, spread, classes, calibration, pipeline and throughput over a window."""
+    body = await services.stats.stats(session, principal, since, until)
+    return Response(body, media_type=JSON)
 
 
 @router.post(

@@ -206,6 +206,132 @@ class HistoryResponse(BaseModel):
     scores: list[HistoryEntry]
 
 
+class TopQuestion(BaseModel):
+    """The first question to ask the lead (the first of `qualification.ask_next`)."""
+
+    field: str
+    question: str
+
+
+class ListReason(BaseModel):
+    """One of a lead's top two reasons, with whatever else its score stored (feature, group)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    text: str
+    points: float
+
+
+class LeadItem(BaseModel):
+    """A lead of the list with its latest score."""
+
+    lead_id: str
+    name: str | None
+    email: str | None
+    source: str | None
+    ml_score: float
+    classification: Literal["hot", "warm", "cold"]
+    ml_confidence: float
+    qualification_needed: bool
+    top_question: TopQuestion | None
+    reasons: list[ListReason] = Field(max_length=2, description="the top two, biggest first")
+    expected_commission: float | None
+    change_points: float | None = Field(
+        description="points since the previous score; null for a lead scored once"
+    )
+    scored_at: datetime
+    model_version: str
+
+
+class LeadsResponse(BaseModel):
+    """One page of the team's leads; `next_cursor` fetches the next (null on the last page)."""
+
+    leads: list[LeadItem]
+    next_cursor: str | None
+
+
+class LeadDetail(BaseModel):
+    """A lead: its latest data, its latest score and its history, newest first."""
+
+    lead_id: str
+    lead_data: dict[str, Any]
+    first_seen_at: datetime
+    updated_at: datetime
+    latest: ScoreResponse
+    history: list[HistoryEntry]
+
+
+class Bin(BaseModel):
+    """Scores in [lower, upper) (the top bin includes 100)."""
+
+    lower: int
+    upper: int
+    count: int
+
+
+class ClassCounts(BaseModel):
+    """Counts per class."""
+
+    hot: int
+    warm: int
+    cold: int
+
+
+class CalibrationBand(BaseModel):
+    """Leads with an outcome whose latest score is in [lower, upper): predicted vs actual."""
+
+    lower: int
+    upper: int
+    leads: int
+    expected: float = Field(description="mean predicted probability (ml_score / 100)")
+    actual: float = Field(description="share converted (a `converted` or `closed` outcome)")
+
+
+class Pipeline(BaseModel):
+    """Sum of the expected commission of the team's leads, by their latest class."""
+
+    hot: float
+    warm: float
+    cold: float
+
+
+class Latency(BaseModel):
+    """Scoring latency percentiles in ms (null before any score)."""
+
+    p50: float | None
+    p95: float | None
+    p99: float | None
+
+
+class MinuteCount(BaseModel):
+    """Scores in the bucket starting at `minute`."""
+
+    minute: datetime
+    count: int
+
+
+class StatsResponse(BaseModel):
+    """A team's figures: window counts from the score history, calibration and pipeline over
+    all its leads (by their latest score), latency and cache hits as GET /metrics/performance."""
+
+    since: datetime
+    until: datetime
+    scores: int = Field(description="scores in [since, until)")
+    score_distribution: list[Bin] = Field(min_length=10, max_length=10)
+    classes: ClassCounts
+    conversion_by_band: list[CalibrationBand] = Field(
+        description="bands with at least one lead that has an outcome"
+    )
+    commission_pipeline: Pipeline
+    latency_ms: Latency = Field(description="since the servers started, as /metrics/performance")
+    cache_hit_rate: float | None = Field(description="since the servers started")
+    qualification_rate: float | None = Field(
+        description="share of the window's scores with qualification needed; null without scores"
+    )
+    bucket_seconds: int = Field(description="60, or coarser so that at most 1440 points")
+    scores_per_minute: list[MinuteCount] = Field(max_length=1440)
+
+
 class UploadAccepted(BaseModel):
     """A lead CSV read and checked: it is scored in the background; follow its
     `batch_processing` events by `batch_id`."""

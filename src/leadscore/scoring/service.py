@@ -20,6 +20,7 @@ from leadscore.core.db import transaction
 from leadscore.core.errors import NotFoundError
 from leadscore.core.metrics import Metrics
 from leadscore.core.schemas import validation_detail
+from leadscore.core.tables import ScoreRow
 from leadscore.core.timestamps import iso_z
 from leadscore.core.writer import ScoreWriter
 from leadscore.engine.schema import Lead
@@ -377,24 +378,25 @@ class ScoringService:
         rows = await repo.score_history(session, principal.team_id, lead_id, limit + 1)
         if not rows:
             raise NotFoundError(f"no score for lead {lead_id!r}")
-        previous = [*rows[1:], None]
-        return orjson.dumps(
-            {
-                "lead_id": lead_id,
-                "scores": [
-                    {
-                        "scored_at": iso_z(row.scored_at),
-                        "model_version": row.model_version,
-                        "ml_score": row.ml_score,
-                        "classification": row.classification,
-                        "cache_hit": row.cache_hit,
-                        "reasons": row.result.get("reasons"),
-                        "change": score_change(before.result, row.result) if before else None,
-                    }
-                    for row, before in zip(rows[:limit], previous, strict=False)
-                ],
-            }
-        )
+        return orjson.dumps({"lead_id": lead_id, "scores": history_entries(rows, limit)})
+
+
+def history_entries(rows: Sequence[ScoreRow], limit: int) -> list[dict[str, Any]]:
+    """The first `limit` of a lead's scores (newest first), each with its change since the
+    next older row (so pass one row more than shown)."""
+    previous = [*rows[1:], None]
+    return [
+        {
+            "scored_at": iso_z(row.scored_at),
+            "model_version": row.model_version,
+            "ml_score": row.ml_score,
+            "classification": row.classification,
+            "cache_hit": row.cache_hit,
+            "reasons": row.result.get("reasons"),
+            "change": score_change(before.result, row.result) if before else None,
+        }
+        for row, before in zip(rows[:limit], previous, strict=False)
+    ]
 
 
 def score_key(team_id: int, lead_id: str) -> tuple[int, str]:
