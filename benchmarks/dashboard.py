@@ -42,6 +42,10 @@ from api_load import Server, base_env, cli
 from leadscore.engine.io import frame_to_leads
 from leadscore.engine.synthetic import generate
 
+# The page's own marks (queue.js), ms since navigation start.
+MARKS = """Object.fromEntries(performance.getEntriesByType("mark")
+    .filter((m) => m.name.startsWith("queue:")).map((m) => [m.name, m.startTime]))"""
+
 FIRST_ROWS = """
 (() => {
   const poll = () => {
@@ -159,14 +163,17 @@ def new_context(browser: Browser, url: str, key: str) -> BrowserContext:
 
 def first_render(
     browser: Browser, url: str, key: str, loads: int
-) -> tuple[list[float], list[float]]:
-    cold, warm = [], []
+) -> tuple[list[float], list[float], list[dict[str, float]]]:
+    cold: list[float] = []
+    warm: list[float] = []
+    marks: list[dict[str, float]] = []
     for _ in range(loads):
         context = new_context(browser, url, key)
         page = context.new_page()
         page.goto(f"{url}/dashboard#/queue")
         page.wait_for_function("window.firstRowsMs !== undefined", timeout=30_000)
         cold.append(page.evaluate("window.firstRowsMs"))
+        marks.append(page.evaluate(MARKS))
         context.close()
     context = new_context(browser, url, key)
     page = context.new_page()
@@ -179,7 +186,7 @@ def first_render(
     rows = page.locator("#queue-rows tr").count()
     context.close()
     print(f"(the queue's first page: {rows} rows)")
-    return cold, warm
+    return cold, warm, marks
 
 
 async def score_steadily(
@@ -296,10 +303,25 @@ def main() -> None:
             print(f"seeded {len(leads):,} scored leads in {took:.1f} s")
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path=executable, headless=True)
-                cold, warm = first_render(browser, server.url, key, args.loads)
+                cold, warm, marks = first_render(browser, server.url, key, args.loads)
                 print("first render of the queue (navigation start → first rows painted):")
                 print(f"  fresh context (empty cache)   {summary(cold)}")
                 print(f"  reload (warm cache)           {summary(warm)}")
+                print("  fresh context, where the time went:")
+                steps = {
+                    "page and modules loaded, list requested": [m["queue:request"] for m in marks],
+                    "list request → response": [
+                        m["queue:response"] - m["queue:request"] for m in marks
+                    ],
+                    "response → rows in the DOM": [
+                        m["queue:rendered"] - m["queue:response"] for m in marks
+                    ],
+                    "rows in the DOM → first frame with them": [
+                        total - m["queue:rendered"] for total, m in zip(cold, marks, strict=True)
+                    ],
+                }
+                for label, values in steps.items():
+                    print(f"    {label:<40} {summary(values)}")
                 live_updates(browser, server.url, key, leads, args.rate, args.seconds)
                 browser.close()
         finally:

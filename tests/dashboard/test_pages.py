@@ -152,3 +152,53 @@ def test_the_model_view_shows_the_serving_model(
         expect(body).to_contain_text("Trial")
         expect(body).to_contain_text("Bootstrap")  # the registry's first champion
         watched.shot(f"model-{scheme}")
+
+
+def theme_colours(css: str) -> dict[str, dict[str, str]]:
+    """The stylesheet's colour variables: light (`:root`) and dark (the media query's)."""
+    light = re.search(r"^:root \{(.*?)^\}", css, re.M | re.S)
+    dark = re.search(r"prefers-color-scheme: dark\) \{\s*:root \{(.*?)\}", css, re.S)
+    assert light is not None
+    assert dark is not None
+    found = {}
+    for name, block in (("light", light.group(1)), ("dark", dark.group(1))):
+        found[name] = dict(re.findall(r"--([a-z0-9-]+):\s*(#[0-9a-fA-F]{6})", block))
+    return found
+
+
+def contrast(one: str, two: str) -> float:
+    """WCAG 2 contrast ratio of two #rrggbb colours."""
+
+    def luminance(colour: str) -> float:
+        channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    high, low = sorted((luminance(one), luminance(two)), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+#: Text colour → the backgrounds it is drawn on.
+TEXT_ON = {
+    "text": ["bg", "surface", "surface-2"],
+    "muted": ["bg", "surface", "surface-2"],
+    "accent": ["surface", "surface-2"],
+    "accent-text": ["accent"],
+    "up": ["surface"],
+    "down": ["surface", "bg"],
+    "hot": ["hot-bg", "surface"],
+    "warm": ["warm-bg", "surface"],
+    "cold": ["cold-bg", "surface"],
+    "ask": ["ask-bg"],
+    "ok": ["ok-bg", "surface"],
+}
+
+
+def test_text_contrast_meets_wcag_aa_in_both_themes() -> None:
+    themes = theme_colours((STATIC_DIR / "app.css").read_text())
+    for theme, colours in themes.items():
+        assert set(TEXT_ON) <= set(colours), (theme, sorted(colours))
+        for text, backgrounds in TEXT_ON.items():
+            for background in backgrounds:
+                ratio = contrast(colours[text], colours[background])
+                assert ratio >= 4.5, f"{theme}: --{text} on --{background} is {ratio:.2f}:1"

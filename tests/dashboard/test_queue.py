@@ -118,7 +118,7 @@ def test_filters_and_sort_change_the_list_as_the_api_does(
     wait_for_ids(page, wanted)
     if "classification" in params:
         badges = page.locator("#queue-rows td:nth-child(3) .badge")
-        expect(badges).to_have_text([value] * len(wanted))
+        expect(badges).to_have_text([value.capitalize()] * len(wanted))
 
 
 def test_search_and_min_score_narrow_the_list(

@@ -51,7 +51,7 @@ export function timeEl(iso) {
 }
 
 export function badge(classification) {
-  return h("span", { class: `badge ${classification}` }, classification ?? "—");
+  return h("span", { class: `badge ${classification}` }, classification ? humanize(classification) : "—");
 }
 
 /** The reason's sentence without its trailing points, which the page shows in colour. */

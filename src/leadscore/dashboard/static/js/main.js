@@ -52,11 +52,11 @@ function signedIn(session) {
   if (!document.activeElement || document.activeElement === document.body || $("view-sign-in").contains(document.activeElement)) {
     $("main").focus({ preventScroll: true });
   }
-  connect($("live-status"));
-  // The queue first; the team's polling once its rows are in.
+  // The queue's request first, then the socket; the team's polling once its rows are in.
   queue.reload().finally(() => {
     if (current()) module("team").then((m) => m.start());
   });
+  connect($("live-status"));
   route();
 }
 

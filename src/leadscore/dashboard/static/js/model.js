@@ -14,7 +14,7 @@ function metricsTable(metrics) {
   const heads = Object.entries(metrics ?? {});
   if (!heads.length) return h("p", { class: "muted" }, "The card has no held-out metrics.");
   return scroller(h("table", { class: "plain" },
-    h("thead", {}, h("tr", {}, ["Head", "AUC", "Brier", "ECE", "Log loss", "Held-out leads", "Positive rate"].map((t) => h("th", { scope: "col" }, t)))),
+    h("thead", {}, h("tr", {}, ["Head", "AUC", "Brier", "ECE", "Log loss", "Held-out leads", "Positive rate"].map((t, i) => h("th", { scope: "col", class: i ? "num" : null }, t)))),
     h("tbody", {}, heads.map(([head, m]) => h("tr", {},
       h("th", { scope: "row" }, humanize(head)), h("td", { class: "num" }, fmtNum(m.auc, 3)),
       h("td", { class: "num" }, fmtNum(m.brier, 3)), h("td", { class: "num" }, fmtNum(m.ece, 3)),
@@ -29,7 +29,7 @@ function serving(status) {
       h("dt", {}, "Version"), h("dd", {}, h("code", {}, status.version)),
       h("dt", {}, "Algorithm"), h("dd", {}, status.algorithm ?? "—"),
       h("dt", {}, "Trained"), h("dd", {}, timeEl(status.trained_at)),
-      h("dt", {}, "Training data"), h("dd", {}, status.training_data?.description ?? "—"),
+      h("dt", {}, "Training data"), h("dd", {}, status.training_data?.description || "—"),
       h("dt", {}, "Thresholds"), h("dd", {}, `hot ≥ ${t.hot}, warm ≥ ${t.warm}, qualify below ${fmtPct(t.escalation_confidence)} confidence`),
       h("dt", {}, "Predictions"), h("dd", {}, `${status.traffic.predictions.toLocaleString("en-US")} since the server started`)),
     h("h3", {}, "Held-out metrics (model card)"), metricsTable(status.metrics));
@@ -87,7 +87,7 @@ function trial(state, comparison) {
     const c = comparison;
     body.push(h("h3", {}, `Comparison on ${c.leads} leads with outcomes`),
       scroller(h("table", { class: "plain" },
-        h("thead", {}, h("tr", {}, ["", "Leads", "AUC", "Brier", "ECE"].map((t) => h("th", { scope: "col" }, t)))),
+        h("thead", {}, h("tr", {}, ["", "Leads", "AUC", "Brier", "ECE"].map((t, i) => h("th", { scope: "col", class: i ? "num" : null }, t)))),
         h("tbody", {}, [["Champion", c.champion], ["Challenger", c.challenger]].map(([label, q]) => h("tr", {},
           h("th", { scope: "row" }, label), h("td", { class: "num" }, q.n), h("td", { class: "num" }, fmtNum(q.auc, 3)),
           h("td", { class: "num" }, fmtNum(q.brier, 3)), h("td", { class: "num" }, fmtNum(q.ece, 3))))))),

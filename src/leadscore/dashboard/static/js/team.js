@@ -2,7 +2,7 @@
 // kept as a client-side series of those polls (the server reports them since it started).
 
 import { api, query } from "./api.js";
-import { $, card, errorText, fill, fmtMoney, fmtNum, fmtPct, h } from "./dom.js";
+import { $, card, errorText, fill, fmtMoney, fmtNum, fmtPct, h, humanize } from "./dom.js";
 import { chart, figure } from "./charts.js";
 
 const POLL_MS = 10000;
@@ -23,7 +23,7 @@ function pipeline(stats) {
   return card("Commission pipeline",
     h("p", { class: "kpi-value num" }, fmtMoney(total)),
     h("ul", { class: "hbars" }, ["hot", "warm", "cold"].map((cls) =>
-      h("li", {}, h("span", { class: "hbar-label" }, cls),
+      h("li", {}, h("span", { class: "hbar-label" }, humanize(cls)),
         h("span", { class: "track", "aria-hidden": "true" },
           h("span", { class: `bar ${cls}`, style: { width: `${total ? (100 * p[cls]) / total : 0}%` } })),
         h("span", { class: "num" }, fmtMoney(p[cls]))))),
