@@ -124,14 +124,17 @@ async function poll() {
 }
 
 export function start() {
-  stop();
+  clearInterval(timer);
   poll();
   timer = setInterval(poll, POLL_MS);
 }
 
+/** Signed out: stop polling and forget the figures (the next sign-in may be another team). */
 export function stop() {
   clearInterval(timer);
   timer = null;
+  series.length = 0;
+  last = null;
 }
 
 export function show(isVisible) {
