@@ -10,6 +10,8 @@ const RETRY_MS = 2000;
 const leads = new Map(); // lead_id -> lead (the list's shape)
 let order = []; // lead ids in display order
 let nextCursor = null;
+let loadedRows = 0; // rows the pages brought: live inserts beyond it push the last ones out
+const TRIMMED = "trimmed"; // nextCursor after that: "Load more" reloads from the top
 let filters = {};
 let generation = 0; // a reload started later wins over an earlier one still answering
 let pending = new Map(); // live updates waiting for the next frame
@@ -153,9 +155,25 @@ function add(page) {
     leads.set(lead.lead_id, lead);
   }
   nextCursor = page.next_cursor;
+  loadedRows = order.length;
+}
+
+/** Keep the list as long as the pages made it: a stream of new leads must not grow it forever. */
+function trim() {
+  while (order.length > Math.max(PAGE, loadedRows)) {
+    const id = order.pop();
+    leads.delete(id);
+    rows.get(id)?.remove();
+    rows.delete(id);
+    nextCursor = TRIMMED;
+  }
 }
 
 async function more() {
+  if (nextCursor === TRIMMED) {
+    await reload(); // the trimmed rows' place is no cursor's: start again from the top
+    return;
+  }
   const mine = generation;
   try {
     const page = await api(`/api/v1/ml/leads${query({ ...filters, limit: PAGE, cursor: nextCursor })}`);
@@ -239,6 +257,7 @@ function applyPending() {
     flash(tr);
   }
   pending.clear();
+  trim();
   if (focused && focused.isConnected && focused !== document.activeElement) focused.focus();
   renderFooter();
   performance.measure("queue:live", { start: started });
