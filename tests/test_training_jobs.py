@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leadscore.auth import repository as auth_repo
-from leadscore.core.errors import ModelArtifactError, NotFoundError
+from leadscore.core.errors import ModelArtifactError, NotFoundError, TrainingDataError
 from leadscore.core.tables import TrainingJobRow
 from leadscore.models import repository as repo
 from leadscore.models.registry import CHAMPION, GLOBAL, Registry, scope_of
@@ -78,3 +78,18 @@ async def test_a_job_whose_worker_died_is_failed_and_the_newest_comes_first(
     jobs = await service.jobs(team.id)
     assert [(j["job"], j["state"]) for j in jobs] == [("alive", "running"), ("crashed", "failed")]
     assert jobs[1]["error"] == INTERRUPTED  # recorded as running, but it holds no lease
+
+
+async def test_recalibration_with_too_few_outcomes_is_refused_before_any_work(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    """A team without enough outcomes is refused at once: no lease taken, no training process
+    started (that would cost seconds before the same refusal)."""
+    async with sessions() as session, session.begin():
+        team = await auth_repo.create_team(session, "acme", datetime.now(UTC))
+    registry = Committing(Registry(tmp_path / "artifacts"), sessions)
+    trainer = RetrainService(sessions, registry.service, "sqlite+aiosqlite://", tmp_path / "s")
+    with pytest.raises(TrainingDataError, match="0 leads with outcomes; recalibration needs"):
+        await trainer.recalibrate(team.id, actor="test")
+    assert trainer._pool is None
+    assert await registry.lease(scope_of(team.id), "next", trainer.lease)  # none was left held

@@ -68,7 +68,7 @@ from leadscore.models.training import RetrainSchedule, RetrainService
 from leadscore.models.watcher import ModelWatcher
 from leadscore.monitoring import routes as monitoring_routes
 from leadscore.outcomes import routes as outcomes_routes
-from leadscore.outcomes.service import OutcomeIn, OutcomeService
+from leadscore.outcomes.service import OTHER_WRITERS_SECONDS, OutcomeIn, OutcomeService
 from leadscore.scoring import routes as scoring_routes
 from leadscore.scoring.leads import LeadsService
 from leadscore.scoring.schemas import ScoreRequest
@@ -230,7 +230,10 @@ async def _start(
         stats=StatsService(writer, metrics),
         uploads=uploads,
         shadow=shadow,
-        outcomes=OutcomeService(writer),
+        # Several workers need Redis: only then may a lead's score sit in another worker's writer.
+        outcomes=OutcomeService(
+            writer, OTHER_WRITERS_SECONDS if settings.redis_url else 0.0
+        ),
         auth=auth,
         teams=TeamAdmin(settings, auth),
         started_at=datetime.now(UTC),

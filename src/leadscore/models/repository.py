@@ -303,6 +303,14 @@ async def teams_with_outcomes(session: AsyncSession, at_least: int) -> list[int]
     return list(result.scalars())
 
 
+async def labelled_leads(session: AsyncSession, team_id: int) -> int:
+    """How many of a team's leads have an outcome: an upper bound of its training rows."""
+    result = await session.execute(
+        select(func.count(func.distinct(OutcomeRow.lead_id))).where(OutcomeRow.team_id == team_id)
+    )
+    return int(result.scalar_one())
+
+
 async def model_experiments(session: AsyncSession) -> dict[str, ModelExperimentRow]:
     """scope → the experiment running there."""
     result = await session.execute(select(ModelExperimentRow))

@@ -454,6 +454,10 @@ class RetrainService:
         job = uuid.uuid4().hex[:12]
         scope = scope_of(team_id)
         async with transaction(self.sessions) as session:
+            # Refused here, without starting the training process, when it cannot be enough.
+            labelled = await repo.labelled_leads(session, team_id)
+            if labelled < MIN_RECALIBRATION_LEADS:
+                raise _too_few(team_id, labelled, MIN_RECALIBRATION_LEADS, "recalibration")
             leased = await self.registry.lease(session, scope, job, self.lease)
         if not leased:
             raise TrainingBusyError(f"a training job for team {team_id} is already running")

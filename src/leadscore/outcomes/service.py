@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Final, Literal
@@ -21,6 +23,10 @@ CLOCK_SKEW: Final = timedelta(minutes=5)
 EARLIEST: Final = datetime(2000, 1, 1, tzinfo=UTC)
 #: A deal that closed cannot also be lost, nor the reverse.
 EXCLUSIVE: Final = {"closed": "lost", "lost": "closed"}
+#: With several workers, a lead scored a moment ago by another one is written by that worker's
+#: score writer within its flush interval: wait this long for it before answering 404.
+OTHER_WRITERS_SECONDS: Final = 2.0
+_POLL_SECONDS: Final = 0.1
 
 
 class ConflictError(LeadScoreError):
@@ -102,8 +108,9 @@ def _refuse_conversion_after_loss(
 class OutcomeService:
     """Records outcomes for the caller's team; all of a request or none of it."""
 
-    def __init__(self, writer: ScoreWriter[Any]) -> None:
+    def __init__(self, writer: ScoreWriter[Any], other_writers_seconds: float = 0.0) -> None:
         self.writer = writer
+        self.other_writers_seconds = other_writers_seconds
 
     async def record(
         self, session: AsyncSession, principal: Principal, items: Sequence[OutcomeIn]
@@ -119,6 +126,19 @@ class OutcomeService:
         except IntegrityError as exc:  # the same outcome arrived in a concurrent request
             raise ConflictError("an outcome of these leads was recorded meanwhile; retry") from exc
 
+    async def _unknown(self, session: AsyncSession, team: int, lead_ids: list[str]) -> list[str]:
+        """The leads without a score, after giving other workers' writers time to commit."""
+        deadline = time.monotonic() + self.other_writers_seconds
+        while True:
+            known = await repo.known_leads(session, team, lead_ids)
+            unknown = [lead_id for lead_id in lead_ids if lead_id not in known]
+            if not unknown or time.monotonic() >= deadline:
+                return unknown
+            # Read committed (PostgreSQL; SQLite runs each read on its own): the next read sees
+            # what other workers committed meanwhile.
+            await asyncio.sleep(_POLL_SECONDS)
+            lead_ids = unknown
+
     async def _record(
         self,
         session: AsyncSession,
@@ -127,8 +147,7 @@ class OutcomeService:
         lead_ids: list[str],
         now: datetime,
     ) -> bytes:
-        known = await repo.known_leads(session, team, lead_ids)
-        unknown = [lead_id for lead_id in lead_ids if lead_id not in known]
+        unknown = await self._unknown(session, team, lead_ids)
         if unknown:
             raise NotFoundError(f"no score for these leads of your team: {unknown[:20]}")
         existing = await repo.lead_outcomes(session, team, lead_ids)
