@@ -27,6 +27,7 @@ from sqlalchemy import delete, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from leadscore.auth.principal import Principal
+from leadscore.cli.serve import tune_process
 from leadscore.core.migrate import upgrade
 from leadscore.core.tables import LeadRow, Team
 from leadscore.scoring.leads import LeadsService, encode_cursor
@@ -112,6 +113,7 @@ async def run(url: str, n: int, repeat: int, name: str) -> None:
     seeded = time.perf_counter() - started
     async with engine.begin() as connection:
         await connection.execute(text("ANALYZE"))
+    tune_process()  # as `leadscore serve` tunes a worker once it is built (gc, switch interval)
     service = LeadsService(NoWriter())  # type: ignore[arg-type]
     principal = Principal(key_id=0, team_id=team_id, team_name="bench", role="viewer")
     cases: list[tuple[str, str, LeadFilter, str | None]] = []
