@@ -35,6 +35,17 @@ def redis_url() -> str:
     return _service_url(REDIS_URL_VAR, "Redis")
 
 
+async def reset_postgres(url: str) -> None:
+    """Drop everything in the test database's public schema: each user starts from nothing."""
+    import asyncpg
+
+    connection = await asyncpg.connect(url.replace("+asyncpg", ""))
+    try:
+        await connection.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+    finally:
+        await connection.close()
+
+
 def dead_port() -> int:
     """A loopback port nothing listens on: bound by the OS, then released."""
     with socket.socket() as probe:

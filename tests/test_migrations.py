@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -19,15 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from leadscore.core.migrate import alembic_config, upgrade
 from leadscore.core.tables import Base, LeadRow
 from leadscore.core.timestamps import iso_z
-from tests.services import postgres_url
-
-
-async def _reset_postgres(url: str) -> None:
-    connection = await asyncpg.connect(url.replace("+asyncpg", ""))
-    try:
-        await connection.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
-    finally:
-        await connection.close()
+from tests.services import postgres_url, reset_postgres
 
 
 def _differences(url: str) -> list[object]:
@@ -75,7 +66,7 @@ def test_0007_backfills_each_leads_latest_score(backend: str, tmp_path: Path) ->
     score before it; a lead scored once has no change."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'm.db'}" if backend == "sqlite" else postgres_url()
     if backend == "postgres":
-        asyncio.run(_reset_postgres(url))
+        asyncio.run(reset_postgres(url))
     command.upgrade(alembic_config(url), "0006")
     now = datetime.now(UTC).replace(microsecond=0)
     scores = [  # (lead, score, version, minutes ago); lead l1 twice at the same instant

@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
@@ -34,7 +33,7 @@ from leadscore.core.timestamps import iso_z
 from leadscore.deps import Services
 from leadscore.scoring.schemas import EXAMPLE_LEAD
 
-from ..services import postgres_url, redis_url
+from ..services import postgres_url, redis_url, reset_postgres
 
 SECRET = "test-secret-7Qm2Vx9Lk4Pz8Rw3Ht6Jn1Bc5Fd0Gs"
 
@@ -43,14 +42,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-async def _reset_postgres(url: str) -> None:
-    connection = await asyncpg.connect(url.replace("+asyncpg", ""))
-    try:
-        await connection.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
-    finally:
-        await connection.close()
 
 
 async def _reset_redis(url: str) -> None:
@@ -126,7 +117,7 @@ def deploy(name: str, home: Path, model_dir: Path) -> Deployment:
         database, cache = f"sqlite+aiosqlite:///{home / 'leadscore.db'}", None
     else:
         database, cache = postgres_url(), redis_url()
-        asyncio.run(_reset_postgres(database))
+        asyncio.run(reset_postgres(database))
         asyncio.run(_reset_redis(cache))
     settings = ServiceSettings(
         home=home,
