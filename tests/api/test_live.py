@@ -176,7 +176,7 @@ def test_subscribe_filters_and_unsubscribe(
     headers = as_role("acme-agent")
     cold = client.post("/api/v1/ml/score", json=lead("live_cold", **COLD), headers=headers).json()
     hot = client.post(
-        "/api/v1/ml/score", json=lead("live_hot", **hot_data()), headers=headers
+        "/api/v1/ml/score", json=lead("live_hot", **hot_data(), source="Zillow"), headers=headers
     ).json()
     assert cold["ml_score"] < 50 <= hot["ml_score"]
     event = wait_for(ws, "lead_scored")
@@ -190,6 +190,11 @@ def test_subscribe_filters_and_unsubscribe(
     assert data["expected_commission"] == hot["commission"]["expected_commission"]
     assert [r["feature"] for r in data["reasons"]] == [r["feature"] for r in hot["reasons"][:3]]
     assert data["change"] is None  # its first score
+    assert data["source"] == "Zillow"
+    asked = hot["qualification"]["ask_next"]
+    assert data["top_question"] == (
+        {"field": asked[0]["field"], "question": asked[0]["question"]} if asked else None
+    )
     changed = hot_data() | {"location_preference": "78701", "financing": "cash"}
     warmer = client.post("/api/v1/ml/score", json=lead("live_hot", **changed), headers=headers)
     assert warmer.json()["ml_score"] >= 50  # still passes the filter

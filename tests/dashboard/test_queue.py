@@ -69,11 +69,17 @@ def test_a_scored_lead_appears_and_a_new_score_moves_its_row_live(
     wait_for_ids(page, [lead["lead_id"] for lead in api_leads(client, key)])
     page.evaluate("window.notReloaded = true")
 
-    cold = score(client, key, "Casey Newcomer", **COLD)
+    cold = score(client, key, "Casey Newcomer", source="Zillow", **COLD)
     row = page.locator(f'#queue-rows tr[data-id="{cold["lead_id"]}"]')
     expect(row).to_be_visible(timeout=LIVE_MS)
     expect(row).to_contain_text("Casey Newcomer")
     expect(row.locator(".score-value")).to_have_text(f"{cold['ml_score']:.1f}")
+    # A new lead's row from the event alone: its source, and the question to ask first.
+    expect(row).to_contain_text("Zillow")
+    assert cold["qualification"]["needed"]
+    assert cold["qualification"]["ask_next"]
+    first = cold["qualification"]["ask_next"][0]["question"]
+    expect(row.locator(".question")).to_have_text(first)
 
     # The same lead, now hot: its row shows the new score and moves up to its rank.
     hot = score(client, key, "Casey Newcomer", lead_id=cold["lead_id"], **hot_data())

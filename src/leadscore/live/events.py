@@ -110,14 +110,20 @@ def decode(message: bytes) -> list[Event]:
 
 
 def lead_scored(
-    team_id: int, name: str | None, body: dict[str, Any], change: dict[str, Any] | None = None
+    team_id: int,
+    name: str | None,
+    body: dict[str, Any],
+    change: dict[str, Any] | None = None,
+    source: str | None = None,
 ) -> Event:
-    """A lead was scored: the dashboard's row, with the reasons, the money, and why its score
-    moved since its previous one (`change`, null for a first score)."""
+    """A lead was scored: the dashboard's row, with the reasons, the money, the first question
+    to ask, and why its score moved since its previous one (`change`, null for a first score)."""
     commission = body.get("commission") or {}
+    ask_next = (body.get("qualification") or {}).get("ask_next") or []
     data = {
         "lead_id": body["lead_id"],
         "name": name,
+        "source": source,
         "ml_score": body["ml_score"],
         "classification": body["classification"],
         "confidence": body["ml_confidence"],
@@ -133,6 +139,7 @@ def lead_scored(
         "processing_time_ms": body["processing_time_ms"],
         "evidence": body.get("evidence"),
         "qualification_needed": body["escalation_recommended"],
+        "top_question": {k: ask_next[0][k] for k in ("field", "question")} if ask_next else None,
         "change": change,
     }
     return _about_lead(EventType.LEAD_SCORED, team_id, name, body, data)

@@ -268,7 +268,8 @@ class ScoringService:
             if publish_scored:
                 previous = before.get(id(item))
                 change = score_change(orjson.loads(previous), body) if previous else None
-                self.events.emit(events.lead_scored(team, name, body, change))
+                source = item.lead.lead_data.source
+                self.events.emit(events.lead_scored(team, name, body, change, source))
             if publish_escalation and body["escalation_recommended"]:
                 threshold = team_policy(item.live.scorer.policy, principal).escalation_confidence
                 self.events.emit(events.escalation(team, name, body, threshold))

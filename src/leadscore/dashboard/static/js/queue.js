@@ -188,18 +188,19 @@ async function more() {
   }
 }
 
-/** A `lead_scored` event as a list row, keeping what the event does not carry. */
+/** A `lead_scored` event as a list row, keeping what the event does not carry (email). */
 function fromEvent(event, previous) {
   const d = event.data;
   return {
     ...(previous ?? {}),
     lead_id: d.lead_id,
     name: d.name ?? previous?.name ?? null,
+    source: d.source ?? previous?.source ?? null,
     ml_score: d.ml_score,
     classification: d.classification,
     ml_confidence: d.confidence,
     qualification_needed: d.qualification_needed,
-    top_question: d.qualification_needed ? previous?.top_question ?? null : null,
+    top_question: d.top_question ?? null,
     reasons: d.reasons.slice(0, 2).map((r) => ({ text: r.text, points: r.points })),
     expected_commission: d.expected_commission,
     change_points: d.change ? d.change.points : null,
