@@ -30,10 +30,19 @@ matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => {
   for (const item of live) draw(item);
 });
 
+// Frames to wait for a chart's box to be placed in the page (a view may build its cards
+// before it has fetched everything and attaches them).
+const ATTACH_FRAMES = 120;
+
 async function draw(item) {
   const U = await uPlot();
   if (item.plot) item.plot.destroy();
   if (!item.el.isConnected) {
+    item.waited = (item.waited ?? 0) + 1;
+    if (!item.plot && item.waited <= ATTACH_FRAMES) {
+      requestAnimationFrame(() => draw(item));
+      return;
+    }
     live.delete(item);
     resize.unobserve(item.el);
     return;
