@@ -18,7 +18,7 @@ test: setup  ## The whole test suite against private PostgreSQL and Redis (scrip
 	@{ command -v chromium && command -v openssl; } >/dev/null 2>&1 || { [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1 && \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 	  -o DPkg::Lock::Timeout=300 chromium openssl >/dev/null; } || \
-	  echo "make test: chromium or openssl is missing and could not be installed (as root: apt-get install -y chromium openssl); tests/api/test_live_docs.py and the Redis TLS test will fail" >&2
+	  echo "make test: chromium or openssl is missing and could not be installed (as root: apt-get install -y chromium openssl); the browser tests (tests/dashboard/, tests/api/test_live_docs.py) and the Redis TLS test will fail" >&2
 	@dir=$$(mktemp -d); \
 	trap 'scripts/test-services.sh stop "$$dir" && rm -rf "$$dir"' EXIT; \
 	trap 'exit 130' INT TERM HUP; \
@@ -37,12 +37,15 @@ format: setup
 	$(UV) run ruff format src tests benchmarks
 	$(UV) run ruff check --fix src tests benchmarks
 
-bench: setup  ## Every benchmark (about 15 min; the API load needs wrk, PostgreSQL and Redis); figures go to BENCHMARKS.md
+bench: setup  ## Every benchmark (about 20 min; the API load needs wrk, PostgreSQL and Redis); figures go to BENCHMARKS.md
 	$(UV) run python benchmarks/engine_latency.py --tradeoff
 	$(UV) run python benchmarks/build_times.py
 	$(UV) run python benchmarks/quality.py
+	$(UV) run python benchmarks/observability.py
 	$(UV) run python benchmarks/file_scoring.py
 	$(UV) run python benchmarks/request_split.py
 	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(UV) run python benchmarks/api_load.py
 	$(UV) run python benchmarks/ws_fanout.py
+	$(UV) run python benchmarks/leads_list.py
+	$(UV) run python benchmarks/dashboard.py
