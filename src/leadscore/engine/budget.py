@@ -255,7 +255,7 @@ def _joined(text: str, pos: int, first: PriceRange) -> PriceRange:
     second, _ = _read(match)
     if second is None or second.low is None or second.high is None:
         return first
-    if first.low is None or second.high is None or second.high <= first.low:
+    if first.low is None or second.high <= first.low:
         return first
     return PriceRange(first.low, second.high)
 

@@ -71,10 +71,6 @@ class SingleRowPredictor:
             )
             return self._out[: self._out_len.value].copy()
 
-    def raw(self, row: FloatArray) -> float:
-        """The raw margin of one row."""
-        return float(self._predict(row, RAW_SCORE)[0])
-
     def raw_many(self, rows: FloatArray) -> FloatArray:
         """The raw margins of a few rows (a lead's what-if variants): one lock, one handle."""
         if rows.ndim != 2 or rows.shape[1] != self._n_features:

@@ -115,11 +115,11 @@ def lead_scored(
     body: dict[str, Any],
     change: dict[str, Any] | None = None,
     source: str | None = None,
+    top_question: dict[str, Any] | None = None,
 ) -> Event:
     """A lead was scored: the dashboard's row, with the reasons, the money, the first question
     to ask, and why its score moved since its previous one (`change`, null for a first score)."""
     commission = body.get("commission") or {}
-    ask_next = (body.get("qualification") or {}).get("ask_next") or []
     data = {
         "lead_id": body["lead_id"],
         "name": name,
@@ -139,7 +139,7 @@ def lead_scored(
         "processing_time_ms": body["processing_time_ms"],
         "evidence": body.get("evidence"),
         "qualification_needed": body["escalation_recommended"],
-        "top_question": {k: ask_next[0][k] for k in ("field", "question")} if ask_next else None,
+        "top_question": top_question,
         "change": change,
     }
     return _about_lead(EventType.LEAD_SCORED, team_id, name, body, data)

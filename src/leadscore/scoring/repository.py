@@ -56,10 +56,15 @@ LATEST_COLUMNS: Final = (
 )  # fmt: skip
 
 
+def top_question(result: dict[str, Any]) -> dict[str, Any] | None:
+    """The first question of a score's `qualification.ask_next` ({field, question}), or None."""
+    ask_next = (result.get("qualification") or {}).get("ask_next") or []
+    return {k: ask_next[0][k] for k in ("field", "question")} if ask_next else None
+
+
 def latest_columns(record: ScoreRecord) -> dict[str, Any]:
     """The leads row's copy of a score: what the list shows, filters and sorts on."""
     result, data = record.result, record.lead_data
-    ask_next = (result.get("qualification") or {}).get("ask_next") or []
     return {
         "name": data.get("name"),
         "email": data.get("email"),
@@ -72,9 +77,7 @@ def latest_columns(record: ScoreRecord) -> dict[str, Any]:
         "scored_at": record.scored_at,
         "model_version": record.model_version,
         "summary": {
-            "top_question": {k: ask_next[0][k] for k in ("field", "question")}
-            if ask_next
-            else None,
+            "top_question": top_question(result),
             "reasons": (result.get("reasons") or [])[:2],  # the engine sorts them by |points|
         },
     }

@@ -268,8 +268,8 @@ class ScoringService:
             if publish_scored:
                 previous = before.get(id(item))
                 change = score_change(orjson.loads(previous), body) if previous else None
-                source = item.lead.lead_data.source
-                self.events.emit(events.lead_scored(team, name, body, change, source))
+                source, question = item.lead.lead_data.source, repo.top_question(body)
+                self.events.emit(events.lead_scored(team, name, body, change, source, question))
             if publish_escalation and body["escalation_recommended"]:
                 threshold = team_policy(item.live.scorer.policy, principal).escalation_confidence
                 self.events.emit(events.escalation(team, name, body, threshold))
