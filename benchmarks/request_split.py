@@ -121,7 +121,7 @@ async def main() -> None:
         for i in range(200):
             rows = [dataclasses.replace(record, lead_id=f"p{i}_{j}") for j in range(20)]
             start = time.perf_counter()
-            await persist_scores(sessions, rows)
+            await persist_scores(sessions, (), rows)
             batches.append((time.perf_counter() - start) / 20)
         parts["persistence per score (20-row SQLite batch, off the request)"] = (
             statistics.median(batches) * 1e6

@@ -72,7 +72,7 @@ from leadscore.outcomes.service import OTHER_WRITERS_SECONDS, OutcomeIn, Outcome
 from leadscore.scoring import routes as scoring_routes
 from leadscore.scoring.leads import LeadsService
 from leadscore.scoring.schemas import ScoreRequest
-from leadscore.scoring.service import ScoringService, persist_scores, record_key
+from leadscore.scoring.service import ScoreHook, ScoringService, persist_scores, record_key
 from leadscore.scoring.stats import StatsService
 from leadscore.scoring.upload import LeadUploads
 
@@ -148,10 +148,12 @@ async def _start(
     cache = create_cache(redis, max_entries=settings.cache_max_entries)
     stack.push_async_callback(cache.close)
     metrics = Metrics.create()
+    # What commits with each batch of scores (filled once the domains that add them exist).
+    score_hooks: list[ScoreHook] = []
     shadow = await stack.enter_async_context(ShadowScorer(partial(persist_shadow_scores, sessions)))
     writer = await stack.enter_async_context(
         ScoreWriter(
-            partial(persist_scores, sessions),
+            partial(persist_scores, sessions, score_hooks),
             batch_max=settings.write_batch_max,
             interval_ms=settings.write_interval_ms,
             durable=settings.durable_scores,
@@ -207,8 +209,9 @@ async def _start(
             RetrainSchedule(training, settings.retrain_interval_hours * 3600.0)
         )
     scoring = ScoringService(
-        models, cache, writer, metrics, events, shadow, batch_chunk=settings.batch_progress_chunk
-    )
+        models, cache, writer, metrics, events, shadow,
+        batch_chunk=settings.batch_progress_chunk, hooks=score_hooks,
+    )  # fmt: skip
     # Closed before the writer and the publisher: its uploads finish and are announced first.
     uploads = await stack.enter_async_context(
         LeadUploads(

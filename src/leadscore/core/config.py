@@ -163,6 +163,48 @@ class ServiceSettings(StoreSettings):
         default=25, ge=1, le=100, description="Leads per batch chunk (one progress event each)."
     )
 
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key(s) that encrypt CRM credentials at rest; comma-separated to "
+        "rotate (the first encrypts, every one decrypts). `leadscore crm keygen` makes one.",
+    )
+    ghl_webhook_public_key: str | None = Field(
+        default=None,
+        description="GoHighLevel's webhook signing key (PEM text); default: the published key.",
+    )
+    webhook_max_age_seconds: float = Field(
+        default=300.0, gt=0, le=86_400, description="A webhook timestamped further off is refused."
+    )
+    crm_inbox_max_pending: int = Field(
+        default=50_000, ge=1, description="Webhooks waiting beyond this answer 429 (retry later)."
+    )
+    crm_poll_seconds: float = Field(
+        default=1.0, gt=0, le=60,
+        description="How often each worker looks for webhooks and write-backs of other workers.",
+    )  # fmt: skip
+    crm_retry_base_seconds: float = Field(
+        default=2.0, gt=0, le=3600, description="First retry delay of a failed write-back."
+    )
+    crm_retry_max_seconds: float = Field(
+        default=300.0, gt=0, le=86_400, description="Longest delay between write-back retries."
+    )
+    crm_max_attempts: int = Field(
+        default=12, ge=1, le=100, description="Write-back attempts before it is marked failed."
+    )
+    anthropic_api_key: SecretStr | None = Field(
+        default=None, description="Turns the LLM qualifier on (escalated leads go to Claude)."
+    )
+    anthropic_model: str = Field(default="claude-haiku-4-5", max_length=100)
+    llm_calls_per_hour: int = Field(
+        default=60, ge=1, le=100_000, description="LLM qualifications per team per hour."
+    )
+    llm_min_confidence: float = Field(
+        default=0.7, ge=0, le=1, description="Below this the LLM's answer waits for a person."
+    )
+    llm_max_attempts: int = Field(
+        default=3, ge=1, le=20, description="LLM calls for one lead before a person takes it."
+    )
+
     @field_validator("cors_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: object) -> object:

@@ -19,6 +19,7 @@ from sqlalchemy import (
     MetaData,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -267,3 +268,138 @@ class TrainingJobRow(Base):
     version: Mapped[str | None] = mapped_column(String(64))  # the challenger it registered
     promoted: Mapped[bool | None] = mapped_column(Boolean)
     error: Mapped[str | None] = mapped_column(String(1000))
+
+
+class CrmConnectionRow(Base):
+    """A team's link to one CRM account: where its webhooks come from and its scores go."""
+
+    __tablename__ = "crm_connections"
+    __table_args__ = (UniqueConstraint("provider", "account_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), index=True)
+    provider: Mapped[str] = mapped_column(String(16))  # gohighlevel | followupboss | webhook
+    account_id: Mapped[str] = mapped_column(String(100))  # GoHighLevel's locationId
+    name: Mapped[str | None] = mapped_column(String(100))
+    api_base: Mapped[str | None] = mapped_column(String(500))
+    # Fernet tokens (LEADSCORE_SECRET_KEY) of the write-back credentials and the signing secret.
+    credentials: Mapped[bytes | None] = mapped_column(LargeBinary)
+    signing_secret: Mapped[bytes | None] = mapped_column(LargeBinary)
+    write_back: Mapped[dict[str, Any]]  # score_field, class_tags, commission_field, threshold
+    field_mapping: Mapped[dict[str, Any]]  # CRM custom field -> lead field or attributes.<name>
+    options: Mapped[dict[str, Any]]  # provider specifics (Follow Up Boss signature variant)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class CrmContactRow(Base):
+    """A CRM contact known as one of the team's leads, with what was last written back to it."""
+
+    __tablename__ = "crm_contacts"
+    __table_args__ = (Index("ix_crm_contacts_team_lead", "team_id", "lead_id"),)
+
+    connection_id: Mapped[int] = mapped_column(
+        ForeignKey("crm_connections.id", ondelete="CASCADE"), primary_key=True
+    )
+    contact_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    team_id: Mapped[int] = mapped_column(Integer)
+    lead_id: Mapped[str] = mapped_column(String(100))
+    written_score: Mapped[float | None] = mapped_column(Float)
+    written_class: Mapped[str | None] = mapped_column(String(8))
+    # Conversations' last outbound message times and the recent messages (for a qualifier).
+    state: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime]
+
+
+class CrmInboxRow(Base):
+    """A webhook as received, stored before its 2xx; a worker processes it after."""
+
+    __tablename__ = "crm_inbox"
+    __table_args__ = (
+        UniqueConstraint("provider", "event_id"),
+        Index("ix_crm_inbox_status_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    event_id: Mapped[str] = mapped_column(String(200))
+    connection_id: Mapped[int] = mapped_column(
+        ForeignKey("crm_connections.id", ondelete="CASCADE"), index=True
+    )
+    team_id: Mapped[int] = mapped_column(Integer)
+    event_type: Mapped[str] = mapped_column(String(60))
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(12))  # pending|done|ignored|rejected|failed
+    attempts: Mapped[int] = mapped_column(Integer)
+    # A worker processing it holds it until then; a worker killed meanwhile lets it expire.
+    lease_until: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(String(1000))
+    received_at: Mapped[datetime]
+    processed_at: Mapped[datetime | None]
+
+
+class CrmOutboxRow(Base):
+    """A score to write back to a CRM contact, committed with the score; a sender delivers it."""
+
+    __tablename__ = "crm_outbox"
+    __table_args__ = (
+        Index("ix_crm_outbox_status_due", "status", "next_attempt_at"),
+        Index("ix_crm_outbox_contact", "connection_id", "contact_id", "status"),
+        Index("ix_crm_outbox_team_status", "team_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    team_id: Mapped[int] = mapped_column(Integer)
+    connection_id: Mapped[int] = mapped_column(ForeignKey("crm_connections.id", ondelete="CASCADE"))
+    contact_id: Mapped[str] = mapped_column(String(100))
+    lead_id: Mapped[str] = mapped_column(String(100))
+    payload: Mapped[dict[str, Any]]  # ml_score, classification, expected_commission, version
+    status: Mapped[str] = mapped_column(String(12))  # pending|sent|failed|superseded|cancelled
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime]
+    lease_until: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(String(1000))
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+
+
+class EscalationRow(Base):
+    """A lead whose score needs qualifying, in its team's queue: open, claimed, then resolved."""
+
+    __tablename__ = "escalations"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["team_id", "lead_id"], ["leads.team_id", "leads.lead_id"], ondelete="CASCADE"
+        ),
+        # Once per lead while open: a lead has at most one escalation not yet resolved.
+        Index(
+            "uq_escalations_open_lead",
+            "team_id",
+            "lead_id",
+            unique=True,
+            sqlite_where=text("status != 'resolved'"),
+            postgresql_where=text("status != 'resolved'"),
+        ),
+        Index("ix_escalations_team_status", "team_id", "status", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    team_id: Mapped[int] = mapped_column(Integer)
+    lead_id: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(10))  # open | claimed | resolved
+    reasons: Mapped[list[str]] = mapped_column(JSON)
+    ml_score: Mapped[float] = mapped_column(Float)  # when it opened
+    ml_confidence: Mapped[float] = mapped_column(Float)
+    opened_at: Mapped[datetime]
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    claimed_at: Mapped[datetime | None]
+    resolved_by: Mapped[str | None] = mapped_column(String(200))  # an actor, "llm", "rescored"
+    resolved_at: Mapped[datetime | None]
+    answers: Mapped[dict[str, Any] | None]
+    notes: Mapped[str | None] = mapped_column(String(4000))
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    # The LLM qualifier's progress: attempts so far, when to try next, and how it ended.
+    llm_attempts: Mapped[int] = mapped_column(Integer)
+    llm_next_at: Mapped[datetime | None]
+    llm_state: Mapped[str | None] = mapped_column(String(16))  # unsure | failed | resolved
+    updated_at: Mapped[datetime]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leadscore.auth.principal import Principal, team_policy
 from leadscore.core.cache import Cache, CacheUnavailableError
-from leadscore.core.db import transaction
+from leadscore.core.db import after_commit, transaction
 from leadscore.core.errors import NotFoundError
 from leadscore.core.metrics import Metrics
 from leadscore.core.schemas import validation_detail
@@ -133,6 +133,31 @@ def payload(
 
 
 @dataclass
+class _Computed:
+    """Scores computed, not yet stored: their records, cache entries and events."""
+
+    bodies: list[dict[str, Any]] = field(default_factory=list)
+    records: list[repo.ScoreRecord] = field(default_factory=list)
+    writes: list[tuple[str, bytes, float]] = field(default_factory=list)
+    events: list[events.Event] = field(default_factory=list)
+    shadows: list[ShadowJob] = field(default_factory=list)
+
+
+#: What else commits with a batch of scores, in their transaction (an escalation opened, a CRM
+#: write-back queued): domains that build on scoring register one without scoring knowing them.
+ScoreHook = Callable[[AsyncSession, Sequence[repo.ScoreRecord]], Awaitable[None]]
+
+
+async def save_with_hooks(
+    session: AsyncSession, records: Sequence[repo.ScoreRecord], hooks: Sequence[ScoreHook]
+) -> None:
+    """Store scores and run every hook on them, in the session's unit of work."""
+    await repo.save_scores(session, records)
+    for hook in hooks:
+        await hook(session, records)
+
+
+@dataclass
 class _Scored:
     lead: Lead
     data: dict[str, Any]
@@ -154,6 +179,7 @@ class ScoringService:
         events: EventPublisher,
         shadow: ShadowScorer,
         batch_chunk: int = 25,
+        hooks: Sequence[ScoreHook] = (),
     ) -> None:
         self.models = models
         self.cache = cache
@@ -162,6 +188,7 @@ class ScoringService:
         self.events = events
         self.shadow = shadow
         self.batch_chunk = batch_chunk
+        self.hooks = hooks
 
     async def _cache_get_many(self, keys: list[str]) -> list[bytes | None]:
         """A cache outage is a miss, not an outage of scoring; health reports it."""
@@ -197,21 +224,68 @@ class ScoringService:
     async def _score_items(
         self, principal: Principal, items: Sequence[_Scored], options: ScoreOptions, started: float
     ) -> list[dict[str, Any]]:
+        """Score, then persist through the write-behind writer (the request path)."""
+        done = await self._compute(principal, items, options, started)
+        # One round trip stores every new score as its lead's latest answer, before replying:
+        # any worker reads it at once, and it answers repeats while fresh (TTL by confidence).
+        cached_latest = await self._cache_set_many(done.writes)
+        self._announce(done)
+        # Without the cache, another worker finds a score only in the database: wait for its
+        # commit (bounded) before answering, so a read right after the answer finds it.
+        await self.writer.submit(done.records, wait=not cached_latest)
+        return done.bodies
+
+    async def score_in(
+        self, session: AsyncSession, principal: Principal, leads: Sequence[Lead]
+    ) -> list[dict[str, Any]]:
+        """Score leads inside the caller's unit of work (a CRM event, a resolved escalation):
+        the scores, and what the hooks write with them (a CRM write-back), commit together;
+        they are cached and announced only once committed."""
+        started = time.perf_counter()
+        options = ScoreOptions(force_refresh=True)
+        lineup = self.models.lineup(principal.team_id)
+        items = [self._prepare(principal, lead, lineup, options) for lead in leads]
+        done = await self._compute(principal, items, options, started)
+        await save_with_hooks(session, done.records, self.hooks)
+
+        async def committed() -> None:
+            await self._cache_set_many(done.writes)
+            self._announce(done)
+
+        after_commit(session, committed)
+        return done.bodies
+
+    def _announce(self, done: _Computed) -> None:
+        for event in done.events:
+            self.events.emit(event)
+        if done.shadows:
+            self.shadow.submit(done.shadows)
+
+    async def _compute(
+        self, principal: Principal, items: Sequence[_Scored], options: ScoreOptions, started: float
+    ) -> _Computed:
         now = datetime.now(UTC)
         now_ms = int(now.timestamp() * 1000)
         keys = [_lead_key(principal.team_id, item.lead.lead_id) for item in items]
+        team = principal.team_id
+        publish_scored = self.events.wants(team, events.EventType.LEAD_SCORED)
+        # A refresh reads the cache only for the change since the lead's previous score.
         cached: list[bytes | None] = (
-            [None] * len(items) if options.force_refresh else await self._cache_get_many(keys)
+            await self._cache_get_many(keys)
+            if publish_scored or not options.force_refresh
+            else [None] * len(items)
         )
         misses: dict[str, list[_Scored]] = {}  # by the version that answers
         fresh_until: dict[int, int] = {}
-        team = principal.team_id
-        publish_scored = self.events.wants(team, events.EventType.LEAD_SCORED)
         before: dict[int, bytes] = {}  # the lead's previous score, for the event's change
         for item, entry in zip(items, cached, strict=True):
             if entry is not None:
                 signature, valid_until, stored = _unpack(entry)
-                if signature == item.signature and valid_until > now_ms:
+                if (
+                    not options.force_refresh
+                    and signature == item.signature
+                    and valid_until > now_ms
+                ):
                     item.body = orjson.loads(stored) | {"cache_hit": True}
                     continue
                 if publish_scored:
@@ -230,10 +304,7 @@ class ScoringService:
                 fresh_until[id(item)] = now_ms + int(cache_ttl(result.ml_confidence) * 1000)
         elapsed = time.perf_counter() - started
         per_lead_ms = round(elapsed * 1000 / len(items), 3)
-        records = []
-        bodies = []
-        writes: list[tuple[str, bytes, float]] = []
-        shadows: list[ShadowJob] = []
+        done = _Computed()
         publish_escalation = self.events.wants(team, events.EventType.ESCALATION)
         for key, item in zip(keys, items, strict=True):
             body = item.body
@@ -241,8 +312,8 @@ class ScoringService:
             body["processing_time_ms"] = per_lead_ms
             if id(item) in fresh_until:
                 entry = _pack(item.signature, fresh_until[id(item)], orjson.dumps(body))
-                writes.append((key, entry, LATEST_TTL_SECONDS))
-            records.append(
+                done.writes.append((key, entry, LATEST_TTL_SECONDS))
+            done.records.append(
                 repo.ScoreRecord(
                     team_id=principal.team_id,
                     lead_id=item.lead.lead_id,
@@ -263,27 +334,19 @@ class ScoringService:
                 body["escalation_recommended"],
                 elapsed / len(items),
             )
-            bodies.append(body)
+            done.bodies.append(body)
             name = item.lead.lead_data.name
             if publish_scored:
                 previous = before.get(id(item))
                 change = score_change(orjson.loads(previous), body) if previous else None
                 source, question = item.lead.lead_data.source, repo.top_question(body)
-                self.events.emit(events.lead_scored(team, name, body, change, source, question))
+                done.events.append(events.lead_scored(team, name, body, change, source, question))
             if publish_escalation and body["escalation_recommended"]:
                 threshold = team_policy(item.live.scorer.policy, principal).escalation_confidence
-                self.events.emit(events.escalation(team, name, body, threshold))
+                done.events.append(events.escalation(team, name, body, threshold))
             if item.shadow is not None:
-                shadows.append(ShadowJob(team, item.lead, item.shadow, item.live.version, now))
-        # One round trip stores every new score as its lead's latest answer, before replying:
-        # any worker reads it at once, and it answers repeats while fresh (TTL by confidence).
-        cached_latest = await self._cache_set_many(writes)
-        # Without the cache, another worker finds a score only in the database: wait for its
-        # commit (bounded) before answering, so a read right after the answer finds it.
-        await self.writer.submit(records, wait=not cached_latest)
-        if shadows:
-            self.shadow.submit(shadows)
-        return bodies
+                done.shadows.append(ShadowJob(team, item.lead, item.shadow, item.live.version, now))
+        return done
 
     async def batch(
         self, principal: Principal, leads: Sequence[Any], options: ScoreOptions
@@ -411,8 +474,11 @@ def record_key(record: repo.ScoreRecord) -> tuple[int, str]:
 
 
 async def persist_scores(
-    sessions: async_sessionmaker[AsyncSession], records: Sequence[repo.ScoreRecord]
+    sessions: async_sessionmaker[AsyncSession],
+    hooks: Sequence[ScoreHook],
+    records: Sequence[repo.ScoreRecord],
 ) -> None:
-    """One transaction per batch of scores: the writer's unit of work."""
+    """One transaction per batch of scores, with what the hooks add: the writer's unit of
+    work."""
     async with transaction(sessions) as session:
-        await repo.save_scores(session, records)
+        await save_with_hooks(session, records, hooks)

@@ -1,0 +1,1 @@
+"""The CRM loop: connections, webhooks in (inbox), scores written back (outbox)."""

@@ -1,0 +1,1 @@
+"""The qualification queue: leads whose score needs a person's (or an LLM's) answers."""
