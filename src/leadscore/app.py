@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Final, TypeVar
 
+import httpx
 import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,6 +20,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
 from pydantic import ValidationError
 from sqlalchemy import event
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -27,7 +29,7 @@ from leadscore import __version__
 from leadscore.auth import routes as auth_routes
 from leadscore.auth.service import Authenticator, TeamAdmin
 from leadscore.core.bus import create_bus
-from leadscore.core.cache import create_cache
+from leadscore.core.cache import Cache, create_cache
 from leadscore.core.config import ServiceSettings
 from leadscore.core.db import (
     CONNECTION_ERRORS,
@@ -42,14 +44,25 @@ from leadscore.core.errors import (
     DatabaseUnavailableError,
     LeadScoreError,
 )
+from leadscore.core.lifecycle import Pump
 from leadscore.core.logs import DependencyLog
 from leadscore.core.metrics import Metrics
-from leadscore.core.ratelimit import create_rate_limiter
+from leadscore.core.ratelimit import RateLimiter, create_rate_limiter
 from leadscore.core.schemas import validation_detail
 from leadscore.core.uploads import UploadSweeper
 from leadscore.core.writer import ScoreWriter
+from leadscore.crm import routes as crm_routes
+from leadscore.crm.connections import ConnectionService
+from leadscore.crm.inbox import InboxWorker, WebhookReceiver
+from leadscore.crm.outbox import OutboxHook, OutboxSender
+from leadscore.crm.providers import gohighlevel
+from leadscore.crm.providers.base import Provider
+from leadscore.crm.providers.gohighlevel import GoHighLevel
+from leadscore.crm.secrets import box_for
+from leadscore.crm.service import CrmService
+from leadscore.crm.sync import CrmSync
 from leadscore.dashboard import routes as dashboard_routes
-from leadscore.deps import SECURITY_SCHEMES, Services
+from leadscore.deps import SECURITY_SCHEMES, WEBHOOK_SCHEMES, Services
 from leadscore.engine.defaults import default_model_dir, load_or_build_default
 from leadscore.engine.model import LeadModel
 from leadscore.engine.scorer import Scorer
@@ -212,6 +225,13 @@ async def _start(
         models, cache, writer, metrics, events, shadow,
         batch_chunk=settings.batch_progress_chunk, hooks=score_hooks,
     )  # fmt: skip
+    outcomes = OutcomeService(
+        # Several workers need Redis: only then may a lead's score sit in another worker's writer.
+        writer,
+        OTHER_WRITERS_SECONDS if settings.redis_url else 0.0,
+    )
+    crm = await _start_crm(settings, stack, sessions, cache, limiter, auth, scoring, outcomes)
+    score_hooks.append(OutboxHook(crm.wake_sender))
     # Closed before the writer and the publisher: its uploads finish and are announced first.
     uploads = await stack.enter_async_context(
         LeadUploads(
@@ -233,10 +253,8 @@ async def _start(
         stats=StatsService(writer, metrics),
         uploads=uploads,
         shadow=shadow,
-        # Several workers need Redis: only then may a lead's score sit in another worker's writer.
-        outcomes=OutcomeService(
-            writer, OTHER_WRITERS_SECONDS if settings.redis_url else 0.0
-        ),
+        outcomes=outcomes,
+        crm=crm,
         auth=auth,
         teams=TeamAdmin(settings, auth),
         started_at=datetime.now(UTC),
@@ -253,6 +271,41 @@ async def _start(
             writer, models, events, settings.drift_window, settings.drift_threshold
         ),
     )  # fmt: skip
+
+
+async def _start_crm(
+    settings: ServiceSettings,
+    stack: AsyncExitStack,
+    sessions: async_sessionmaker[AsyncSession],
+    cache: Cache,
+    limiter: RateLimiter,
+    auth: Authenticator,
+    scoring: ScoringService,
+    outcomes: OutcomeService,
+) -> CrmService:
+    """The CRM loop of this worker: the webhook receiver, the inbox worker, the sender."""
+    http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
+    stack.push_async_callback(http.aclose)
+    providers: dict[str, Provider] = {provider.name: provider for provider in (GoHighLevel(),)}
+    connections = ConnectionService(box_for(settings), sessions)
+    sender = OutboxSender(
+        sessions, connections, providers, http, limiter,
+        base_seconds=settings.crm_retry_base_seconds, max_seconds=settings.crm_retry_max_seconds,
+        max_attempts=settings.crm_max_attempts,
+    )  # fmt: skip
+    worker = InboxWorker(sessions, connections, auth, CrmSync(scoring, outcomes), providers, http)
+    inbox = Pump("crm-inbox", settings.crm_poll_seconds, worker.step)
+    receiver = WebhookReceiver(
+        sessions, connections, cache,
+        settings.ghl_webhook_public_key or gohighlevel.published_key(),
+        settings.webhook_max_age_seconds, settings.crm_inbox_max_pending, inbox.wake,
+    )  # fmt: skip
+    worker.receiver = receiver
+    outbox = await stack.enter_async_context(
+        Pump("crm-outbox", settings.crm_poll_seconds, sender.step)
+    )
+    await stack.enter_async_context(inbox)
+    return CrmService(connections, receiver, worker, sender, outbox.wake)
 
 
 async def _waiting_for_database(
@@ -422,6 +475,7 @@ def create_app(
         monitoring_routes.root_router,
         live_routes.router,
         models_routes.router,
+        crm_routes.router,
         dashboard_routes.router,
     ):
         app.include_router(router)
@@ -452,7 +506,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             title=app.title, version=app.version, description=app.description, routes=app.routes
         )
         schema.setdefault("components", {}).setdefault("securitySchemes", {}).update(
-            SECURITY_SCHEMES
+            SECURITY_SCHEMES | WEBHOOK_SCHEMES
         )
         components = schema["components"].setdefault("schemas", {})
         for parsed in (ScoreRequest, OutcomeIn):

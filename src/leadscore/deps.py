@@ -23,6 +23,7 @@ from leadscore.core.logs import DependencyLog
 from leadscore.core.metrics import Metrics
 from leadscore.core.ratelimit import RateLimiter, RateLimitUnavailableError
 from leadscore.core.writer import ScoreWriter
+from leadscore.crm.service import CrmService
 from leadscore.live.events import EventPublisher
 from leadscore.live.hub import LiveHub
 from leadscore.models.admin import ModelAdmin
@@ -71,6 +72,7 @@ class Services:
     training: RetrainService
     drift: DriftService
     uploads: LeadUploads
+    crm: CrmService
     limiter_log: DependencyLog = field(
         default_factory=lambda: DependencyLog(log, "redis (rate limiter, failing open)")
     )
@@ -106,6 +108,22 @@ SECURITY_SCHEMES: dict[str, dict[str, str]] = {
 }  # fmt: skip
 # The OpenAPI `security` of every route that takes a principal dependency.
 SECURED: dict[str, Any] = {"security": [{name: []} for name in SECURITY_SCHEMES]}
+# CRM webhooks carry no key: each is signed, with its provider's header.
+WEBHOOK_SCHEMES: dict[str, dict[str, str]] = {
+    "GoHighLevelSignature": {"type": "apiKey", "in": "header", "name": "x-wh-signature",
+                             "description": "RSA-SHA256 of the body by GoHighLevel's key."},
+    "FollowUpBossSignature": {"type": "apiKey", "in": "header", "name": "FUB-Signature",
+                              "description": "HMAC-SHA256 (hex) keyed with the system key."},
+    "LeadScoreSignature": {"type": "apiKey", "in": "header", "name": "X-LeadScore-Signature",
+                           "description": "HMAC-SHA256 (hex) of the body with the "
+                           "connection's signing secret."},
+}  # fmt: skip
+
+
+def signed_by(scheme: str) -> dict[str, Any]:
+    """The OpenAPI `security` of a webhook signed with this scheme."""
+    assert scheme in WEBHOOK_SCHEMES
+    return {"security": [{scheme: []}]}
 
 
 def _bearer_token(authorization: str | None) -> str | None:

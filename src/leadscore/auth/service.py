@@ -72,6 +72,7 @@ class Authenticator:
         self.cache_seconds = settings.key_cache_seconds
         self._by_secret: dict[str, _Entry] = {}
         self._by_id: dict[int, _Entry] = {}
+        self._by_team: dict[int, _Entry] = {}
 
     async def from_api_key(self, secret: str) -> Principal:
         """The key's owner; a revoked key stops working within the cache window."""
@@ -94,6 +95,22 @@ class Authenticator:
             async with self.sessions() as session:
                 owners = await repo.active_key_owners(session, [key_id])
             hit = self._remember(self._by_id, key_id, _principal(owners.get(key_id)), now)
+        return hit[1]
+
+    async def team_principal(self, team_id: int) -> Principal | None:
+        """The team acting through a background job (a CRM webhook, the LLM qualifier): its
+        own settings apply as to its keys; None when the team is gone."""
+        now = time.monotonic()
+        hit = self._by_team.get(team_id)
+        if hit is None or hit[0] < now:
+            async with self.sessions() as session:
+                team = await repo.team_by_id(session, team_id)
+            principal = None if team is None else Principal(
+                0, team.id, team.name, "system", team.commission_rate,
+                hot_threshold=team.hot_threshold, warm_threshold=team.warm_threshold,
+                escalation_confidence=team.escalation_confidence,
+            )  # fmt: skip
+            hit = self._remember(self._by_team, team_id, principal, now)
         return hit[1]
 
     async def active_keys(self, key_ids: Collection[int]) -> set[int]:
@@ -128,6 +145,7 @@ class Authenticator:
         """This worker rereads a team's keys (its settings changed here just now)."""
         _forget(self._by_secret, lambda p: p.team_id == team_id)
         _forget(self._by_id, lambda p: p.team_id == team_id)
+        self._by_team.pop(team_id, None)
 
     def issue_token(self, principal: Principal) -> tuple[str, int]:
         """A signed JWT for this key's team and role, valid for the configured TTL."""

@@ -90,3 +90,65 @@ class Periodic(Background):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+
+class Pump(Background):
+    """Drains a queue that lives elsewhere (a table): runs `step` when woken or every
+    `interval` seconds, and again at once while `step` reports more work; a failing step is
+    logged and retried after `interval`.
+
+    Examples
+    --------
+    >>> import asyncio
+    >>> async def demo() -> list[int]:
+    ...     queue = [1, 2, 3]
+    ...     taken: list[int] = []
+    ...     async def step() -> bool:
+    ...         if queue:
+    ...             taken.append(queue.pop(0))
+    ...         return bool(queue)
+    ...     async with Pump("demo", 60.0, step) as pump:
+    ...         pump.wake()
+    ...         await asyncio.sleep(0.05)
+    ...     return taken
+    >>> asyncio.run(demo())
+    [1, 2, 3]
+    """
+
+    def __init__(self, name: str, interval: float, step: Callable[[], Awaitable[bool]]) -> None:
+        self.name = name
+        self.interval = interval
+        self._step = step
+        self._woken = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """Run a step now (new work was committed here)."""
+        self._woken.set()
+
+    def start(self) -> None:
+        """Start draining: a first step runs at once (work left by a previous run)."""
+        self._woken.set()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=self.name)
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._woken.wait(), self.interval)
+            self._woken.clear()
+            more = True
+            while more:
+                try:
+                    more = await self._step()
+                except Exception:  # the task must outlive one failed step
+                    log.exception("%s failed; trying again in %.1f s", self.name, self.interval)
+                    more = False
+
+    async def close(self) -> None:
+        """Stop draining; a step in progress is cancelled (what it held is released by its
+        lease)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from typing import Any
 
 import orjson
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from leadscore.core.errors import LeadScoreError
+from leadscore.core.config import DEMO_JWT_SECRET, ServiceSettings
+from leadscore.core.errors import ConfigurationError, LeadScoreError
 
 
 class SecretKeyMissingError(LeadScoreError):
@@ -71,3 +74,16 @@ class SecretBox:
                 "with a key no longer configured (keep the old key after the new one)"
             ) from exc
         return value
+
+
+def box_for(settings: ServiceSettings) -> SecretBox:
+    """The configured key; the demo, without one, uses a key of its own public secret."""
+    if settings.secret_key is not None:
+        try:
+            return SecretBox(parse_keys(settings.secret_key.get_secret_value()))
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from exc
+    if settings.demo:
+        digest = hashlib.sha256(f"{DEMO_JWT_SECRET}:crm".encode()).digest()
+        return SecretBox(MultiFernet([Fernet(base64.urlsafe_b64encode(digest))]))
+    return SecretBox(None)

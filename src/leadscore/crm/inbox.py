@@ -1,0 +1,273 @@
+"""Webhooks in: verified, stored before the 2xx (the inbox), then processed by a worker.
+
+A webhook answered 2xx is in the database; a worker takes it under a lease, applies it and
+marks it done in one unit of work. A worker killed meanwhile leaves it pending: when the lease
+expires another worker (or the restarted one) takes it. A repeat of a stored event id answers
+200 and changes nothing. A receiver that cannot store (the database is down, or too much
+waits) answers 429, the only status GoHighLevel retries, never 5xx.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import httpx
+import orjson
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from leadscore.auth.service import Authenticator
+from leadscore.core.cache import Cache, CacheUnavailableError
+from leadscore.core.db import CONNECTION_ERRORS, is_connection_error, transaction
+from leadscore.core.errors import LeadScoreError
+from leadscore.core.lifecycle import Pump
+from leadscore.crm import repository as repo
+from leadscore.crm.connections import Connection, ConnectionService
+from leadscore.crm.providers import gohighlevel
+from leadscore.crm.providers.base import (
+    FetchFailedError,
+    MalformedWebhookError,
+    Provider,
+    UnknownAccountError,
+    WebhookRefusedError,
+)
+from leadscore.crm.sync import ContactInvalidError, CrmSync
+
+log = logging.getLogger(__name__)
+LEASE_SECONDS: Final = 30.0
+BATCH: Final = 50
+#: A webhook we answered 429 may come back after the replay window: accepted for this long.
+DEFERRED_SECONDS: Final = 2 * 3600.0
+#: Attempts (fetches that failed, errors) before a webhook is marked failed.
+MAX_ATTEMPTS: Final = 8
+
+
+class InboxOverloadedError(LeadScoreError):
+    """The webhook cannot be stored now: the sender should retry it later."""
+
+    status_code = 429
+    code = "overloaded"
+
+    def __init__(self, detail: str, retry_after: float = 30.0) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        """When to come back."""
+        return {"Retry-After": str(int(self.retry_after))}
+
+
+class StaleWebhookError(WebhookRefusedError):
+    """A signed webhook timestamped outside the window: a replay, refused."""
+
+    code = "stale_webhook"
+
+
+class WebhookReceiver:
+    """Verifies, identifies and stores webhooks; wakes this worker's inbox processor."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        connections: ConnectionService,
+        cache: Cache,
+        ghl_key_pem: str,
+        max_age_seconds: float,
+        max_pending: int,
+        wake: Callable[[], None],
+    ) -> None:
+        self.sessions = sessions
+        self.connections = connections
+        self.cache = cache
+        self.ghl_key = gohighlevel.load_key(ghl_key_pem)
+        self.max_age = timedelta(seconds=max_age_seconds)
+        self.max_pending = max_pending
+        self.wake = wake
+        self.pending = 0  # refreshed by the worker on every pass
+        self.received = 0
+        self.duplicates = 0
+
+    async def _deferred(self, event_id: str) -> bool:
+        try:
+            return await self.cache.get(f"crm:deferred:{event_id}") is not None
+        except CacheUnavailableError:
+            return False
+
+    async def _defer(self, event_id: str) -> None:
+        try:
+            await self.cache.set(f"crm:deferred:{event_id}", b"1", DEFERRED_SECONDS)
+        except CacheUnavailableError:
+            log.warning("webhook %s deferred without a cache: a late retry may be refused",
+                        event_id)  # fmt: skip
+
+    async def gohighlevel(self, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
+        """A GoHighLevel webhook: RSA signature, replay window, account, then stored."""
+        gohighlevel.verify(self.ghl_key, headers.get(gohighlevel.SIGNATURE_HEADER), body)
+        envelope = gohighlevel.envelope(body)
+        if envelope.timestamp is not None:
+            age = abs(datetime.now(UTC) - envelope.timestamp)
+            if age > self.max_age and not await self._deferred(envelope.event_id):
+                raise StaleWebhookError(
+                    f"the webhook's timestamp is {age.total_seconds():.0f} s off; "
+                    f"refused as a replay (window {self.max_age.total_seconds():.0f} s)"
+                )
+        connection = await self._connection(gohighlevel.NAME, envelope.account_id)
+        if envelope.event_type not in gohighlevel.HANDLED:
+            return {"status": "ignored", "event_id": envelope.event_id}
+        try:
+            gohighlevel.check(envelope.event)
+        except MalformedWebhookError as exc:
+            await self._store(connection, envelope.event_id, envelope.event_type, body,
+                              rejected=str(exc))  # fmt: skip
+            raise
+        return await self._store(connection, envelope.event_id, envelope.event_type, body)
+
+    async def _connection(self, provider: str, account_id: str) -> Connection:
+        try:
+            connection = await self.connections.by_account(provider, account_id)
+        except CONNECTION_ERRORS as exc:
+            if not is_connection_error(exc):
+                raise
+            raise InboxOverloadedError("the database is unreachable; retry later") from exc
+        if connection is None:
+            raise UnknownAccountError(f"no team connected {provider} account {account_id!r}")
+        return connection
+
+    async def _store(
+        self,
+        connection: Connection,
+        event_id: str,
+        event_type: str,
+        body: bytes,
+        rejected: str | None = None,
+    ) -> dict[str, Any]:
+        """Persist before answering; a repeat changes nothing."""
+        if rejected is None and self.pending >= self.max_pending:
+            await self._defer(event_id)
+            raise InboxOverloadedError(f"{self.pending} webhooks wait to be processed", 60.0)
+        now = datetime.now(UTC)
+        try:
+            async with transaction(self.sessions) as session:
+                stored = await repo.store_webhook(session, {
+                    "provider": connection.provider, "event_id": event_id[:200],
+                    "connection_id": connection.id, "team_id": connection.team_id,
+                    "event_type": event_type[:60], "body": body,
+                    "status": "rejected" if rejected else "pending", "attempts": 0,
+                    "error": rejected[:1000] if rejected else None, "received_at": now,
+                    "processed_at": now if rejected else None,
+                })  # fmt: skip
+        except CONNECTION_ERRORS as exc:
+            if not is_connection_error(exc):
+                raise
+            await self._defer(event_id)
+            raise InboxOverloadedError("the database is unreachable; retry later") from exc
+        if not stored:
+            self.duplicates += 1
+            return {"status": "duplicate", "event_id": event_id}
+        self.received += 1
+        if rejected is None:
+            self.pending += 1
+            self.wake()
+        return {"status": "accepted", "event_id": event_id}
+
+
+class InboxWorker:
+    """Takes pending webhooks under a lease and applies each in its own unit of work."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        connections: ConnectionService,
+        auth: Authenticator,
+        sync: CrmSync,
+        providers: Mapping[str, Provider],
+        http: httpx.AsyncClient,
+        receiver: WebhookReceiver | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.connections = connections
+        self.auth = auth
+        self.sync = sync
+        self.providers = providers
+        self.http = http
+        self.receiver = receiver
+        self.processed = 0
+        self.failed = 0
+        self._counted_at = 0.0
+
+    async def step(self) -> bool:
+        """Process one batch; True when more may be waiting."""
+        now = datetime.now(UTC)
+        if self.receiver is not None and time.monotonic() - self._counted_at > 1.0:
+            async with self.sessions() as session:
+                self.receiver.pending = await repo.pending_count(session)
+            self._counted_at = time.monotonic()
+        async with transaction(self.sessions) as session:
+            rows = await repo.claim_webhooks(
+                session, now, now + timedelta(seconds=LEASE_SECONDS), BATCH
+            )
+        for row in rows:
+            try:
+                await self._process(row.id, row.connection_id, row.provider, row.body, row.attempts)
+            except Exception as exc:  # one webhook that cannot be applied must not stop the rest
+                if is_connection_error(exc):
+                    raise  # the database is down: every row waits for its lease to expire
+                log.exception("webhook %d could not be applied (attempt %d)", row.id,
+                              row.attempts)  # fmt: skip
+                if row.attempts >= MAX_ATTEMPTS:
+                    await self._finish(row.id, "failed", f"{type(exc).__name__}: {exc}")
+        return len(rows) == BATCH
+
+    async def _process(
+        self, row_id: int, connection_id: int, provider_name: str, body: bytes, attempts: int
+    ) -> None:
+        connection = await self.connections.by_id(connection_id)
+        provider = self.providers.get(provider_name)
+        if connection is None or provider is None:
+            await self._finish(row_id, "ignored", "the connection was removed")
+            return
+        principal = await self.auth.team_principal(connection.team_id)
+        if principal is None:
+            await self._finish(row_id, "ignored", "the team was removed")
+            return
+        try:
+            event = orjson.loads(body)
+            if provider_name == gohighlevel.NAME:
+                event = gohighlevel.envelope(body).event
+            changes = await provider.changes(connection, event, self.http)
+            async with transaction(self.sessions) as session:
+                applied = await self.sync.apply(session, principal, connection, provider, changes)
+                note = "; ".join(applied.notes)[:1000] or None
+                if not await repo.finish_webhook(session, row_id, "done", note,
+                                                 datetime.now(UTC)):  # fmt: skip
+                    raise _AlreadyDoneError
+        except _AlreadyDoneError:
+            return  # another worker finished it after our lease expired: its effects stand
+        except (MalformedWebhookError, ContactInvalidError, ValidationError) as exc:
+            await self._finish(row_id, "failed", f"{type(exc).__name__}: {exc}")
+            return
+        except FetchFailedError as exc:
+            if attempts >= MAX_ATTEMPTS:
+                await self._finish(row_id, "failed", f"gave up after {attempts} attempts: {exc}")
+            return  # stays pending; taken again once its lease expires
+        self.processed += 1
+
+    async def _finish(self, row_id: int, status: str, error: str) -> None:
+        if status == "failed":
+            self.failed += 1
+            log.warning("webhook %d %s: %s", row_id, status, error[:300])
+        async with transaction(self.sessions) as session:
+            await repo.finish_webhook(session, row_id, status, error[:1000], datetime.now(UTC))
+
+
+class _AlreadyDoneError(Exception):
+    """Rolls back a webhook's effects when another worker had marked it done."""
+
+
+def inbox_pump(worker: InboxWorker, interval: float) -> Pump:
+    """The worker's loop: woken by this worker's receiver, polling for the others'."""
+    return Pump("crm-inbox", interval, worker.step)
