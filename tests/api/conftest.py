@@ -23,6 +23,7 @@ import pytest
 import redis.asyncio as aioredis
 import uvicorn
 from fastapi import FastAPI
+from starlette.applications import Starlette
 
 from leadscore.app import create_app
 from leadscore.cli.keys import create_key
@@ -55,7 +56,7 @@ async def _reset_redis(url: str) -> None:
 class ServerThread:
     """Runs one app under uvicorn in a thread; stopping it is a graceful shutdown."""
 
-    def __init__(self, app: FastAPI, **uvicorn_overrides: Any) -> None:
+    def __init__(self, app: Starlette, **uvicorn_overrides: Any) -> None:
         self.app = app
         self.port = free_port()
         options = {k: v for k, v in uvicorn_options().items() if k not in ("loop", "log_level")}

@@ -1,0 +1,1 @@
+"""CRM loop tests."""
