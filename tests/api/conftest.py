@@ -22,7 +22,6 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 import uvicorn
-from fastapi import FastAPI
 from starlette.applications import Starlette
 
 from leadscore.app import create_app

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from pydantic import SecretStr
 
 from leadscore.cli.keys import create_key
+from leadscore.crm.secrets import new_key
 
 from .conftest import Deployment, ServerThread, deploy
 
@@ -20,7 +22,8 @@ def fuzz_target(
     tmp_path_factory: pytest.TempPathFactory, model_dir: Path
 ) -> Iterator[tuple[ServerThread, Deployment]]:
     deployment = deploy("sqlite-memory", tmp_path_factory.mktemp("fuzz"), model_dir)
-    server = deployment.start(rate_limit_per_minute=1_000_000)
+    # With a secret key, as deployed: CRM connections can be created (without one: a 503).
+    server = deployment.start(rate_limit_per_minute=1_000_000, secret_key=SecretStr(new_key()))
     yield server, deployment
     server.stop()
 

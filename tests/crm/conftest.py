@@ -84,7 +84,12 @@ def api(crm_server: ServerThread) -> Iterator[httpx.Client]:
 
 
 def connect_ghl(
-    api: httpx.Client, admin: dict[str, str], base: str, location: str, **write_back: Any
+    api: httpx.Client,
+    admin: dict[str, str],
+    base: str,
+    location: str,
+    token: str = "pit-test-token",
+    **write_back: Any,
 ) -> dict[str, Any]:
     """Connect a GoHighLevel location to the admin's team, writing back to `base`."""
     response = api.post(
@@ -93,7 +98,7 @@ def connect_ghl(
         json={
             "provider": "gohighlevel",
             "account_id": location,
-            "credentials": {"token": "pit-test-token"},
+            "credentials": {"token": token},
             "api_base": base,
             "write_back": {"score_field": SCORE_FIELD, "class_tags": TAGS} | write_back,
             "field_mapping": {"TimelineField0000001": "timeline", "PreApproved000000001":

@@ -3,6 +3,7 @@ scored, interactions and outcomes recorded, scores written back to the fake's co
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -47,6 +48,12 @@ def _send(
 ) -> httpx.Response:
     body, headers = signer.delivery(event, **options)
     return api.post(WEBHOOK, content=body, headers=headers)
+
+
+def _accept(api: httpx.Client, signer: Signer, event: dict[str, Any], **options: Any) -> None:
+    response = _send(api, signer, event, **options)
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "accepted"
 
 
 def _scored(
@@ -110,7 +117,8 @@ def test_contact_create_is_scored_and_its_score_written_back(
             (r := _inbox(crm_server, f"wh-{contact}")) is not None and r.status != "pending" and r
         )
     )
-    assert row.status == "done" and row.processed_at is not None
+    assert row.status == "done"
+    assert row.processed_at is not None
 
 
 def test_custom_fields_and_tags_fill_lead_fields_through_the_mapping(
@@ -124,7 +132,7 @@ def test_custom_fields_and_tags_fill_lead_fields_through_the_mapping(
                       {"id": "BudgetField00000001", "value": "$600k-$800k"},
                       {"id": "UnmappedField000001", "value": "ignored"}],
     )  # fmt: skip
-    assert _send(api, signer, event).status_code == 200
+    _accept(api, signer, event)
     data = _scored(api, admin, f"ghl-{contact}")["lead_data"]
     assert data["timeline"] == "1-3 months"
     assert data["budget_range"] == "$600k-$800k"
@@ -138,22 +146,19 @@ def test_an_inbound_message_is_an_interaction_timed_from_the_last_outbound_one(
     location, contact = _ids()
     connect_ghl(api, admin, ghl_url, location)
     lead_id = f"ghl-{contact}"
-    assert (
-        _send(api, signer, example("ContactCreate", locationId=location, id=contact)).status_code
-        == 200
-    )
+    _accept(api, signer, example("ContactCreate", locationId=location, id=contact))
     _scored(api, admin, lead_id)
     asked = datetime.now(UTC) - timedelta(hours=3)
     outbound = example("InboundMessage.2", locationId=location, contactId=contact,
                        conversationId="conv1", dateAdded=asked.isoformat())  # fmt: skip
     assert outbound["type"] == "OutboundMessage"
-    assert _send(api, signer, outbound).status_code == 200
+    _accept(api, signer, outbound)
     reply = example(
         "InboundMessage.4", locationId=location, contactId=contact, conversationId="conv1",
         dateAdded=(asked + timedelta(hours=2)).isoformat(),
         body="<div>Is it still available? Can we see it Saturday?</div>",
     )  # fmt: skip
-    assert _send(api, signer, reply).status_code == 200
+    _accept(api, signer, reply)
     lead = _scored(api, admin, lead_id, count=2)
     [interaction] = lead["lead_data"]["interaction_history"]
     assert interaction["type"] == "email_response"
@@ -171,17 +176,14 @@ def test_an_appointment_is_an_interaction(
 ) -> None:
     location, contact = _ids()
     connect_ghl(api, admin, ghl_url, location)
-    assert (
-        _send(api, signer, example("ContactCreate", locationId=location, id=contact)).status_code
-        == 200
-    )
+    _accept(api, signer, example("ContactCreate", locationId=location, id=contact))
     _scored(api, admin, f"ghl-{contact}")
     appointment = example("AppointmentCreate", locationId=location)
     appointment["appointment"] = appointment["appointment"] | {
         "contactId": contact,
         "dateAdded": datetime.now(UTC).isoformat(),
     }
-    assert _send(api, signer, appointment).status_code == 200
+    _accept(api, signer, appointment)
     lead = _scored(api, admin, f"ghl-{contact}", count=2)
     assert [i["type"] for i in lead["lead_data"]["interaction_history"]] == ["appointment"]
 
@@ -205,15 +207,12 @@ def test_a_won_opportunity_records_the_conversion_and_the_sale(
 ) -> None:
     location, contact = _ids()
     connect_ghl(api, admin, ghl_url, location)
-    assert (
-        _send(api, signer, example("ContactCreate", locationId=location, id=contact)).status_code
-        == 200
-    )
+    _accept(api, signer, example("ContactCreate", locationId=location, id=contact))
     _scored(api, admin, f"ghl-{contact}")
     won_at = datetime.now(UTC) - timedelta(minutes=5)
     won = example("OpportunityStatusUpdate", locationId=location, contactId=contact, status="won",
                   monetaryValue=450000, dateAdded=won_at.isoformat())  # fmt: skip
-    assert _send(api, signer, won).status_code == 200
+    _accept(api, signer, won)
     outcomes = wait_for(
         lambda: len(found := _outcomes(crm_server, f"ghl-{contact}")) == 2 and found
     )
@@ -228,7 +227,8 @@ def test_a_won_opportunity_records_the_conversion_and_the_sale(
             (r := _inbox(crm_server, "wh-lost-unknown")) is not None and r.status != "pending" and r
         )
     )
-    assert row.status == "done" and "skipped" in (row.error or "")
+    assert row.status == "done"
+    assert "skipped" in (row.error or "")
 
 
 def test_an_open_opportunity_changes_nothing(
@@ -240,14 +240,11 @@ def test_an_open_opportunity_changes_nothing(
 ) -> None:
     location, contact = _ids()
     connect_ghl(api, admin, ghl_url, location)
-    assert (
-        _send(api, signer, example("ContactCreate", locationId=location, id=contact)).status_code
-        == 200
-    )
+    _accept(api, signer, example("ContactCreate", locationId=location, id=contact))
     _scored(api, admin, f"ghl-{contact}")
     event = example("OpportunityStatusUpdate", locationId=location, contactId=contact)
     assert event["status"] == "open"
-    assert _send(api, signer, event, webhook_id=f"open-{contact}").status_code == 200
+    _accept(api, signer, event, webhook_id=f"open-{contact}")
     wait_for(
         lambda: (r := _inbox(crm_server, f"open-{contact}")) is not None and r.status == "done"
     )
@@ -264,7 +261,8 @@ def test_a_repeated_webhook_answers_200_and_changes_nothing(
     first = api.post(WEBHOOK, content=body, headers=headers)
     second = api.post(WEBHOOK, content=body, headers=headers)
     assert first.json()["status"] == "accepted"
-    assert second.status_code == 200 and second.json()["status"] == "duplicate"
+    assert second.status_code == 200
+    assert second.json()["status"] == "duplicate"
     lead = _scored(api, admin, f"ghl-{contact}")
     wait_for(lambda: len(fake.writes(contact)) >= 3)
     # A flat payload has no webhookId: the same body is the same event.
@@ -289,7 +287,8 @@ def test_forged_stale_unknown_and_malformed_webhooks_are_refused(
     event = example("ContactCreate", locationId=location, id=contact)
     body, headers = signer.delivery(event)
     missing = api.post(WEBHOOK, content=body, headers={"content-type": "application/json"})
-    assert missing.status_code == 401 and missing.json()["error"] == "invalid_signature"
+    assert missing.status_code == 401
+    assert missing.json()["error"] == "invalid_signature"
     tampered = api.post(WEBHOOK, content=body.replace(b"John", b"Jane"), headers=headers)
     assert tampered.status_code == 401
     garbage = api.post(WEBHOOK, content=body, headers=headers | {"x-wh-signature": "not base64!"})
@@ -300,22 +299,26 @@ def test_forged_stale_unknown_and_malformed_webhooks_are_refused(
     )
     assert forged.status_code == 401
     stale = _send(api, signer, event, now=datetime.now(UTC) - timedelta(minutes=6))
-    assert stale.status_code == 401 and stale.json()["error"] == "stale_webhook"
+    assert stale.status_code == 401
+    assert stale.json()["error"] == "stale_webhook"
     future = _send(api, signer, event, now=datetime.now(UTC) + timedelta(minutes=6))
     assert future.status_code == 401
     unknown = _send(api, signer, example("ContactCreate", locationId="nobody-connected-this"))
-    assert unknown.status_code == 404 and unknown.json()["error"] == "unknown_account"
+    assert unknown.status_code == 404
+    assert unknown.json()["error"] == "unknown_account"
     not_json = b"{not json"
     broken = api.post(WEBHOOK, content=not_json, headers={"x-wh-signature": signer.sign(not_json)})
     assert broken.status_code == 422
     no_contact = {k: v for k, v in event.items() if k != "id"}
     malformed = _send(api, signer, no_contact, webhook_id=f"bad-{contact}")
-    assert malformed.status_code == 422 and malformed.json()["error"] == "malformed_webhook"
+    assert malformed.status_code == 422
+    assert malformed.json()["error"] == "malformed_webhook"
     rejected = api.get("/api/v1/crm/inbox", params={"status": "rejected"}, headers=admin).json()
     assert f"bad-{contact}" in {entry["event_id"] for entry in rejected}
     assert api.get(f"/api/v1/ml/leads/ghl-{contact}", headers=admin).status_code == 404
     ignored = _send(api, signer, {"type": "NoteCreate", "locationId": location, "id": "n1"})
-    assert ignored.status_code == 200 and ignored.json()["status"] == "ignored"
+    assert ignored.status_code == 200
+    assert ignored.json()["status"] == "ignored"
 
 
 def test_any_score_of_a_linked_lead_is_written_back_until_the_contact_is_deleted(
@@ -329,10 +332,7 @@ def test_any_score_of_a_linked_lead_is_written_back_until_the_contact_is_deleted
     location, contact = _ids()
     lead_id = f"ghl-{contact}"
     connect_ghl(api, admin, ghl_url, location)
-    assert (
-        _send(api, signer, example("ContactCreate", locationId=location, id=contact)).status_code
-        == 200
-    )
+    _accept(api, signer, example("ContactCreate", locationId=location, id=contact))
     first = _scored(api, admin, lead_id)["latest"]
     wait_for(lambda: len(fake.writes(contact)) >= 3)
     # Scored through the API (the write-behind path): the CRM hears of the new class too.
@@ -341,8 +341,8 @@ def test_any_score_of_a_linked_lead_is_written_back_until_the_contact_is_deleted
     writes = wait_for(lambda: len(fake.writes(contact)) >= 6 and fake.writes(contact))
     assert writes[3].body == {"customFields": [{"id": SCORE_FIELD, "field_value": hot["ml_score"]}]}
     assert writes[4].body == {"tags": [TAGS["hot"]]}
-    assert _send(api, signer, example("ContactDelete", locationId=location, id=contact),
-                 webhook_id=f"del-{contact}").status_code == 200  # fmt: skip
+    _accept(api, signer, example("ContactDelete", locationId=location, id=contact),
+                 webhook_id=f"del-{contact}")  # fmt: skip
     wait_for(lambda: (r := _inbox(crm_server, f"del-{contact}")) is not None and r.status == "done")
     cold = api.post("/api/v1/ml/score", json=lead(lead_id, **COLD), headers=admin).json()
     assert cold["classification"] != "hot"
@@ -356,11 +356,8 @@ def test_write_backs_wait_out_a_crm_outage_and_failures_are_listed_and_retried(
 ) -> None:
     location, contact = _ids()
     connect_ghl(api, admin, ghl_url, location)
-    fake.down_until = __import__("time").monotonic() + 3.0
-    assert (
-        _send(api, signer, example("ContactCreate", locationId=location, id=contact)).status_code
-        == 200
-    )
+    fake.down_until = time.monotonic() + 3.0
+    _accept(api, signer, example("ContactCreate", locationId=location, id=contact))
     _scored(api, admin, f"ghl-{contact}")
 
     def entry() -> dict[str, Any] | None:
@@ -368,23 +365,26 @@ def test_write_backs_wait_out_a_crm_outage_and_failures_are_listed_and_retried(
         return next((r for r in rows if r["contact_id"] == contact), None)
 
     retrying = wait_for(lambda: (e := entry()) is not None and e["attempts"] >= 1 and e)
-    assert retrying["status"] == "pending" and "503" in retrying["last_error"]
+    assert retrying["status"] == "pending"
+    assert "503" in retrying["last_error"]
     sent = wait_for(lambda: (e := entry()) is not None and e["status"] == "sent" and e, timeout=20)
     assert sent["attempts"] >= 2
     assert len(fake.writes(contact)) == 3
     # A refusal (not worth retrying) fails at once and is listed; the retry route sends it again.
     other = f"c{uuid.uuid4().hex[:19]}"
     fake.refuse_status = 422
-    assert (
-        _send(api, signer, example("ContactCreate", locationId=location, id=other)).status_code
-        == 200
-    )
-    failed = wait_for(lambda: [r for r in api.get("/api/v1/crm/outbox", params={"status": "failed"},
-                                                     headers=admin).json() if r["contact_id"] == other])  # fmt: skip
+    _accept(api, signer, example("ContactCreate", locationId=location, id=other))
+
+    def failures() -> list[dict[str, Any]]:
+        rows = api.get("/api/v1/crm/outbox", params={"status": "failed"}, headers=admin).json()
+        return [r for r in rows if r["contact_id"] == other]
+
+    failed = wait_for(failures)
     assert "422" in failed[0]["last_error"]
     fake.refuse_status = None
     retried = api.post("/api/v1/crm/outbox/retry", json={"ids": [failed[0]["id"]]}, headers=admin)
-    assert retried.status_code == 200 and retried.json() == {"retried": 1}
+    assert retried.status_code == 200
+    assert retried.json() == {"retried": 1}
     wait_for(lambda: len(fake.writes(other)) >= 3)
 
 
@@ -395,3 +395,21 @@ def test_only_admins_see_the_queues(api: httpx.Client, crm_deployment: Deploymen
         assert api.get("/api/v1/crm/inbox", headers=headers).status_code == 403
         assert api.post("/api/v1/crm/outbox/retry", headers=headers).status_code == 403
     assert api.get("/api/v1/crm/outbox").status_code == 401
+
+
+def test_write_backs_keep_within_the_locations_rate_limit(
+    api: httpx.Client, admin: dict[str, str], signer: Signer, fake: FakeGoHighLevel, ghl_url: str
+) -> None:
+    location, _ = _ids()
+    token = f"pit-{location}"
+    fake.tokens.add(token)
+    connect_ghl(api, admin, ghl_url, location, token=token)
+    contacts = [f"c{uuid.uuid4().hex[:19]}" for _ in range(40)]  # 120 requests: over 100 in 10 s
+    refused = fake.refused_429
+    started = time.monotonic()
+    for contact in contacts:
+        _accept(api, signer, example("ContactCreate", locationId=location, id=contact))
+    wait_for(lambda: all(len(fake.writes(c)) >= 3 for c in contacts), timeout=40)
+    assert time.monotonic() - started >= fake.window * 0.9  # the last 20 waited for the window
+    assert fake.per_window(token) <= fake.limit
+    assert fake.refused_429 == refused  # held back by our own count, never by GoHighLevel's

@@ -85,12 +85,13 @@ class Call:
 class FakeGoHighLevel:
     """The contacts API (write-back side)."""
 
-    token: str = "pit-test-token"
+    tokens: set[str] = field(default_factory=lambda: {"pit-test-token"})
     limit: int = 100
     window: float = 10.0
     calls: list[Call] = field(default_factory=list)
     down_until: float = 0.0
     refuse_status: int | None = None
+    refused_429: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _recent: dict[str, deque[float]] = field(default_factory=dict)
 
@@ -99,6 +100,18 @@ class FakeGoHighLevel:
             Route("/contacts/{contact_id}", self._contact, methods=["PUT", "GET"]),
             Route("/contacts/{contact_id}/tags", self._tags, methods=["POST", "DELETE"]),
         ])  # fmt: skip
+
+    def per_window(self, token: str) -> int:
+        """The most requests of one token accepted within any one window."""
+        with self._lock:
+            times = sorted(c.at for c in self.calls
+                           if c.headers.get("authorization") == f"Bearer {token}")  # fmt: skip
+        most, first = 0, 0
+        for last, moment in enumerate(times):
+            while moment - times[first] >= self.window:
+                first += 1
+            most = max(most, last - first + 1)
+        return most
 
     def writes(self, contact_id: str | None = None) -> list[Call]:
         """The accepted write requests, optionally for one contact."""
@@ -128,14 +141,16 @@ class FakeGoHighLevel:
     async def _answer(self, request: Request, result: dict[str, Any]) -> Response:
         if time.monotonic() < self.down_until:
             return JSONResponse({"message": "Service Unavailable"}, status_code=503)
-        if request.headers.get("authorization") != f"Bearer {self.token}":
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme != "Bearer" or token not in self.tokens:
             return JSONResponse({"statusCode": 401, "message": "Invalid JWT"}, status_code=401)
         if request.headers.get("version") != VERSION:
             return JSONResponse({"statusCode": 400, "message": "Version header"}, status_code=400)
-        allowed, headers = self._rate(self.token)
+        allowed, headers = self._rate(token)  # a token is one location's
         if not allowed:
-            return JSONResponse({"statusCode": 429, "message": "Too many requests"},
-                                status_code=429, headers=headers | {"Retry-After": "1"})  # fmt: skip
+            self.refused_429 += 1
+            body = {"statusCode": 429, "message": "Too many requests"}
+            return JSONResponse(body, status_code=429, headers=headers | {"Retry-After": "1"})
         if self.refuse_status is not None:
             return JSONResponse({"statusCode": self.refuse_status, "message": "refused"},
                                 status_code=self.refuse_status, headers=headers)  # fmt: skip

@@ -41,7 +41,10 @@ HANDLED: Final = CONTACT_EVENTS | {
     "OpportunityStatusUpdate",
 }  # fmt: skip
 MESSAGE_KINDS: Final = {"SMS": "sms", "Email": "email_response", "CALL": "call"}
-RATE_LIMIT: Final = (100, 10.0)  # requests per seconds, per location
+#: GoHighLevel allows 100 requests per 10 s per location. Our limiter is a GCRA, which lets a
+#: full burst through and then the steady rate: 9 per second never passes 99 in any 10 s.
+RATE_LIMIT: Final = (9, 1.0)
+WINDOW_SECONDS: Final = 10.0
 
 
 def published_key() -> str:
@@ -286,9 +289,9 @@ def _pause(response: httpx.Response) -> float | None:
     if remaining is not None and remaining.strip() == "0":
         interval = response.headers.get("x-ratelimit-interval-milliseconds")
         try:
-            return float(interval) / 1000.0 if interval else RATE_LIMIT[1]
+            return float(interval) / 1000.0 if interval else WINDOW_SECONDS
         except ValueError:
-            return RATE_LIMIT[1]
+            return WINDOW_SECONDS
     daily = response.headers.get("x-ratelimit-daily-remaining")
     if daily is not None and daily.strip() == "0":
         return 3600.0
