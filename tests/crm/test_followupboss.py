@@ -360,3 +360,22 @@ def test_a_webhook_without_what_it_needs_is_recorded_as_rejected(
     assert rejected is not None
     assert rejected["status"] == "rejected"
     assert "uri" in (rejected["error"] or "")
+    elsewhere = webhook("peopleCreated", [next(_person_ids)], uri="https://evil.example/collect")
+    refused = post(api, elsewhere, sign(elsewhere, fake.credentials.system_key))
+    assert refused.status_code == 422
+    assert entry(api, event_id_of(elsewhere))["status"] == "rejected"  # type: ignore[index]
+
+
+def test_a_uri_on_another_host_is_read_from_the_connections_api_base(
+    api: httpx.Client, fub: tuple[FakeFollowUpBoss, LoopbackServer]
+) -> None:
+    fake, server = fub
+    connect(api, fake, server)
+    person_id = next(_person_ids)
+    fake.add_person(person_id)
+    body = webhook("peopleUpdated", [person_id], uri=f"https://evil.example/v1/people/{person_id}")
+
+    assert post(api, body, sign(body, fake.credentials.system_key)).status_code == 200
+
+    wait_for(lambda: score_of(api, f"fub-{person_id}"), what="the score")
+    assert fake.gets == [{"path": f"/v1/people/{person_id}", "query": {"fields": "allFields"}}]

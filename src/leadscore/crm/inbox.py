@@ -146,7 +146,7 @@ class WebhookReceiver:
         if envelope.event_type not in followupboss.HANDLED:
             return {"status": "ignored", "event_id": envelope.event_id}
         try:
-            followupboss.check(orjson.loads(body))
+            followupboss.check(envelope.event)
         except MalformedWebhookError as exc:
             await self._store(connection, envelope.event_id, envelope.event_type, body,
                               rejected=str(exc))  # fmt: skip

@@ -62,6 +62,7 @@ class Envelope:
 
     event_id: str
     event_type: str
+    event: dict[str, Any]
 
 
 def envelope(body: bytes) -> Envelope:
@@ -79,6 +80,7 @@ def envelope(body: bytes) -> Envelope:
     return Envelope(
         event_id=event_id if isinstance(event_id, str) and event_id else body_digest(body),
         event_type=name,
+        event=event,
     )
 
 
@@ -90,14 +92,20 @@ def check(event: dict[str, Any]) -> None:
             raise MalformedWebhookError("a peopleDeleted webhook needs its `resourceIds`")
     elif not isinstance(event.get("uri"), str) or not event["uri"]:
         raise MalformedWebhookError(f"a {event['event']} webhook needs its `uri`")
+    elif not _api_path(event["uri"]):
+        raise MalformedWebhookError(f"the uri is not a Follow Up Boss API path: {event['uri']!r}")
+
+
+def _api_path(uri: str) -> bool:
+    return urlsplit(uri).path.startswith("/v1/")
 
 
 def resource_url(api_base: str, uri: str) -> str:
     """The `uri` of a webhook on the connection's API base with `fields=allFields`: the
     credentials go only to the API the team configured, whatever host the body names."""
     parts = urlsplit(uri)
-    if not parts.path.startswith("/v1/"):
-        raise MalformedWebhookError(f"the webhook's uri is not a Follow Up Boss API path: {uri!r}")
+    if not _api_path(uri):
+        raise MalformedWebhookError(f"the uri is not a Follow Up Boss API path: {uri!r}")
     query = [(k, v) for k, v in parse_qsl(parts.query) if k != "fields"]
     query.append(("fields", "allFields"))
     return f"{api_base.rstrip('/')}{parts.path}?{urlencode(query, safe=',')}"

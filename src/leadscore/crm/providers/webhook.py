@@ -32,7 +32,7 @@ EVENT_ID_HEADER: Final = "x-leadscore-event-id"
 RATE_LIMIT: Final = (50, 10.0)
 
 
-class OutcomeIn(BaseModel):
+class OutcomeGiven(BaseModel):
     """What happened to the lead: won (converted, and closed at `value`) or lost."""
 
     model_config = ConfigDict(extra="forbid")
@@ -51,7 +51,7 @@ class LeadEvent(BaseModel):
     lead_id: LeadId
     lead_data: LeadData = Field(default_factory=LeadData)
     event_id: str | None = Field(default=None, min_length=1, max_length=150)
-    outcome: OutcomeIn | None = None
+    outcome: OutcomeGiven | None = None
 
 
 def signature(secret: str, body: bytes) -> str:
