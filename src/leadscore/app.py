@@ -57,7 +57,9 @@ from leadscore.crm.inbox import InboxWorker, WebhookReceiver
 from leadscore.crm.outbox import OutboxHook, OutboxSender
 from leadscore.crm.providers import gohighlevel
 from leadscore.crm.providers.base import Provider
+from leadscore.crm.providers.followupboss import FollowUpBoss
 from leadscore.crm.providers.gohighlevel import GoHighLevel
+from leadscore.crm.providers.webhook import GenericWebhook
 from leadscore.crm.secrets import box_for
 from leadscore.crm.service import CrmService
 from leadscore.crm.sync import CrmSync
@@ -286,7 +288,9 @@ async def _start_crm(
     """The CRM loop of this worker: the webhook receiver, the inbox worker, the sender."""
     http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
     stack.push_async_callback(http.aclose)
-    providers: dict[str, Provider] = {provider.name: provider for provider in (GoHighLevel(),)}
+    providers: dict[str, Provider] = {
+        provider.name: provider for provider in (GoHighLevel(), FollowUpBoss(), GenericWebhook())
+    }
     connections = ConnectionService(box_for(settings), sessions)
     sender = OutboxSender(
         sessions, connections, providers, http, limiter,

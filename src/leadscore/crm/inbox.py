@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import httpx
 import orjson
@@ -26,18 +26,20 @@ from leadscore.core.db import CONNECTION_ERRORS, is_connection_error, transactio
 from leadscore.core.errors import LeadScoreError
 from leadscore.core.lifecycle import Pump
 from leadscore.crm import repository as repo
-from leadscore.crm.connections import Connection, ConnectionService
-from leadscore.crm.providers import gohighlevel
+from leadscore.crm.connections import CACHE_SECONDS, Connection, ConnectionService
+from leadscore.crm.providers import followupboss, gohighlevel, webhook
 from leadscore.crm.providers.base import (
     FetchFailedError,
     MalformedWebhookError,
     Provider,
     UnknownAccountError,
     WebhookRefusedError,
+    body_digest,
 )
 from leadscore.crm.sync import ContactInvalidError, CrmSync
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 LEASE_SECONDS: Final = 30.0
 BATCH: Final = 50
 #: A webhook we answered 429 may come back after the replay window: accepted for this long.
@@ -90,6 +92,7 @@ class WebhookReceiver:
         self.pending = 0  # refreshed by the worker on every pass
         self.received = 0
         self.duplicates = 0
+        self._fub: tuple[float, list[Connection]] | None = None  # (read at, connections)
 
     async def _deferred(self, event_id: str) -> bool:
         try:
@@ -125,6 +128,98 @@ class WebhookReceiver:
                               rejected=str(exc))  # fmt: skip
             raise
         return await self._store(connection, envelope.event_id, envelope.event_type, body)
+
+    async def followupboss(
+        self, headers: Mapping[str, str], body: bytes, connection_id: int | None = None
+    ) -> dict[str, Any]:
+        """A Follow Up Boss webhook: the connection whose system key signed it (its body names
+        no account), then stored; an event of a family we do not use is only acknowledged."""
+        header = headers.get(followupboss.SIGNATURE_HEADER)
+        if not header:
+            raise WebhookRefusedError(f"the {followupboss.SIGNATURE_HEADER} header is missing")
+        connection = await self._signed_followupboss(header, body, connection_id)
+        try:
+            envelope = followupboss.envelope(body)
+        except MalformedWebhookError as exc:
+            await self._store(connection, body_digest(body), "unreadable", body, rejected=str(exc))
+            raise
+        if envelope.event_type not in followupboss.HANDLED:
+            return {"status": "ignored", "event_id": envelope.event_id}
+        try:
+            followupboss.check(envelope.event)
+        except MalformedWebhookError as exc:
+            await self._store(connection, envelope.event_id, envelope.event_type, body,
+                              rejected=str(exc))  # fmt: skip
+            raise
+        return await self._store(connection, envelope.event_id, envelope.event_type, body)
+
+    async def _signed_followupboss(
+        self, header: str, body: bytes, connection_id: int | None
+    ) -> Connection:
+        """The one connection whose system key verifies the signature; the list of them is
+        kept briefly and reread once when none verifies (a connection added since)."""
+        if connection_id is not None:
+            one = await self._read(self.connections.by_id(connection_id))
+            if one is None or one.provider != followupboss.NAME:
+                raise UnknownAccountError(f"no Follow Up Boss connection {connection_id}")
+            candidates = [one]
+        else:
+            candidates = await self._followupboss_connections(fresh=False)
+        matched = [c for c in candidates if followupboss.signed_by(c, header, body)]
+        if not matched and connection_id is None:
+            candidates = await self._followupboss_connections(fresh=True)
+            matched = [c for c in candidates if followupboss.signed_by(c, header, body)]
+        if not matched:
+            raise WebhookRefusedError(
+                f"the {followupboss.SIGNATURE_HEADER} signature matches no Follow Up Boss "
+                "connection's system key"
+            )
+        if len(matched) > 1:
+            raise UnknownAccountError(
+                f"{len(matched)} Follow Up Boss connections share this system key: register "
+                "the webhook URL with ?connection_id=<id> to say which"
+            )
+        return matched[0]
+
+    async def _followupboss_connections(self, fresh: bool) -> list[Connection]:
+        now = time.monotonic()
+        if not fresh and self._fub is not None and now - self._fub[0] < CACHE_SECONDS:
+            return self._fub[1]
+        connections = await self._read(self.connections.of_provider(followupboss.NAME))
+        self._fub = (now, connections)
+        return connections
+
+    async def generic(
+        self, connection_id: int, headers: Mapping[str, str], body: bytes
+    ) -> dict[str, Any]:
+        """A generic signed webhook (our lead schema): connection, HMAC, then stored; its event
+        id is the caller's, kept apart per connection."""
+        header = headers.get(webhook.SIGNATURE_HEADER)
+        if not header:
+            raise WebhookRefusedError(f"the {webhook.SIGNATURE_HEADER} header is missing")
+        connection = await self._read(self.connections.by_id(connection_id))
+        if connection is None or connection.provider != webhook.NAME:
+            raise UnknownAccountError(f"no generic webhook connection {connection_id}")
+        if not webhook.signed_by(connection, header, body):
+            raise WebhookRefusedError(f"the {webhook.SIGNATURE_HEADER} signature does not match")
+        given = webhook.event_id(body, headers.get(webhook.EVENT_ID_HEADER))
+        stored_id = f"{connection.id}:{given}"
+        try:
+            webhook.parse(body)
+        except MalformedWebhookError as exc:
+            await self._store(connection, stored_id, "lead", body, rejected=str(exc))
+            raise
+        answer = await self._store(connection, stored_id, "lead", body)
+        return {**answer, "event_id": given}
+
+    async def _read(self, query: Awaitable[T]) -> T:
+        """A connection lookup; the database unreachable is a 429 (retry later), never a 5xx."""
+        try:
+            return await query
+        except CONNECTION_ERRORS as exc:
+            if not is_connection_error(exc):
+                raise
+            raise InboxOverloadedError("the database is unreachable; retry later") from exc
 
     async def _connection(self, provider: str, account_id: str) -> Connection:
         try:

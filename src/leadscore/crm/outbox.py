@@ -61,6 +61,8 @@ class OutboxHook:
         for contact, connection in linked:
             record = latest[(contact.team_id, contact.lead_id)]
             write_back = WriteBack.model_validate(connection.write_back)
+            if connection.api_base is None:
+                continue  # a generic webhook without a URL: nowhere to write back to
             if not moved(write_back, record.ml_score, record.classification,
                          contact.written_score, contact.written_class):  # fmt: skip
                 continue

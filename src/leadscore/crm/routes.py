@@ -82,6 +82,41 @@ async def gohighlevel_webhook(request: Request, services: ServicesDep) -> Respon
     return Response(orjson.dumps(answer), media_type=JSON)
 
 
+@router.post(
+    "/followupboss/webhook", response_model=WebhookAccepted,
+    openapi_extra=signed_by("FollowUpBossSignature"),
+)  # fmt: skip
+async def followupboss_webhook(
+    request: Request,
+    services: ServicesDep,
+    connection_id: Annotated[
+        int | None,
+        Query(ge=1, le=2**31 - 1, description="Which connection, when several share a key."),
+    ] = None,
+) -> Response:
+    """Follow Up Boss's webhooks (FUB-Signature): stored before this answer, the people they
+    name read from its API after."""
+    answer = await services.crm.receiver.followupboss(
+        request.headers, await request.body(), connection_id
+    )
+    return Response(orjson.dumps(answer), media_type=JSON)
+
+
+@router.post(
+    "/webhook/{connection_id}", response_model=WebhookAccepted,
+    openapi_extra=signed_by("LeadScoreSignature"),
+)  # fmt: skip
+async def generic_webhook(
+    connection_id: ConnectionId, request: Request, services: ServicesDep
+) -> Response:
+    """A lead in our schema from Zapier, Make or a custom CRM (X-LeadScore-Signature): stored
+    before this answer, scored after."""
+    answer = await services.crm.receiver.generic(
+        connection_id, request.headers, await request.body()
+    )
+    return Response(orjson.dumps(answer), media_type=JSON)
+
+
 @router.get("/inbox", response_model=list[InboxEntry], openapi_extra=SECURED)
 async def list_inbox(
     services: ServicesDep,

@@ -138,8 +138,10 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
 def lead_id_for(prefix: str, contact_id: str) -> str:
-    """The lead id of a CRM contact: stable, within the lead id alphabet and length."""
-    return f"{prefix}-{_UNSAFE.sub('_', contact_id)}"[:100]
+    """The lead id of a CRM contact: stable, within the lead id alphabet and length (no
+    prefix: the contact id is the caller's own lead id, as the generic webhook's is)."""
+    safe = _UNSAFE.sub("_", contact_id)
+    return (f"{prefix}-{safe}" if prefix else safe)[:100]
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
