@@ -69,6 +69,9 @@ from leadscore.models.watcher import ModelWatcher
 from leadscore.monitoring import routes as monitoring_routes
 from leadscore.outcomes import routes as outcomes_routes
 from leadscore.outcomes.service import OTHER_WRITERS_SECONDS, OutcomeIn, OutcomeService
+from leadscore.qualification import routes as qualification_routes
+from leadscore.qualification.llm import LLMQualifier, QualifierSettings
+from leadscore.qualification.service import QualificationService
 from leadscore.scoring import routes as scoring_routes
 from leadscore.scoring.leads import LeadsService
 from leadscore.scoring.schemas import ScoreRequest
@@ -212,6 +215,25 @@ async def _start(
         models, cache, writer, metrics, events, shadow,
         batch_chunk=settings.batch_progress_chunk, hooks=score_hooks,
     )  # fmt: skip
+    # Several workers need Redis: only then may a lead's score sit in another worker's writer.
+    outcomes = OutcomeService(writer, OTHER_WRITERS_SECONDS if settings.redis_url else 0.0)
+    qualification = QualificationService(scoring, outcomes, events, writer)
+    score_hooks.append(qualification.on_scores)
+    teams = TeamAdmin(settings, auth)
+    qualifier = None
+    if settings.anthropic_api_key is not None:
+        qualifier = await stack.enter_async_context(
+            LLMQualifier(
+                sessions, qualification, limiter, teams,
+                QualifierSettings(
+                    api_key=settings.anthropic_api_key.get_secret_value(),
+                    model=settings.anthropic_model,
+                    calls_per_hour=settings.llm_calls_per_hour,
+                    min_confidence=settings.llm_min_confidence,
+                    max_attempts=settings.llm_max_attempts,
+                ),
+            )
+        )  # fmt: skip
     # Closed before the writer and the publisher: its uploads finish and are announced first.
     uploads = await stack.enter_async_context(
         LeadUploads(
@@ -233,12 +255,9 @@ async def _start(
         stats=StatsService(writer, metrics),
         uploads=uploads,
         shadow=shadow,
-        # Several workers need Redis: only then may a lead's score sit in another worker's writer.
-        outcomes=OutcomeService(
-            writer, OTHER_WRITERS_SECONDS if settings.redis_url else 0.0
-        ),
+        outcomes=outcomes,
         auth=auth,
-        teams=TeamAdmin(settings, auth),
+        teams=teams,
         started_at=datetime.now(UTC),
         bus=bus,
         events=events,
@@ -252,6 +271,8 @@ async def _start(
         drift=DriftService(
             writer, models, events, settings.drift_window, settings.drift_threshold
         ),
+        qualification=qualification,
+        qualifier=qualifier,
     )  # fmt: skip
 
 
@@ -422,6 +443,7 @@ def create_app(
         monitoring_routes.root_router,
         live_routes.router,
         models_routes.router,
+        qualification_routes.router,
         dashboard_routes.router,
     ):
         app.include_router(router)
