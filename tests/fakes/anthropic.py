@@ -1,7 +1,8 @@
 """A fake Anthropic Messages API (`POST /v1/messages`) for the LLM qualifier's tests.
 
 It speaks the real wire format (the shapes of https://docs.anthropic.com/en/api/messages and
-its error bodies): it checks the `x-api-key` and `anthropic-version` headers, answers a forced
+its error bodies): it checks the API key (`x-api-key`, or `Authorization: Bearer`, which is
+how the locked SDK version sends it) and the `anthropic-version` header, answers a forced
 tool call with a `tool_use` content block, `stop_reason: "tool_use"` and `usage`, and errors
 as `{"type": "error", "error": {"type": ..., "message": ...}}`. What it answers is scripted per
 lead, by a marker in the lead's name inside the prompt, so the order the qualifier takes leads
@@ -18,6 +19,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +41,12 @@ def _error(status: int, kind: str, message: str) -> JSONResponse:
     return JSONResponse(body, status_code=status, headers={"request-id": uuid.uuid4().hex})
 
 
+def api_key(headers: Mapping[str, str]) -> str | None:
+    """The key a request authenticates with, from either header the API accepts."""
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    return headers.get("x-api-key") or (token if scheme.lower() == "bearer" else None)
+
+
 @dataclass
 class FakeAnthropic:
     """The fake's state: every request it received, and calls per scripted behaviour."""
@@ -52,7 +60,7 @@ class FakeAnthropic:
 
         @app.post("/v1/messages")
         async def messages(request: Request) -> JSONResponse:
-            if request.headers.get("x-api-key") != API_KEY:
+            if api_key(request.headers) != API_KEY:
                 return _error(401, "authentication_error", "invalid x-api-key")
             if not request.headers.get("anthropic-version"):
                 return _error(400, "invalid_request_error", "anthropic-version header required")
@@ -63,9 +71,10 @@ class FakeAnthropic:
         return app
 
     def _answer(self, body: dict[str, Any]) -> JSONResponse:
-        tools = body.get("tools") or []
+        tools = body.get("tools") or [{"name": None}]
         choice = body.get("tool_choice") or {}
-        if len(tools) != 1 or choice.get("type") != "tool" or choice.get("name") != tools[0]["name"]:
+        forced = choice.get("type") == "tool" and choice.get("name") == tools[0]["name"]
+        if len(tools) != 1 or not forced:
             return _error(400, "invalid_request_error", "expected one tool, forced")
         text = " ".join(
             m["content"] if isinstance(m["content"], str) else str(m["content"])
@@ -84,8 +93,8 @@ class FakeAnthropic:
                 "summary": "Pre-approved cash buyer, 500k-750k, wants to move within 3 months.",
             }
         else:
-            answer = {"pre_approved": None, "timeline": None, "budget": None, "financing": None,
-                      "confidence": 0.3, "summary": "The conversation says too little."}  # fmt: skip
+            unknown = dict.fromkeys(CONFIDENT_ANSWERS)
+            answer = unknown | {"confidence": 0.3, "summary": "The conversation says too little."}
         return JSONResponse(
             {
                 "id": f"msg_{uuid.uuid4().hex[:24]}",
@@ -93,9 +102,13 @@ class FakeAnthropic:
                 "role": "assistant",
                 "model": body["model"],
                 "content": [
-                    {"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:24]}",
-                     "name": tools[0]["name"], "input": answer}
-                ],  # fmt: skip
+                    {
+                        "type": "tool_use",
+                        "id": f"toolu_{uuid.uuid4().hex[:24]}",
+                        "name": tools[0]["name"],
+                        "input": answer,
+                    }
+                ],
                 "stop_reason": "tool_use",
                 "stop_sequence": None,
                 "usage": {"input_tokens": len(text) // 4, "output_tokens": 60},

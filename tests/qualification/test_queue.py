@@ -74,15 +74,18 @@ def test_a_thin_lead_is_queued_once_claimed_resolved_and_rescored(
     body = unsure_lead(new_id("qual"))
     lead_id = body["lead_id"]
     first = score(client, agent, body)
-    assert first["qualification"]["needed"] and first["escalation_recommended"]
+    assert first["qualification"]["needed"]
+    assert first["escalation_recommended"]
     score(client, agent, body)  # scored twice: still one entry while it is open
     [entry] = queue(client, viewer, lead_id, status="open")  # any role reads the queue
-    assert entry["status"] == "open" and entry["name"] == "Pat Doe"
+    assert entry["status"] == "open"
+    assert entry["name"] == "Pat Doe"
     assert entry["ml_score_at_open"] == first["ml_score"]
     assert entry["ml_confidence_at_open"] == first["ml_confidence"]
     assert entry["reasons"] == first["qualification"]["reasons"]
     assert entry["ask_next"] == first["qualification"]["ask_next"] != []
-    assert entry["qualification_needed"] is True and entry["claimed_by"] is None
+    assert entry["qualification_needed"] is True
+    assert entry["claimed_by"] is None
 
     escalation = entry["id"]
     assert client.post(f"{QUEUE}/{escalation}/claim", headers=viewer).status_code == 403
@@ -94,7 +97,8 @@ def test_a_thin_lead_is_queued_once_claimed_resolved_and_rescored(
     assert claimed.json()["status"] == "claimed"
     assert claimed.json()["claimed_by"].endswith("(agent)")
     again = client.post(f"{QUEUE}/{escalation}/claim", headers=as_role("acme-admin"))
-    assert again.status_code == 409 and again.json()["error"] == "conflict"
+    assert again.status_code == 409
+    assert again.json()["error"] == "conflict"
     [listed] = queue(client, agent, lead_id)  # the default lists open and claimed
     assert listed["status"] == "claimed"
 
@@ -116,9 +120,11 @@ def test_a_thin_lead_is_queued_once_claimed_resolved_and_rescored(
         resolve, json=ANSWERS | {"outcome": {"outcome": "converted", "occurred_at": later}},
         headers=agent,
     )  # fmt: skip
-    assert future.status_code == 422 and "outcome" in future.json()["detail"], future.text
+    assert future.status_code == 422, future.text
+    assert "outcome" in future.json()["detail"]
     [unchanged] = queue(client, agent, lead_id)
-    assert unchanged["status"] == "claimed" and unchanged["answers"] is None
+    assert unchanged["status"] == "claimed"
+    assert unchanged["answers"] is None
     assert outcomes_of(server, lead_id) == []
     assert client.post(resolve, json=ANSWERS, headers=other_team).status_code == 404
 
@@ -131,13 +137,17 @@ def test_a_thin_lead_is_queued_once_claimed_resolved_and_rescored(
     )  # fmt: skip
     assert done.status_code == 200, done.text
     resolved = done.json()
-    assert resolved["status"] == "resolved" and resolved["resolved_by"].endswith("(agent)")
-    assert resolved["answers"] == ANSWERS and resolved["outcome"] == "converted"
+    assert resolved["status"] == "resolved"
+    assert resolved["resolved_by"].endswith("(agent)")
+    assert resolved["answers"] == ANSWERS
+    assert resolved["outcome"] == "converted"
     assert resolved["notes"] == "Pre-approved with First Bank"
     new = resolved["score"]
-    assert new["ml_score"] > first["ml_score"] and new["ml_confidence"] > first["ml_confidence"]
+    assert new["ml_score"] > first["ml_score"]
+    assert new["ml_confidence"] > first["ml_confidence"]
     assert new["qualification"]["needed"] is False  # the answers made the model confident
-    assert resolved["ml_score"] == new["ml_score"] and resolved["qualification_needed"] is False
+    assert resolved["ml_score"] == new["ml_score"]
+    assert resolved["qualification_needed"] is False
 
     latest = client.get(f"/api/v1/ml/score/{lead_id}", headers=viewer).json()
     assert latest["ml_score"] == new["ml_score"]
@@ -166,10 +176,12 @@ def test_a_confident_rescore_resolves_an_open_entry_but_not_a_claimed_one(
     for body in (open_lead, claimed_lead):
         assert score(client, agent, answered(body))["qualification"]["needed"] is False
     [auto] = queue(client, agent, open_lead["lead_id"], status="resolved")
-    assert auto["resolved_by"] == "rescored" and auto["answers"] is None
+    assert auto["resolved_by"] == "rescored"
+    assert auto["answers"] is None
     assert queue(client, agent, open_lead["lead_id"]) == []
     [still] = queue(client, agent, claimed_lead["lead_id"])  # stays with its person
-    assert still["status"] == "claimed" and still["resolved_by"] is None
+    assert still["status"] == "claimed"
+    assert still["resolved_by"] is None
     # Once resolved, a lead that needs qualifying again enters the queue again.
     score(client, agent, open_lead)
     [reopened] = queue(client, agent, open_lead["lead_id"], status="open")
@@ -187,7 +199,9 @@ def test_the_queue_pages_with_a_cursor_and_refuses_a_foreign_one(
     cursor = None
     pages = 0
     while True:
-        params: dict[str, Any] = {"limit": 2, "status": "open"} | ({"cursor": cursor} if cursor else {})
+        params: dict[str, Any] = {"limit": 2, "status": "open"}
+        if cursor:
+            params["cursor"] = cursor
         page = client.get(QUEUE, params=params, headers=headers).json()
         assert len(page["escalations"]) <= 2
         seen += [e["lead_id"] for e in page["escalations"]]
@@ -201,7 +215,8 @@ def test_the_queue_pages_with_a_cursor_and_refuses_a_foreign_one(
     foreign = client.get(
         QUEUE, params={"status": "claimed", "cursor": first["next_cursor"]}, headers=headers
     )
-    assert foreign.status_code == 422 and foreign.json()["error"] == "invalid_cursor"
+    assert foreign.status_code == 422
+    assert foreign.json()["error"] == "invalid_cursor"
     garbage = client.get(QUEUE, params={"cursor": "not-a-cursor"}, headers=headers)
     assert garbage.status_code == 422
     assert client.get(QUEUE, params={"status": "done"}, headers=headers).status_code == 422
@@ -241,15 +256,19 @@ def test_each_change_of_the_queue_is_an_escalation_event(
     lead_id = body["lead_id"]
     scored = score(client, agent, body)
     recommended = next_escalation(ws, "recommended", lead_id)
-    assert recommended["escalation_id"] is None and recommended["threshold"] is not None
+    assert recommended["escalation_id"] is None
+    assert recommended["threshold"] is not None
     opened = next_escalation(ws, "open", lead_id)
     [entry] = queue(client, agent, lead_id)
     assert opened["escalation_id"] == entry["id"]
-    assert opened["ml_score"] == scored["ml_score"] and opened["name"] == "Pat Doe"
+    assert opened["ml_score"] == scored["ml_score"]
+    assert opened["name"] == "Pat Doe"
     assert opened["reasons"] == scored["qualification"]["reasons"]
     client.post(f"{QUEUE}/{entry['id']}/claim", headers=agent)
     claimed = next_escalation(ws, "claimed", lead_id)
-    assert claimed["by"].endswith("(agent)") and claimed["escalation_id"] == entry["id"]
+    assert claimed["by"].endswith("(agent)")
+    assert claimed["escalation_id"] == entry["id"]
     resolved = client.post(f"{QUEUE}/{entry['id']}/resolve", json=ANSWERS, headers=agent).json()
     done = next_escalation(ws, "resolved", lead_id)
-    assert done["ml_score"] == resolved["score"]["ml_score"] and done["by"] == claimed["by"]
+    assert done["ml_score"] == resolved["score"]["ml_score"]
+    assert done["by"] == claimed["by"]
