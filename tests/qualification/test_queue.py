@@ -4,9 +4,11 @@ once, is claimed, resolved with answers that re-score it, and its outcome become
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -232,6 +234,14 @@ def agent_ws(server: ServerThread, as_role: Headers) -> Iterator[ClientConnectio
         yield ws
 
 
+def documented_fields(event_type: str) -> set[str]:
+    """The fields docs/websocket.md lists for an event: its row's names before the first '.'."""
+    docs = Path(__file__).resolve().parents[2] / "docs" / "websocket.md"
+    [row] = [ln for ln in docs.read_text().splitlines() if ln.startswith(f"| `{event_type}` |")]
+    fields = row.split("|")[2].split(". ")[0]
+    return set(re.findall(r"`([a-z_]+)`", fields))
+
+
 def next_escalation(ws: ClientConnection, status: str, lead_id: str) -> dict[str, Any]:
     while True:
         message = json.loads(ws.recv(timeout=10))
@@ -270,5 +280,7 @@ def test_each_change_of_the_queue_is_an_escalation_event(
     assert claimed["escalation_id"] == entry["id"]
     resolved = client.post(f"{QUEUE}/{entry['id']}/resolve", json=ANSWERS, headers=agent).json()
     done = next_escalation(ws, "resolved", lead_id)
+    for data in (recommended, opened, claimed, done):
+        assert set(data) == documented_fields("escalation")
     assert done["ml_score"] == resolved["score"]["ml_score"]
     assert done["by"] == claimed["by"]
