@@ -28,9 +28,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from leadscore.auth.principal import Principal
 from leadscore.auth.service import TeamAdmin
 from leadscore.core.db import transaction
+from leadscore.core.errors import InvalidInputError
 from leadscore.core.lifecycle import Background
 from leadscore.core.ratelimit import RateLimiter, RateLimitUnavailableError
 from leadscore.core.tables import EscalationRow
+from leadscore.outcomes.service import ConflictError
 from leadscore.qualification import repository as repo
 from leadscore.qualification.schemas import Answers
 from leadscore.qualification.service import LLM, QualificationService
@@ -93,8 +95,8 @@ class LLMAnswer(BaseModel):
         """The answers given (blank text is no answer)."""
         fields: dict[str, bool | str | None] = {"pre_approved": self.pre_approved}
         for name in ("timeline", "budget", "financing"):
-            value = getattr(self, name)
-            fields[name] = value.strip() or None if isinstance(value, str) else None
+            value: str | None = getattr(self, name)
+            fields[name] = value.strip() if value and value.strip() else None
         return Answers.model_validate(fields)
 
 
@@ -156,7 +158,6 @@ class LLMQualifier(Background):
         self.teams = teams
         self.settings = settings
         self.conversation = conversation
-        self.calls = 0
         self._client: anthropic.AsyncAnthropic | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -229,17 +230,19 @@ class LLMQualifier(Background):
         if answer.confidence < self.settings.min_confidence:
             await self._record(taken, UNSURE, None, attempts, notes=answer.summary)
             return True
-        async with transaction(self.sessions) as session:
-            row = await repo.locked(session, taken.team_id, taken.id)
-            if row is None or row.status != "open":
-                state = SUPERSEDED
-            else:
+        try:
+            async with transaction(self.sessions) as session:
                 principal = await self._principal(session, taken.team_id)
                 await self.service.settle(
-                    session, principal, row, answer.answers(), answer.summary, None, LLM
-                )
-                state = RESOLVED
-            await repo.set_llm(session, taken.id, datetime.now(UTC), state, None, attempts)
+                    session, principal, taken, answer.answers(), answer.summary, None, LLM,
+                    ("open",),
+                )  # fmt: skip
+                await repo.set_llm(session, taken.id, datetime.now(UTC), RESOLVED, None, attempts)
+        except ConflictError:  # a person claimed it, or a new score resolved it, meanwhile
+            await self._record(taken, SUPERSEDED, None, attempts)
+        except (InvalidInputError, ValidationError) as exc:  # answers the lead's data refuses
+            log.warning("escalation %s: the LLM's answers were refused: %s", taken.id, exc)
+            await self._record(taken, FAILED, None, attempts, notes=answer.summary)
         return True
 
     async def _budget_wait(self, team_id: int) -> float | None:
@@ -278,7 +281,6 @@ class LLMQualifier(Background):
     ) -> LLMAnswer:
         """One Messages API call forcing the tool; its input, checked."""
         assert self._client is not None, "the qualifier is not started"
-        self.calls += 1
         lead = {k: v for k, v in data.items() if k != "interaction_history"}
         prompt = orjson.dumps(
             {"lead": lead, "why_escalated": taken.reasons, "conversation": conversation},

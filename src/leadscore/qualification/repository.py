@@ -114,17 +114,16 @@ async def view(session: AsyncSession, team_id: int, escalation_id: int) -> Row[A
         select(*_VIEW)
         .join(LeadRow, _OF_LEAD)
         .where(EscalationRow.team_id == team_id, EscalationRow.id == escalation_id)
+        # Read afresh: this unit of work may have changed the row with an UPDATE already.
+        .execution_options(populate_existing=True)
     )
     return (await session.execute(statement)).one_or_none()
 
 
-async def locked(session: AsyncSession, team_id: int, escalation_id: int) -> EscalationRow | None:
-    """One escalation of one team, locked for this unit of work (PostgreSQL; SQLite writes
-    one at a time anyway)."""
-    statement = (
-        select(EscalationRow)
-        .where(EscalationRow.team_id == team_id, EscalationRow.id == escalation_id)
-        .with_for_update()
+async def get(session: AsyncSession, team_id: int, escalation_id: int) -> EscalationRow | None:
+    """One escalation of one team."""
+    statement = select(EscalationRow).where(
+        EscalationRow.team_id == team_id, EscalationRow.id == escalation_id
     )
     return (await session.execute(statement)).scalar_one_or_none()
 
@@ -141,6 +140,24 @@ async def claim(
             EscalationRow.status == "open",
         )
         .values(status="claimed", claimed_by=by, claimed_at=now, updated_at=now)
+        .returning(EscalationRow.id)
+    )
+    result = await session.execute(statement, execution_options={"synchronize_session": False})
+    return result.first() is not None
+
+
+async def mark_resolved(
+    session: AsyncSession,
+    escalation_id: int,
+    values: dict[str, Any],
+    from_statuses: Sequence[str],
+) -> bool:
+    """Resolve an escalation if it is still in one of `from_statuses` (one conditional UPDATE:
+    two resolutions never both succeed); False when it was not."""
+    statement = (
+        update(EscalationRow)
+        .where(EscalationRow.id == escalation_id, EscalationRow.status.in_(list(from_statuses)))
+        .values(status="resolved", **values)
         .returning(EscalationRow.id)
     )
     result = await session.execute(statement, execution_options={"synchronize_session": False})

@@ -246,15 +246,13 @@ class QualificationService:
         """Resolve with a person's answers: merged into the lead's data, the lead re-scored,
         the outcome (if any) recorded as a label; all in the request's unit of work."""
         await self.writer.barrier()  # the lead's latest data is in the database
-        row = await repo.locked(session, principal.team_id, escalation_id)
+        row = await repo.get(session, principal.team_id, escalation_id)
         if row is None:
             raise NotFoundError(f"no escalation {escalation_id} in your team")
-        if row.status == "resolved":
-            raise ConflictError(f"escalation {escalation_id} is already resolved")
         outcome = _outcome_in(row.lead_id, request)
         score = await self.settle(
             session, principal, row, request.answers(), request.notes,
-            outcome.outcome if outcome else None, actor(principal),
+            outcome.outcome if outcome else None, actor(principal), WAITING,
         )  # fmt: skip
         if outcome is not None:
             await self.outcomes.record(session, principal, [outcome])
@@ -270,9 +268,10 @@ class QualificationService:
         notes: str | None,
         outcome: str | None,
         by: str,
+        from_statuses: Sequence[str],
     ) -> dict[str, Any]:
-        """Mark a locked escalation resolved, merge its answers into the lead's data and
-        re-score the lead in this unit of work: the score's body."""
+        """Resolve an escalation still in one of `from_statuses` (else 409), merge its answers
+        into the lead's data and re-score the lead in this unit of work: the score's body."""
         data = await repo.lead_data(session, row.team_id, row.lead_id) or {}
         try:
             lead_data = LeadData.model_validate(data | answers.lead_fields())
@@ -283,14 +282,12 @@ class QualificationService:
                 + "; ".join(e["msg"] for e in exc.errors())
             ) from exc
         now = datetime.now(UTC)
-        row.status = "resolved"
-        row.resolved_by = by
-        row.resolved_at = now
-        row.answers = answers.model_dump(exclude_none=True)
-        row.notes = notes if notes is not None else row.notes
-        row.outcome = outcome
-        row.updated_at = now
-        await session.flush()
+        values = {
+            "resolved_by": by, "resolved_at": now, "updated_at": now, "outcome": outcome,
+            "answers": answers.model_dump(exclude_none=True),
+        } | ({"notes": notes} if notes is not None else {})  # fmt: skip
+        if not await repo.mark_resolved(session, row.id, values, from_statuses):
+            raise ConflictError(f"escalation {row.id} is not {' or '.join(from_statuses)}")
         session.info.setdefault(_SETTLED, set()).add((row.team_id, row.lead_id))
         [body] = await self.scoring.score_in(
             session, principal, [Lead(lead_id=row.lead_id, lead_data=lead_data)]
