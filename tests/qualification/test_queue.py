@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from base64 import urlsafe_b64encode
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -219,8 +220,10 @@ def test_the_queue_pages_with_a_cursor_and_refuses_a_foreign_one(
     )
     assert foreign.status_code == 422
     assert foreign.json()["error"] == "invalid_cursor"
-    garbage = client.get(QUEUE, params={"cursor": "not-a-cursor"}, headers=headers)
-    assert garbage.status_code == 422
+    for forged in ("not-a-cursor", json.dumps(["open", 10**20]), json.dumps(["open", "7"])):
+        cursor = forged if forged.startswith("not") else urlsafe_b64encode(forged.encode()).decode()
+        refused = client.get(QUEUE, params={"status": "open", "cursor": cursor}, headers=headers)
+        assert refused.status_code == 422, refused.text
     assert client.get(QUEUE, params={"status": "done"}, headers=headers).status_code == 422
     assert client.post(f"{QUEUE}/999999999/claim", headers=headers).status_code == 404
     assert client.post(f"{QUEUE}/0/claim", headers=headers).status_code == 422

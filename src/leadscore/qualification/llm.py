@@ -203,8 +203,10 @@ class LLMQualifier(Background):
         lease = now + timedelta(seconds=self.settings.lease_seconds)
         async with transaction(self.sessions) as session:
             taken = await repo.take_for_llm(session, now, lease)
-            if taken is None:
-                return False
+        if taken is None:
+            return False
+        # Taken for good: if reading the conversation fails, the lease runs out and it is retried.
+        async with transaction(self.sessions) as session:
             conversation = await self.conversation(session, taken.team_id, taken.lead_id)
             data = await repo.lead_data(session, taken.team_id, taken.lead_id) or {}
         wait = await self._budget_wait(taken.team_id)

@@ -62,7 +62,7 @@ def decode_cursor(cursor: str, statuses: Sequence[str]) -> int:
         made_for, last_id = orjson.loads(raw)
     except (ValueError, TypeError, binascii.Error) as exc:
         raise InvalidCursorError("cursor: not a cursor of this list") from exc
-    if isinstance(last_id, bool) or not isinstance(last_id, int):
+    if isinstance(last_id, bool) or not isinstance(last_id, int) or not 0 <= last_id < 2**63:
         raise InvalidCursorError("cursor: not a cursor of this list")
     if made_for != ",".join(statuses):
         raise InvalidCursorError(f"cursor: made for status={made_for}")
