@@ -84,6 +84,9 @@ from leadscore.models.watcher import ModelWatcher
 from leadscore.monitoring import routes as monitoring_routes
 from leadscore.outcomes import routes as outcomes_routes
 from leadscore.outcomes.service import OTHER_WRITERS_SECONDS, OutcomeIn, OutcomeService
+from leadscore.qualification import routes as qualification_routes
+from leadscore.qualification.llm import LLMQualifier, QualifierSettings, interaction_history
+from leadscore.qualification.service import QualificationService
 from leadscore.scoring import routes as scoring_routes
 from leadscore.scoring.leads import LeadsService
 from leadscore.scoring.schemas import ScoreRequest
@@ -227,13 +230,36 @@ async def _start(
         models, cache, writer, metrics, events, shadow,
         batch_chunk=settings.batch_progress_chunk, hooks=score_hooks,
     )  # fmt: skip
-    outcomes = OutcomeService(
-        # Several workers need Redis: only then may a lead's score sit in another worker's writer.
-        writer,
-        OTHER_WRITERS_SECONDS if settings.redis_url else 0.0,
-    )
+    # Several workers need Redis: only then may a lead's score sit in another worker's writer.
+    outcomes = OutcomeService(writer, OTHER_WRITERS_SECONDS if settings.redis_url else 0.0)
+    qualification = QualificationService(scoring, outcomes, events, writer)
+    score_hooks.append(qualification.on_scores)
     crm = await _start_crm(settings, stack, sessions, cache, limiter, auth, scoring, outcomes)
     score_hooks.append(OutboxHook(crm.wake_sender))
+    teams = TeamAdmin(settings, auth)
+    qualifier = None
+    if settings.anthropic_api_key is not None:
+
+        async def conversation(
+            session: AsyncSession, team_id: int, lead_id: str
+        ) -> list[dict[str, Any]]:
+            """The CRM's messages with the lead, else the interactions the lead came with."""
+            messages = await crm.conversation(session, team_id, lead_id)
+            return messages or await interaction_history(session, team_id, lead_id)
+
+        qualifier = await stack.enter_async_context(
+            LLMQualifier(
+                sessions, qualification, limiter, teams,
+                QualifierSettings(
+                    api_key=settings.anthropic_api_key.get_secret_value(),
+                    model=settings.anthropic_model,
+                    calls_per_hour=settings.llm_calls_per_hour,
+                    min_confidence=settings.llm_min_confidence,
+                    max_attempts=settings.llm_max_attempts,
+                ),
+                conversation=conversation,
+            )
+        )  # fmt: skip
     # Closed before the writer and the publisher: its uploads finish and are announced first.
     uploads = await stack.enter_async_context(
         LeadUploads(
@@ -258,7 +284,7 @@ async def _start(
         outcomes=outcomes,
         crm=crm,
         auth=auth,
-        teams=TeamAdmin(settings, auth),
+        teams=teams,
         started_at=datetime.now(UTC),
         bus=bus,
         events=events,
@@ -272,6 +298,8 @@ async def _start(
         drift=DriftService(
             writer, models, events, settings.drift_window, settings.drift_threshold
         ),
+        qualification=qualification,
+        qualifier=qualifier,
     )  # fmt: skip
 
 
@@ -480,6 +508,7 @@ def create_app(
         live_routes.router,
         models_routes.router,
         crm_routes.router,
+        qualification_routes.router,
         dashboard_routes.router,
     ):
         app.include_router(router)

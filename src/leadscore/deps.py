@@ -34,6 +34,8 @@ from leadscore.models.shadow import ShadowScorer
 from leadscore.models.training import RetrainService
 from leadscore.models.watcher import ModelWatcher
 from leadscore.outcomes.service import OutcomeService
+from leadscore.qualification.llm import LLMQualifier
+from leadscore.qualification.service import QualificationService
 from leadscore.scoring.leads import LeadsService
 from leadscore.scoring.repository import ScoreRecord
 from leadscore.scoring.service import ScoringService
@@ -73,9 +75,11 @@ class Services:
     drift: DriftService
     uploads: LeadUploads
     crm: CrmService
+    qualification: QualificationService
     limiter_log: DependencyLog = field(
         default_factory=lambda: DependencyLog(log, "redis (rate limiter, failing open)")
     )
+    qualifier: LLMQualifier | None = None  # only with LEADSCORE_ANTHROPIC_API_KEY
 
 
 async def get_services(request: Request) -> Services:

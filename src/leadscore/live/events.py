@@ -145,9 +145,26 @@ def lead_scored(
     return _about_lead(EventType.LEAD_SCORED, team_id, name, body, data)
 
 
-def escalation(team_id: int, name: str | None, body: dict[str, Any], threshold: float) -> Event:
-    """A lead the model is unsure about: a human or an LLM should qualify it."""
+def escalation(
+    team_id: int,
+    name: str | None,
+    body: dict[str, Any],
+    threshold: float | None,
+    *,
+    status: str = "recommended",
+    escalation_id: int | None = None,
+    reasons: Sequence[str] = (),
+    by: str | None = None,
+) -> Event:
+    """A lead the model is unsure about: `recommended` by a score (no `escalation_id`), or a
+    change of its queue entry (`open`, `claimed`, `resolved`, with the entry's id and who)."""
     confidence = body["ml_confidence"]
+    if status == "recommended" and threshold is not None:
+        reason = f"confidence {confidence:.2f} is below the review threshold {threshold:.2f}"
+    elif status == "open":
+        reason = "entered the qualification queue: " + (", ".join(reasons) or "unsure")
+    else:
+        reason = f"{status} by {by}" if by else status
     data = {
         "lead_id": body["lead_id"],
         "name": name,
@@ -155,8 +172,12 @@ def escalation(team_id: int, name: str | None, body: dict[str, Any], threshold: 
         "classification": body["classification"],
         "confidence": confidence,
         "threshold": threshold,
-        "reason": f"confidence {confidence:.2f} is below the review threshold {threshold:.2f}",
+        "reason": reason,
         "model_version": body["model_version"],
+        "escalation_id": escalation_id,
+        "status": status,
+        "reasons": list(reasons),
+        "by": by,
     }
     return _about_lead(EventType.ESCALATION, team_id, name, body, data)
 

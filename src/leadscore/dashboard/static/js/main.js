@@ -7,8 +7,8 @@ import { connect, disconnect, refresh } from "./live.js";
 import * as queue from "./queue.js";
 import * as upload from "./upload.js";
 
-const VIEWS = ["sign-in", "queue", "lead", "team", "model", "upload"];
-const lazy = {}; // views loaded on first use: {team, model, detail}
+const VIEWS = ["sign-in", "queue", "lead", "qualify", "team", "model", "upload"];
+const lazy = {}; // views loaded on first use: {team, model, detail, qualify}
 
 async function module(name) {
   lazy[name] ??= import(`./${name}.js`).then((m) => {
@@ -41,6 +41,8 @@ async function route() {
   else lazy.team?.then((m) => m.show(false));
   if (name === "model") (await module("model")).show(true);
   else lazy.model?.then((m) => m.show(false));
+  if (name === "qualify") (await module("qualify")).show(true);
+  else lazy.qualify?.then((m) => m.show(false));
   if (name === "lead") (await module("detail")).show(decodeURIComponent(arg));
 }
 

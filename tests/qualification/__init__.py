@@ -1,0 +1,1 @@
+"""The qualification queue and the LLM qualifier against real servers."""
