@@ -16,7 +16,6 @@ from leadscore.core.errors import LeadScoreError, NotFoundError
 from leadscore.core.tables import CrmConnectionRow
 from leadscore.crm import repository as repo
 from leadscore.crm.schemas import (
-    CREDENTIALS,
     DEFAULT_API_BASE,
     ConnectionCreated,
     ConnectionIn,
@@ -24,6 +23,7 @@ from leadscore.crm.schemas import (
     ConnectionPatch,
     Options,
     WriteBack,
+    check_credentials,
 )
 from leadscore.crm.secrets import SecretBox
 
@@ -148,12 +148,10 @@ class ConnectionService:
         """Change what the body gives; credentials are replaced whole."""
         row = await self._row(session, principal, connection_id)
         if body.credentials is not None:
-            needed = set(CREDENTIALS[row.provider])
-            if set(body.credentials) != needed:
-                raise InvalidCredentialsError(
-                    f"credentials for {row.provider} are {sorted(needed) or 'none'}; "
-                    f"got {sorted(body.credentials)}"
-                )
+            try:
+                check_credentials(row.provider, body.credentials)
+            except ValueError as exc:
+                raise InvalidCredentialsError(str(exc)) from exc
             row.credentials = self.box.seal(body.credentials) if body.credentials else None
         if body.name is not None:
             row.name = body.name
