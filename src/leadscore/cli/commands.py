@@ -8,6 +8,7 @@ import typer
 
 if TYPE_CHECKING:
     pass
+from leadscore.cli.crm import crm_app
 from leadscore.cli.db import db_app
 from leadscore.cli.keys import keys_app
 from leadscore.cli.models import models_app, retrain
@@ -23,4 +24,5 @@ def register(app: typer.Typer) -> None:
     app.add_typer(keys_app, name="keys")
     app.add_typer(teams_app, name="teams")
     app.add_typer(models_app, name="models")
+    app.add_typer(crm_app, name="crm")
     app.command()(retrain)

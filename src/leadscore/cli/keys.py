@@ -14,7 +14,7 @@ from leadscore.auth.service import ROLES, TeamAdmin
 from leadscore.core.config import StoreSettings
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 T = TypeVar("T")
 
@@ -36,9 +36,10 @@ async def create_key(settings: StoreSettings, team: str, role: str, name: str) -
         await engine.dispose()
 
 
-def with_team_admin(use: Callable[[TeamAdmin, AsyncSession], Awaitable[T]]) -> T:
-    """Run one key or team command against the configured (migrated) database, as one unit
-    of work."""
+def in_store(
+    use: Callable[[StoreSettings, async_sessionmaker[AsyncSession], AsyncSession], Awaitable[T]],
+) -> T:
+    """Run one store command against the configured (migrated) database, as one unit of work."""
     from leadscore.core.db import create_engine, session_factory, transaction
     from leadscore.core.migrate import upgrade
 
@@ -48,12 +49,18 @@ def with_team_admin(use: Callable[[TeamAdmin, AsyncSession], Awaitable[T]]) -> T
     async def run() -> T:
         engine = create_engine(settings.resolved_database_url)
         try:
-            async with transaction(session_factory(engine)) as session:
-                return await use(TeamAdmin(settings), session)
+            sessions = session_factory(engine)
+            async with transaction(sessions) as session:
+                return await use(settings, sessions, session)
         finally:
             await engine.dispose()
 
     return asyncio.run(run())
+
+
+def with_team_admin(use: Callable[[TeamAdmin, AsyncSession], Awaitable[T]]) -> T:
+    """Run one key or team command as one unit of work."""
+    return in_store(lambda settings, _sessions, session: use(TeamAdmin(settings), session))
 
 
 @keys_app.command("create")

@@ -70,9 +70,15 @@ class Settings(BaseSettings):
 
 
 class StoreSettings(Settings):
-    """What commands that only touch the database need (`keys`, `teams`, `models`, `db`)."""
+    """What commands that only touch the database need (`keys`, `teams`, `models`, `db`,
+    `crm`): no JWT secret; CRM secrets are sealed with `secret_key`."""
 
     database_url: str | None = Field(default=None, description="Default: SQLite in `home`.")
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key(s) that encrypt CRM credentials at rest; comma-separated to "
+        "rotate (the first encrypts, every one decrypts). `leadscore crm keygen` makes one.",
+    )
 
     @property
     def resolved_database_url(self) -> str:
@@ -163,11 +169,6 @@ class ServiceSettings(StoreSettings):
         default=25, ge=1, le=100, description="Leads per batch chunk (one progress event each)."
     )
 
-    secret_key: SecretStr | None = Field(
-        default=None,
-        description="Fernet key(s) that encrypt CRM credentials at rest; comma-separated to "
-        "rotate (the first encrypts, every one decrypts). `leadscore crm keygen` makes one.",
-    )
     ghl_webhook_public_key: str | None = Field(
         default=None,
         description="GoHighLevel's webhook signing key (PEM text); default: the published key.",

@@ -16,7 +16,6 @@ from leadscore.core.errors import LeadScoreError, NotFoundError
 from leadscore.core.tables import CrmConnectionRow
 from leadscore.crm import repository as repo
 from leadscore.crm.schemas import (
-    CREDENTIALS,
     DEFAULT_API_BASE,
     ConnectionCreated,
     ConnectionIn,
@@ -24,6 +23,7 @@ from leadscore.crm.schemas import (
     ConnectionPatch,
     Options,
     WriteBack,
+    check_credentials,
 )
 from leadscore.crm.secrets import SecretBox
 
@@ -128,6 +128,15 @@ class ConnectionService:
             ConnectionOut(**_out(row)) for row in await repo.connections(session, principal.team_id)
         ]
 
+    async def of_teams(
+        self, session: AsyncSession, team_id: int | None
+    ) -> list[tuple[int, ConnectionOut]]:
+        """One team's connections (or every team's) with their team, for the command line."""
+        return [
+            (row.team_id, ConnectionOut(**_out(row)))
+            for row in await repo.connections(session, team_id)
+        ]
+
     async def _row(
         self, session: AsyncSession, principal: Principal, connection_id: int
     ) -> CrmConnectionRow:
@@ -148,12 +157,10 @@ class ConnectionService:
         """Change what the body gives; credentials are replaced whole."""
         row = await self._row(session, principal, connection_id)
         if body.credentials is not None:
-            needed = set(CREDENTIALS[row.provider])
-            if set(body.credentials) != needed:
-                raise InvalidCredentialsError(
-                    f"credentials for {row.provider} are {sorted(needed) or 'none'}; "
-                    f"got {sorted(body.credentials)}"
-                )
+            try:
+                check_credentials(row.provider, body.credentials)
+            except ValueError as exc:
+                raise InvalidCredentialsError(str(exc)) from exc
             row.credentials = self.box.seal(body.credentials) if body.credentials else None
         if body.name is not None:
             row.name = body.name
@@ -172,7 +179,22 @@ class ConnectionService:
 
     async def delete(self, session: AsyncSession, principal: Principal, connection_id: int) -> None:
         """Disconnect: its webhooks are refused, its queued write-backs dropped."""
-        row = await self._row(session, principal, connection_id)
+        await self._delete(session, await self._row(session, principal, connection_id))
+
+    async def remove(
+        self, session: AsyncSession, connection_id: int, team_id: int | None
+    ) -> tuple[int, ConnectionOut]:
+        """Disconnect a connection (of this team, when given); what it was, with its team."""
+        row = await repo.connection(session, connection_id, team_id)
+        if row is None:
+            raise NotFoundError(
+                f"no CRM connection {connection_id}{'' if team_id is None else ' in that team'}"
+            )
+        removed = (row.team_id, ConnectionOut(**_out(row)))
+        await self._delete(session, row)
+        return removed
+
+    async def _delete(self, session: AsyncSession, row: CrmConnectionRow) -> None:
         self.forget(row)
         await repo.delete_connection(session, row)
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 from leadscore.engine.schema import LeadData
 
@@ -76,6 +83,16 @@ def _check_mapping(mapping: dict[str, str]) -> dict[str, str]:
     return mapping
 
 
+def check_credentials(provider: str, credentials: dict[str, str] | None) -> None:
+    """Exactly the credentials this provider's write-back takes (none for a generic webhook)."""
+    needed = CREDENTIALS[provider]
+    given = sorted(credentials or {})
+    if set(needed) != set(given):
+        raise ValueError(
+            f"credentials for {provider} are {list(needed) or 'none'}; got {given or 'none'}"
+        )
+
+
 class ConnectionIn(_Strict):
     """POST /crm/connections body."""
 
@@ -101,12 +118,14 @@ class ConnectionIn(_Strict):
     provider: Provider
     account_id: AccountId | None = Field(
         default=None,
+        validate_default=True,
         description="GoHighLevel: the locationId; Follow Up Boss: the account; generic "
         "webhook: optional (one is made up).",
     )
     name: Annotated[str, StringConstraints(max_length=100)] | None = None
     credentials: dict[str, Secret] | None = Field(
         default=None,
+        validate_default=True,
         description="GoHighLevel: token; Follow Up Boss: api_key, system, system_key. "
         "Encrypted at rest, never returned.",
     )
@@ -115,19 +134,31 @@ class ConnectionIn(_Strict):
     field_mapping: dict[FieldName, FieldName] = Field(default_factory=dict, max_length=200)
     options: Options = Field(default_factory=Options)
 
-    @model_validator(mode="after")
-    def _per_provider(self) -> ConnectionIn:
-        """Each provider gets exactly the credentials its API takes."""
-        needed = CREDENTIALS[self.provider]
-        given = set(self.credentials or {})
-        if self.provider != "webhook" and self.account_id is None:
-            raise ValueError(f"account_id is required for {self.provider}")
-        if set(needed) != given:
-            raise ValueError(
-                f"credentials for {self.provider} are {list(needed) or 'none'}; got {sorted(given)}"
-            )
-        _check_mapping(self.field_mapping)
-        return self
+    @field_validator("account_id")
+    @classmethod
+    def _account_for_provider(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """A CRM's webhooks are told apart by account: only a generic webhook may omit it."""
+        provider = info.data.get("provider")
+        if value is None and provider not in (None, "webhook"):
+            raise ValueError(f"account_id is required for {provider}")
+        return value
+
+    @field_validator("credentials")
+    @classmethod
+    def _credentials_for_provider(
+        cls, value: dict[str, str] | None, info: ValidationInfo
+    ) -> dict[str, str] | None:
+        """Each provider gets exactly the credentials its API takes (the error names them)."""
+        provider = info.data.get("provider")
+        if provider is not None:
+            check_credentials(provider, value)
+        return value
+
+    @field_validator("field_mapping")
+    @classmethod
+    def _mapping(cls, value: dict[str, str]) -> dict[str, str]:
+        """Custom fields map to lead fields or attributes only."""
+        return _check_mapping(value)
 
 
 class ConnectionPatch(_Strict):
@@ -140,12 +171,11 @@ class ConnectionPatch(_Strict):
     field_mapping: dict[FieldName, FieldName] | None = Field(default=None, max_length=200)
     options: Options | None = None
 
-    @model_validator(mode="after")
-    def _mapping(self) -> ConnectionPatch:
+    @field_validator("field_mapping")
+    @classmethod
+    def _mapping(cls, value: dict[str, str] | None) -> dict[str, str] | None:
         """The same mapping rules as at creation."""
-        if self.field_mapping is not None:
-            _check_mapping(self.field_mapping)
-        return self
+        return None if value is None else _check_mapping(value)
 
 
 class ConnectionOut(BaseModel):

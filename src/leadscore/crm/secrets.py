@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
-from leadscore.core.config import DEMO_JWT_SECRET, ServiceSettings
+from leadscore.core.config import DEMO_JWT_SECRET, ServiceSettings, StoreSettings
 from leadscore.core.errors import ConfigurationError, LeadScoreError
 
 
@@ -76,14 +76,14 @@ class SecretBox:
         return value
 
 
-def box_for(settings: ServiceSettings) -> SecretBox:
-    """The configured key; the demo, without one, uses a key of its own public secret."""
+def box_for(settings: StoreSettings) -> SecretBox:
+    """The configured key; the demo server, without one, uses a key of its own public secret."""
     if settings.secret_key is not None:
         try:
             return SecretBox(parse_keys(settings.secret_key.get_secret_value()))
         except ValueError as exc:
             raise ConfigurationError(str(exc)) from exc
-    if settings.demo:
+    if isinstance(settings, ServiceSettings) and settings.demo:
         digest = hashlib.sha256(f"{DEMO_JWT_SECRET}:crm".encode()).digest()
         return SecretBox(MultiFernet([Fernet(base64.urlsafe_b64encode(digest))]))
     return SecretBox(None)
