@@ -413,3 +413,39 @@ def test_write_backs_keep_within_the_locations_rate_limit(
     assert time.monotonic() - started >= fake.window * 0.9  # the last 20 waited for the window
     assert fake.per_window(token) <= fake.limit
     assert fake.refused_429 == refused  # held back by our own count, never by GoHighLevel's
+
+
+def test_while_the_crm_is_down_only_a_contacts_latest_score_is_kept_to_send(
+    api: httpx.Client, admin: dict[str, str], signer: Signer, fake: FakeGoHighLevel, ghl_url: str
+) -> None:
+    location, contact = _ids()
+    lead_id = f"ghl-{contact}"
+    connect_ghl(api, admin, ghl_url, location)
+    fake.down_until = time.monotonic() + 4.0
+    _accept(api, signer, example("ContactCreate", locationId=location, id=contact))
+    first = _scored(api, admin, lead_id)["latest"]
+
+    def entries() -> list[dict[str, Any]]:
+        rows = api.get("/api/v1/crm/outbox", headers=admin).json()
+        return [r for r in rows if r["contact_id"] == contact]
+
+    def queued(score: float) -> list[dict[str, Any]] | None:
+        rows = entries()
+        return rows if any(r["payload"]["ml_score"] == score for r in rows) else None
+
+    hot = api.post("/api/v1/ml/score", json=lead(lead_id, **hot_data()), headers=admin).json()
+    assert hot["classification"] == "hot" != first["classification"]
+    wait_for(lambda: queued(hot["ml_score"]))
+    cold = api.post("/api/v1/ml/score", json=lead(lead_id, **COLD), headers=admin).json()
+    assert cold["classification"] != "hot"
+    # The latest queued: what was queued before it for the contact is superseded, unsent.
+    rows = wait_for(lambda: queued(cold["ml_score"]))
+    assert len(rows) == 3
+    assert [e["status"] for e in rows[1:]] == ["superseded", "superseded"]  # newest first
+    wait_for(lambda: len(fake.writes(contact)) >= 3, timeout=20)
+    time.sleep(0.5)
+    writes = fake.writes(contact)
+    assert len(writes) == 3  # one write-back: the latest score's
+    assert writes[0].body == {"customFields": [{"id": SCORE_FIELD,
+                                                "field_value": cold["ml_score"]}]}  # fmt: skip
+    assert writes[1].body == {"tags": [TAGS[cold["classification"]]]}
