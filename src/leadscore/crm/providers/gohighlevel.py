@@ -124,11 +124,8 @@ def envelope(body: bytes) -> Envelope:
 
 def _contact_id(event: dict[str, Any]) -> str:
     key = "id" if event["type"] in CONTACT_EVENTS | {"ContactDelete"} else "contactId"
-    value = (
-        event.get(key)
-        if event["type"] != "AppointmentCreate"
-        else ((event.get("appointment") or {}).get("contactId"))
-    )
+    holder = event.get("appointment") if event["type"] == "AppointmentCreate" else event
+    value = holder.get(key) if isinstance(holder, dict) else None  # a signed body may be any JSON
     if not isinstance(value, str) or not value:
         raise MalformedWebhookError(f"a {event['type']} webhook needs the contact's `{key}`")
     return value
@@ -163,9 +160,10 @@ def _contact(event: dict[str, Any]) -> ContactData:
         "source": event.get("source"),
         "created_at": event.get("dateAdded"),
     }
+    items = event.get("customFields")
     custom = {
         str(item.get("id")): item.get("value")
-        for item in event.get("customFields") or []
+        for item in (items if isinstance(items, list) else [])
         if isinstance(item, dict) and item.get("id") is not None
     }
     tags = event.get("tags")
