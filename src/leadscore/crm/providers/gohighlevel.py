@@ -142,6 +142,11 @@ def check(event: dict[str, Any]) -> None:
 _TAGS = re.compile(r"<[^>]+>")
 
 
+def _text(value: object) -> str | None:
+    """A field that should be text, or None when the event carries anything else."""
+    return value if isinstance(value, str) and value else None
+
+
 def plain_text(body: object) -> str | None:
     """A message body without its HTML (email bodies arrive as HTML)."""
     if not isinstance(body, str):
@@ -193,7 +198,7 @@ def parse(event: dict[str, Any]) -> list[Change]:
                 contact_id=_contact_id(event),
                 direction=direction,
                 at=_parse_time(event.get("dateAdded"), "dateAdded"),
-                conversation_id=event.get("conversationId"),
+                conversation_id=_text(event.get("conversationId")),
                 kind=MESSAGE_KINDS.get(message_type, "chat" if message_type else "other"),
                 text=plain_text(event.get("body")),
             )
@@ -204,7 +209,7 @@ def parse(event: dict[str, Any]) -> list[Change]:
         return [
             AppointmentSeen(
                 _contact_id(event), _parse_time(at, "appointment.dateAdded"),
-                appointment.get("title"),
+                _text(appointment.get("title")),
             )
         ]  # fmt: skip
     if kind == "OpportunityStatusUpdate":
