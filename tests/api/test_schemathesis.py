@@ -45,6 +45,12 @@ def test_api_conforms_to_its_schema(
     revoker = {"X-API-Key": asyncio.run(create_key(deployment.settings, "fuzz", "admin", "f"))}
     operations = [result.ok() for result in api_schema.get_all_operations()]
     assert len(operations) >= 9
+    # The CRMs' webhooks are fuzzed too: whatever arrives, never a 5xx (issue 14).
+    assert {(o.method.upper(), o.path) for o in operations} >= {
+        ("POST", "/api/v1/crm/gohighlevel/webhook"),
+        ("POST", "/api/v1/crm/followupboss/webhook"),
+        ("POST", "/api/v1/crm/webhook/{connection_id}"),
+    }
     for operation in operations:
         revoking = operation.method.upper() == "DELETE" and operation.path.endswith("/{key_id}")
         headers = revoker if revoking else admin

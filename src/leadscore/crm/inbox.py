@@ -118,7 +118,8 @@ class WebhookReceiver:
                     f"the webhook's timestamp is {age.total_seconds():.0f} s off; "
                     f"refused as a replay (window {self.max_age.total_seconds():.0f} s)"
                 )
-        connection = await self._connection(gohighlevel.NAME, envelope.account_id)
+        connection = await self._connection(gohighlevel.NAME, envelope.account_id,
+                                            envelope.event_id)  # fmt: skip
         if envelope.event_type not in gohighlevel.HANDLED:
             return {"status": "ignored", "event_id": envelope.event_id}
         try:
@@ -221,12 +222,15 @@ class WebhookReceiver:
                 raise
             raise InboxOverloadedError("the database is unreachable; retry later") from exc
 
-    async def _connection(self, provider: str, account_id: str) -> Connection:
+    async def _connection(self, provider: str, account_id: str, event_id: str) -> Connection:
+        """The account's connection; unreadable, the (verified) webhook is deferred as a 429
+        from storing it would be: its retry may come after the replay window."""
         try:
             connection = await self.connections.by_account(provider, account_id)
         except CONNECTION_ERRORS as exc:
             if not is_connection_error(exc):
                 raise
+            await self._defer(event_id)
             raise InboxOverloadedError("the database is unreachable; retry later") from exc
         if connection is None:
             raise UnknownAccountError(f"no team connected {provider} account {account_id!r}")

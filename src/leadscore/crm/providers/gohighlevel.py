@@ -124,11 +124,8 @@ def envelope(body: bytes) -> Envelope:
 
 def _contact_id(event: dict[str, Any]) -> str:
     key = "id" if event["type"] in CONTACT_EVENTS | {"ContactDelete"} else "contactId"
-    value = (
-        event.get(key)
-        if event["type"] != "AppointmentCreate"
-        else ((event.get("appointment") or {}).get("contactId"))
-    )
+    holder = event.get("appointment") if event["type"] == "AppointmentCreate" else event
+    value = holder.get(key) if isinstance(holder, dict) else None  # a signed body may be any JSON
     if not isinstance(value, str) or not value:
         raise MalformedWebhookError(f"a {event['type']} webhook needs the contact's `{key}`")
     return value
@@ -143,6 +140,11 @@ def check(event: dict[str, Any]) -> None:
 
 
 _TAGS = re.compile(r"<[^>]+>")
+
+
+def _text(value: object) -> str | None:
+    """A field that should be text, or None when the event carries anything else."""
+    return value if isinstance(value, str) and value else None
 
 
 def plain_text(body: object) -> str | None:
@@ -163,9 +165,10 @@ def _contact(event: dict[str, Any]) -> ContactData:
         "source": event.get("source"),
         "created_at": event.get("dateAdded"),
     }
+    items = event.get("customFields")
     custom = {
         str(item.get("id")): item.get("value")
-        for item in event.get("customFields") or []
+        for item in (items if isinstance(items, list) else [])
         if isinstance(item, dict) and item.get("id") is not None
     }
     tags = event.get("tags")
@@ -195,7 +198,7 @@ def parse(event: dict[str, Any]) -> list[Change]:
                 contact_id=_contact_id(event),
                 direction=direction,
                 at=_parse_time(event.get("dateAdded"), "dateAdded"),
-                conversation_id=event.get("conversationId"),
+                conversation_id=_text(event.get("conversationId")),
                 kind=MESSAGE_KINDS.get(message_type, "chat" if message_type else "other"),
                 text=plain_text(event.get("body")),
             )
@@ -206,7 +209,7 @@ def parse(event: dict[str, Any]) -> list[Change]:
         return [
             AppointmentSeen(
                 _contact_id(event), _parse_time(at, "appointment.dateAdded"),
-                appointment.get("title"),
+                _text(appointment.get("title")),
             )
         ]  # fmt: skip
     if kind == "OpportunityStatusUpdate":
