@@ -305,9 +305,13 @@ def test_a_conversation_or_title_that_is_not_text_is_none(odd: Any) -> None:
     assert booked.title is None
 
 
-def test_a_message_without_a_time_is_malformed() -> None:
+def test_a_message_without_a_time_is_malformed_and_refused_before_it_is_stored() -> None:
     with pytest.raises(MalformedWebhookError, match="dateAdded"):
         gohighlevel.parse(example("InboundMessage.1", dateAdded=None))
+    for kind in ("InboundMessage.1", "InboundMessage.2"):
+        with pytest.raises(MalformedWebhookError, match="dateAdded"):
+            gohighlevel.check(example(kind, dateAdded="yesterday"))
+    gohighlevel.check(example("InboundMessage.1"))
 
 
 def test_plain_text_strips_html_unescapes_and_collapses_whitespace() -> None:

@@ -20,7 +20,10 @@ from leadscore.crm.schemas import (
 )
 from leadscore.deps import SECURED, AdminDep, ServicesDep, SessionDep, signed_by
 
-router = APIRouter(prefix="/api/v1/crm", tags=["crm"], responses=ERROR_RESPONSES)
+# 409: the CRM account is connected already.
+router = APIRouter(
+    prefix="/api/v1/crm", tags=["crm"], responses=ERROR_RESPONSES | {409: ERROR_RESPONSES[404]}
+)
 ConnectionId = Annotated[int, Path(ge=1, le=2**31 - 1)]
 
 

@@ -137,6 +137,8 @@ def check(event: dict[str, Any]) -> None:
         _contact_id(event)
     if event["type"] == "OpportunityStatusUpdate" and not isinstance(event.get("status"), str):
         raise MalformedWebhookError("an OpportunityStatusUpdate needs its `status`")
+    if event["type"] in ("InboundMessage", "OutboundMessage"):
+        _parse_time(event.get("dateAdded"), "dateAdded")  # when the message was sent
 
 
 _TAGS = re.compile(r"<[^>]+>")
