@@ -122,13 +122,10 @@ class WebhookReceiver:
                                             envelope.event_id)  # fmt: skip
         if envelope.event_type not in gohighlevel.HANDLED:
             return {"status": "ignored", "event_id": envelope.event_id}
-        try:
-            gohighlevel.check(envelope.event)
-        except MalformedWebhookError as exc:
-            await self._store(connection, envelope.event_id, envelope.event_type, body,
-                              rejected=str(exc))  # fmt: skip
-            raise
-        return await self._store(connection, envelope.event_id, envelope.event_type, body)
+        return await self._store_checked(
+            connection, envelope.event_id, envelope.event_type, body,
+            lambda: gohighlevel.check(envelope.event),
+        )  # fmt: skip
 
     async def followupboss(
         self, headers: Mapping[str, str], body: bytes, connection_id: int | None = None
@@ -146,13 +143,10 @@ class WebhookReceiver:
             raise
         if envelope.event_type not in followupboss.HANDLED:
             return {"status": "ignored", "event_id": envelope.event_id}
-        try:
-            followupboss.check(envelope.event)
-        except MalformedWebhookError as exc:
-            await self._store(connection, envelope.event_id, envelope.event_type, body,
-                              rejected=str(exc))  # fmt: skip
-            raise
-        return await self._store(connection, envelope.event_id, envelope.event_type, body)
+        return await self._store_checked(
+            connection, envelope.event_id, envelope.event_type, body,
+            lambda: followupboss.check(envelope.event),
+        )  # fmt: skip
 
     async def _signed_followupboss(
         self, header: str, body: bytes, connection_id: int | None
@@ -235,6 +229,23 @@ class WebhookReceiver:
         if connection is None:
             raise UnknownAccountError(f"no team connected {provider} account {account_id!r}")
         return connection
+
+    async def _store_checked(
+        self,
+        connection: Connection,
+        event_id: str,
+        event_type: str,
+        body: bytes,
+        check: Callable[[], None],
+    ) -> dict[str, Any]:
+        """Store a handled event; one without what processing needs is recorded as rejected
+        for the team's admins, then refused (422)."""
+        try:
+            check()
+        except MalformedWebhookError as exc:
+            await self._store(connection, event_id, event_type, body, rejected=str(exc))
+            raise
+        return await self._store(connection, event_id, event_type, body)
 
     async def _store(
         self,

@@ -122,9 +122,12 @@ class LeadsService:
     ) -> bytes:
         """A lead's latest data and score, and its history with the change of each score."""
         await self.writer.barrier()
-        lead = await repo.lead(session, principal.team_id, lead_id)
-        # One more than shown: the oldest entry shown gets its change too.
+        # One more than shown: the oldest entry shown gets its change too. The history is read
+        # first: on SQLite each read sees its own moment, and the data read after it is then
+        # at least as new as the latest score shown (never older, as a concurrent re-score
+        # could otherwise make it).
         rows = await repo.score_history(session, principal.team_id, lead_id, history_limit + 1)
+        lead = await repo.lead(session, principal.team_id, lead_id)
         if lead is None or not rows:
             raise NotFoundError(f"no lead {lead_id!r} in your team")
         return orjson.dumps(

@@ -153,6 +153,16 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
         return None
 
 
+def failure(response: httpx.Response, pause: float | None = None) -> Delivery | None:
+    """None for a success; otherwise the failed delivery, pausing the connection for `pause`
+    (the CRM's own count ran out) or the answer's Retry-After."""
+    problem = classify(response)
+    if problem is None:
+        return None
+    return Delivery(problem.result, problem.detail, problem.retry_after,
+                    pause or problem.retry_after)  # fmt: skip
+
+
 def classify(response: httpx.Response) -> Delivery | None:
     """None for a success; otherwise whether the status is worth retrying."""
     status = response.status_code

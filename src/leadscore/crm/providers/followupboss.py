@@ -23,7 +23,7 @@ from leadscore.crm.providers.base import (
     MalformedWebhookError,
     MessageSeen,
     body_digest,
-    classify,
+    failure,
 )
 
 NAME: Final = "followupboss"
@@ -273,11 +273,8 @@ class FollowUpBoss:
             auth=_auth(connection),
         )  # fmt: skip
         pause = _pause(response)
-        problem = classify(response)
-        if problem is not None:
-            return Delivery(problem.result, problem.detail, problem.retry_after,
-                            pause or problem.retry_after)  # fmt: skip
-        return Delivery("sent", pause_for=pause)
+        failed = failure(response, pause)
+        return failed if failed is not None else Delivery("sent", pause_for=pause)
 
 
 def _pause(response: httpx.Response) -> float | None:

@@ -28,7 +28,7 @@ from leadscore.crm.providers.base import (
     OutcomeSeen,
     WebhookRefusedError,
     body_digest,
-    classify,
+    failure,
 )
 
 NAME: Final = "gohighlevel"
@@ -281,10 +281,9 @@ class GoHighLevel:
         for method, target, body in calls:
             response = await http.request(method, target, json=body, headers=headers)
             pause = _pause(response) or pause
-            problem = classify(response)
-            if problem is not None:
-                return Delivery(problem.result, problem.detail, problem.retry_after,
-                                pause or problem.retry_after)  # fmt: skip
+            failed = failure(response, pause)
+            if failed is not None:
+                return failed
         return Delivery("sent", pause_for=pause)
 
 

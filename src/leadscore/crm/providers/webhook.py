@@ -21,7 +21,7 @@ from leadscore.crm.providers.base import (
     MalformedWebhookError,
     OutcomeSeen,
     body_digest,
-    classify,
+    failure,
 )
 from leadscore.engine.schema import LeadData, LeadId
 
@@ -129,5 +129,5 @@ class GenericWebhook:
             headers={"Content-Type": "application/json",
                      "X-LeadScore-Signature": signature(connection.signing_secret, body)},
         )  # fmt: skip
-        problem = classify(response)
-        return problem if problem is not None else Delivery("sent")
+        failed = failure(response)
+        return failed if failed is not None else Delivery("sent")
