@@ -234,7 +234,9 @@ async def _start(
     outcomes = OutcomeService(writer, OTHER_WRITERS_SECONDS if settings.redis_url else 0.0)
     qualification = QualificationService(scoring, outcomes, events, writer)
     score_hooks.append(qualification.on_scores)
-    crm = await _start_crm(settings, stack, sessions, cache, limiter, auth, scoring, outcomes)
+    crm = await _start_crm(
+        settings, stack, sessions, cache, limiter, auth, scoring, outcomes, database_log
+    )
     score_hooks.append(OutboxHook(crm.wake_sender))
     teams = TeamAdmin(settings, auth)
     qualifier = None
@@ -258,6 +260,7 @@ async def _start(
                     max_attempts=settings.llm_max_attempts,
                 ),
                 conversation=conversation,
+                outage=partial(_database_outage, database_log),
             )
         )  # fmt: skip
     # Closed before the writer and the publisher: its uploads finish and are announced first.
@@ -312,6 +315,7 @@ async def _start_crm(
     auth: Authenticator,
     scoring: ScoringService,
     outcomes: OutcomeService,
+    database_log: DependencyLog,
 ) -> CrmService:
     """The CRM loop of this worker: the webhook receiver, the inbox worker, the sender."""
     http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0))
@@ -326,7 +330,9 @@ async def _start_crm(
         max_attempts=settings.crm_max_attempts,
     )  # fmt: skip
     worker = InboxWorker(sessions, connections, auth, CrmSync(scoring, outcomes), providers, http)
-    inbox = Pump("crm-inbox", settings.crm_poll_seconds, worker.step)
+
+    outage = partial(_database_outage, database_log)
+    inbox = Pump("crm-inbox", settings.crm_poll_seconds, worker.step, outage=outage)
     receiver = WebhookReceiver(
         sessions, connections, cache,
         settings.ghl_webhook_public_key or gohighlevel.published_key(),
@@ -334,10 +340,19 @@ async def _start_crm(
     )  # fmt: skip
     worker.receiver = receiver
     outbox = await stack.enter_async_context(
-        Pump("crm-outbox", settings.crm_poll_seconds, sender.step)
+        Pump("crm-outbox", settings.crm_poll_seconds, sender.step, outage=outage)
     )
     await stack.enter_async_context(inbox)
     return CrmService(connections, receiver, worker, sender, outbox.wake)
+
+
+def _database_outage(database_log: DependencyLog, exc: Exception) -> bool:
+    """Whether a background step failed for the database being down: then it is one more
+    refusal of the outage the 503s and the writer report once, not a traceback per step."""
+    if not is_connection_error(exc):
+        return False
+    database_log.down(f"{type(exc).__name__}: {str(exc)[:200]}", refused=0)
+    return True
 
 
 async def _waiting_for_database(

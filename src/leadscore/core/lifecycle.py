@@ -115,10 +115,20 @@ class Pump(Background):
     [1, 2, 3]
     """
 
-    def __init__(self, name: str, interval: float, step: Callable[[], Awaitable[bool]]) -> None:
+    def __init__(
+        self,
+        name: str,
+        interval: float,
+        step: Callable[[], Awaitable[bool]],
+        *,
+        outage: Callable[[Exception], bool] | None = None,
+    ) -> None:
         self.name = name
         self.interval = interval
         self._step = step
+        #: Says whether a step's error is an outage already reported elsewhere (the database
+        #: down): such errors are retried quietly, any other is logged with its traceback.
+        self._outage = outage
         self._woken = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -140,8 +150,10 @@ class Pump(Background):
             while more:
                 try:
                     more = await self._step()
-                except Exception:  # the task must outlive one failed step
-                    log.exception("%s failed; trying again in %.1f s", self.name, self.interval)
+                except Exception as exc:  # the task must outlive one failed step
+                    if self._outage is None or not self._outage(exc):
+                        log.exception("%s failed; trying again in %.1f s", self.name,
+                                      self.interval)  # fmt: skip
                     more = False
 
     async def close(self) -> None:

@@ -151,6 +151,7 @@ class LLMQualifier(Background):
         teams: TeamAdmin,
         settings: QualifierSettings,
         conversation: Conversation = interaction_history,
+        outage: Callable[[Exception], bool] | None = None,
     ) -> None:
         self.sessions = sessions
         self.service = service
@@ -158,6 +159,8 @@ class LLMQualifier(Background):
         self.teams = teams
         self.settings = settings
         self.conversation = conversation
+        #: Whether a step's error is a database outage reported elsewhere (then not logged).
+        self.outage = outage
         self._client: anthropic.AsyncAnthropic | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -189,8 +192,9 @@ class LLMQualifier(Background):
         while True:
             try:
                 worked = await self.step()
-            except Exception:  # a database outage: the loop must outlive it
-                log.exception("the LLM qualifier failed a step; trying again")
+            except Exception as exc:  # a database outage: the loop must outlive it
+                if self.outage is None or not self.outage(exc):
+                    log.exception("the LLM qualifier failed a step; trying again")
                 worked = False
             if not worked:
                 self._wake.clear()
