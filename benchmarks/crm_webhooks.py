@@ -40,6 +40,7 @@ from api_load import Server, base_env, cli, show, wrk  # noqa: E402
 from leadscore.crm.secrets import new_key  # noqa: E402
 
 LOCATION = "benchLocation0000001"
+LATENCY_LOCATION = "benchLocation0000002"
 _KEY: rsa.RSAPrivateKey | None = None
 
 
@@ -55,8 +56,8 @@ def _sign(body: bytes) -> str:
     return base64.b64encode(_KEY.sign(body, padding.PKCS1v15(), hashes.SHA256())).decode()
 
 
-def delivery(contact: str, stamp: str) -> bytes:
-    event = {"type": "ContactCreate", "locationId": LOCATION, "id": contact,
+def delivery(contact: str, stamp: str, location: str = LOCATION) -> bytes:
+    event = {"type": "ContactCreate", "locationId": location, "id": contact,
              "firstName": "Bench", "lastName": contact[-6:], "email": f"{contact}@bench.test",
              "phone": "+15550100", "source": "website", "dateAdded": stamp,
              "tags": ["buyer"], "customFields": [{"id": "TimelineField0000001",
@@ -105,14 +106,16 @@ def main() -> None:
     server = Server(env, workers=1)
     try:
         create = f"{server.url}/api/v1/crm/connections"
-        connection = httpx.post(create, headers={"X-API-Key": admin}, json={
-            "provider": "gohighlevel", "account_id": LOCATION,
-            "credentials": {"token": "pit-test-token"}, "api_base": fake_server.url,
-            "write_back": {"score_field": "ScoreField0000000001",
-                           "class_tags": {"hot": "hot", "warm": "warm", "cold": "cold"}},
-            "field_mapping": {"TimelineField0000001": "timeline"},
-        })  # fmt: skip
-        assert connection.status_code == 201, connection.text
+        for location, enabled in ((LOCATION, False), (LATENCY_LOCATION, True)):
+            # Part 1 writes nothing back (its backlog would hold part 2 behind the rate limit).
+            connection = httpx.post(create, headers={"X-API-Key": admin}, json={
+                "provider": "gohighlevel", "account_id": location,
+                "credentials": {"token": "pit-test-token"}, "api_base": fake_server.url,
+                "write_back": {"enabled": enabled, "score_field": "ScoreField0000000001",
+                               "class_tags": {"hot": "hot", "warm": "warm", "cold": "cold"}},
+                "field_mapping": {"TimelineField0000001": "timeline"},
+            })  # fmt: skip
+            assert connection.status_code == 201, connection.text
         print(f"machine: {os.cpu_count()} cores; one worker, SQLite; RSA-4096 signatures")
         for connections in (1, 16):
             signed = home / f"webhooks-{connections}.tsv"
@@ -140,7 +143,8 @@ def main() -> None:
             _init(pem)
             for _ in range(args.latency_samples):
                 contact = f"c{uuid.uuid4().hex[:19]}"
-                body = delivery(contact, datetime.now(UTC).isoformat().replace("+00:00", "Z"))
+                now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+                body = delivery(contact, now, LATENCY_LOCATION)
                 headers = {"x-wh-signature": _sign(body), "content-type": "application/json"}
                 started = time.monotonic()
                 answer = client.post("/api/v1/crm/gohighlevel/webhook", content=body,

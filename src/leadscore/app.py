@@ -35,6 +35,7 @@ from leadscore.core.db import (
     CONNECTION_ERRORS,
     create_engine,
     is_connection_error,
+    is_sqlite,
     session_factory,
     transaction,
 )
@@ -62,6 +63,7 @@ from leadscore.crm.providers.gohighlevel import GoHighLevel
 from leadscore.crm.providers.webhook import GenericWebhook
 from leadscore.crm.secrets import box_for
 from leadscore.crm.service import CrmService
+from leadscore.crm.store import WebhookStore
 from leadscore.crm.sync import CrmSync
 from leadscore.dashboard import routes as dashboard_routes
 from leadscore.deps import SECURITY_SCHEMES, WEBHOOK_SCHEMES, Services
@@ -324,17 +326,22 @@ async def _start_crm(
         provider.name: provider for provider in (GoHighLevel(), FollowUpBoss(), GenericWebhook())
     }
     connections = ConnectionService(box_for(settings), sessions)
+    # SQLite takes one writer at a time: the store's commits and the worker's take turns.
+    gate = asyncio.Lock() if is_sqlite(settings.resolved_database_url) else None
     sender = OutboxSender(
         sessions, connections, providers, http, limiter,
         base_seconds=settings.crm_retry_base_seconds, max_seconds=settings.crm_retry_max_seconds,
-        max_attempts=settings.crm_max_attempts,
+        max_attempts=settings.crm_max_attempts, gate=gate,
     )  # fmt: skip
-    worker = InboxWorker(sessions, connections, auth, CrmSync(scoring, outcomes), providers, http)
+    store = await stack.enter_async_context(WebhookStore(sessions, gate))
+    worker = InboxWorker(
+        sessions, connections, auth, CrmSync(scoring, outcomes), providers, http, gate=gate
+    )
 
     outage = partial(_database_outage, database_log)
     inbox = Pump("crm-inbox", settings.crm_poll_seconds, worker.step, outage=outage)
     receiver = WebhookReceiver(
-        sessions, connections, cache,
+        store, connections, cache,
         settings.ghl_webhook_public_key or gohighlevel.published_key(),
         settings.webhook_max_age_seconds, settings.crm_inbox_max_pending, inbox.wake,
     )  # fmt: skip

@@ -135,4 +135,4 @@ def test_the_llm_qualifies_a_crm_lead_from_its_conversation(
         assert request["body"]["model"] == "claude-test-model"
         lead = api.get(f"/api/v1/ml/leads/{lead_id}", headers=admin).json()
         assert lead["lead_data"]["timeline"] == "1-3 months"
-        assert lead["latest"]["ml_score"] in wait_for(lambda: _score_writes(fake, contact))
+        wait_for(lambda: lead["latest"]["ml_score"] in _score_writes(fake, contact))

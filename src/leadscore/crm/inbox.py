@@ -9,6 +9,8 @@ waits) answers 429, the only status GoHighLevel retries, never 5xx.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -36,6 +38,7 @@ from leadscore.crm.providers.base import (
     WebhookRefusedError,
     body_digest,
 )
+from leadscore.crm.store import WebhookStore
 from leadscore.crm.sync import ContactInvalidError, CrmSync
 
 log = logging.getLogger(__name__)
@@ -74,7 +77,7 @@ class WebhookReceiver:
 
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        store: WebhookStore,
         connections: ConnectionService,
         cache: Cache,
         ghl_key_pem: str,
@@ -82,7 +85,7 @@ class WebhookReceiver:
         max_pending: int,
         wake: Callable[[], None],
     ) -> None:
-        self.sessions = sessions
+        self.store = store
         self.connections = connections
         self.cache = cache
         self.ghl_key = gohighlevel.load_key(ghl_key_pem)
@@ -261,15 +264,14 @@ class WebhookReceiver:
             raise InboxOverloadedError(f"{self.pending} webhooks wait to be processed", 60.0)
         now = datetime.now(UTC)
         try:
-            async with transaction(self.sessions) as session:
-                stored = await repo.store_webhook(session, {
-                    "provider": connection.provider, "event_id": event_id[:200],
-                    "connection_id": connection.id, "team_id": connection.team_id,
-                    "event_type": event_type[:60], "body": body,
-                    "status": "rejected" if rejected else "pending", "attempts": 0,
-                    "error": rejected[:1000] if rejected else None, "received_at": now,
-                    "processed_at": now if rejected else None,
-                })  # fmt: skip
+            stored = await self.store.store({
+                "provider": connection.provider, "event_id": event_id[:200],
+                "connection_id": connection.id, "team_id": connection.team_id,
+                "event_type": event_type[:60], "body": body,
+                "status": "rejected" if rejected else "pending", "attempts": 0,
+                "lease_until": None, "error": rejected[:1000] if rejected else None,
+                "received_at": now, "processed_at": now if rejected else None,
+            })  # fmt: skip
         except CONNECTION_ERRORS as exc:
             if not is_connection_error(exc):
                 raise
@@ -297,6 +299,7 @@ class InboxWorker:
         providers: Mapping[str, Provider],
         http: httpx.AsyncClient,
         receiver: WebhookReceiver | None = None,
+        gate: asyncio.Lock | None = None,
     ) -> None:
         self.sessions = sessions
         self.connections = connections
@@ -305,9 +308,14 @@ class InboxWorker:
         self.providers = providers
         self.http = http
         self.receiver = receiver
+        #: Held around each write (SQLite): see `crm.store`.
+        self.gate = gate
         self.processed = 0
         self.failed = 0
         self._counted_at = 0.0
+
+    def _gated(self) -> contextlib.AbstractAsyncContextManager[object]:
+        return self.gate if self.gate is not None else contextlib.nullcontext()
 
     async def step(self) -> bool:
         """Process one batch; True when more may be waiting."""
@@ -316,7 +324,7 @@ class InboxWorker:
             async with self.sessions() as session:
                 self.receiver.pending = await repo.pending_count(session)
             self._counted_at = time.monotonic()
-        async with transaction(self.sessions) as session:
+        async with self._gated(), transaction(self.sessions) as session:
             rows = await repo.claim_webhooks(
                 session, now, now + timedelta(seconds=LEASE_SECONDS), BATCH
             )
@@ -349,7 +357,7 @@ class InboxWorker:
             if provider_name == gohighlevel.NAME:
                 event = gohighlevel.envelope(body).event
             changes = await provider.changes(connection, event, self.http)
-            async with transaction(self.sessions) as session:
+            async with self._gated(), transaction(self.sessions) as session:
                 applied = await self.sync.apply(session, principal, connection, provider, changes)
                 note = "; ".join(applied.notes)[:1000] or None
                 if not await repo.finish_webhook(session, row_id, "done", note,
@@ -370,7 +378,7 @@ class InboxWorker:
         if status == "failed":
             self.failed += 1
             log.warning("webhook %d %s: %s", row_id, status, error[:300])
-        async with transaction(self.sessions) as session:
+        async with self._gated(), transaction(self.sessions) as session:
             await repo.finish_webhook(session, row_id, status, error[:1000], datetime.now(UTC))
 
 

@@ -10,6 +10,7 @@ backoff and jitter; after the last attempt a row is `failed`, listed for the tea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -103,6 +104,7 @@ class OutboxSender:
         base_seconds: float,
         max_seconds: float,
         max_attempts: int,
+        gate: asyncio.Lock | None = None,
     ) -> None:
         self.sessions = sessions
         self.connections = connections
@@ -112,21 +114,26 @@ class OutboxSender:
         self.base_seconds = base_seconds
         self.max_seconds = max_seconds
         self.max_attempts = max_attempts
+        #: Held around each write (SQLite): see `crm.store`.
+        self.gate = gate
         self.rng = random.Random()
         self._paused: dict[int, float] = {}  # connection → monotonic time it may send again
         self.sent = 0
         self.retried = 0
         self.failed = 0
 
+    def _gated(self) -> contextlib.AbstractAsyncContextManager[object]:
+        return self.gate if self.gate is not None else contextlib.nullcontext()
+
     async def step(self) -> bool:
         """Deliver one batch; True when more may be due now."""
         now = datetime.now(UTC)
-        async with transaction(self.sessions) as session:
+        async with self._gated(), transaction(self.sessions) as session:
             rows = await repo.claim_write_backs(
                 session, now, now + timedelta(seconds=LEASE_SECONDS), BATCH
             )
         results = await asyncio.gather(*(self._deliver(row) for row in rows))
-        async with transaction(self.sessions) as session:
+        async with self._gated(), transaction(self.sessions) as session:
             for row, values in zip(rows, results, strict=True):
                 await repo.settle_write_back(session, row.id, **values)
         return len(rows) == BATCH

@@ -120,15 +120,19 @@ async def delete_contact(session: AsyncSession, connection_id: int, contact_id: 
 # Inbox
 
 
-async def store_webhook(session: AsyncSession, values: dict[str, Any]) -> bool:
-    """Insert a received webhook; False when the same event id was stored before."""
+async def store_webhooks(
+    session: AsyncSession, rows: Sequence[dict[str, Any]]
+) -> set[tuple[str, str]]:
+    """Insert received webhooks in one statement; the (provider, event id) of those that are
+    new (a repeat of a stored event is skipped)."""
+    unique = list({(r["provider"], r["event_id"]): r for r in reversed(rows)}.values())
     statement = (
         _insert(session)(CrmInboxRow)
-        .values(**values)
+        .values(unique)
         .on_conflict_do_nothing(index_elements=[CrmInboxRow.provider, CrmInboxRow.event_id])
-        .returning(CrmInboxRow.id)
+        .returning(CrmInboxRow.provider, CrmInboxRow.event_id)
     )
-    return (await session.execute(statement)).scalar_one_or_none() is not None
+    return {(row[0], row[1]) for row in await session.execute(statement)}
 
 
 async def pending_count(session: AsyncSession) -> int:
