@@ -119,7 +119,7 @@ def test_the_llm_qualifies_a_crm_lead_from_its_conversation(
     lead_id = f"ghl-{contact}"
     text = "We are confident: pre-approved, cash, 500k-750k, moving within 3 months. Tour Friday?"
     with httpx.Client(base_url=server.url, timeout=30) as api:
-        connect_ghl(api, admin, fake_server.url, location)
+        connect_ghl(api, admin, fake_server.url, location, threshold_points=0)  # every score
         message = example("InboundMessage.1", locationId=location, contactId=contact,
                           dateAdded=datetime.now(UTC).isoformat(), body=text)  # fmt: skip
         body, headers = signer.delivery(message)

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeVar
 
@@ -27,16 +27,21 @@ from leadscore.core.cache import Cache, CacheUnavailableError
 from leadscore.core.db import CONNECTION_ERRORS, is_connection_error, transaction
 from leadscore.core.errors import LeadScoreError
 from leadscore.core.lifecycle import Pump
+from leadscore.core.tables import CrmInboxRow
 from leadscore.crm import repository as repo
 from leadscore.crm.connections import CACHE_SECONDS, Connection, ConnectionService
 from leadscore.crm.providers import followupboss, gohighlevel, webhook
 from leadscore.crm.providers.base import (
+    Change,
+    ContactGone,
     FetchFailedError,
     MalformedWebhookError,
+    OutcomeSeen,
     Provider,
     UnknownAccountError,
     WebhookRefusedError,
     body_digest,
+    lead_id_for,
 )
 from leadscore.crm.store import WebhookStore
 from leadscore.crm.sync import ContactInvalidError, CrmSync
@@ -44,11 +49,13 @@ from leadscore.crm.sync import ContactInvalidError, CrmSync
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 LEASE_SECONDS: Final = 30.0
-BATCH: Final = 50
+BATCH: Final = 10
 #: A webhook we answered 429 may come back after the replay window: accepted for this long.
 DEFERRED_SECONDS: Final = 2 * 3600.0
 #: Attempts (fetches that failed, errors) before a webhook is marked failed.
 MAX_ATTEMPTS: Final = 8
+#: Providers whose webhooks carry what they say (nothing to fetch): applied in groups.
+BATCHED: Final = frozenset({"gohighlevel", "webhook"})
 
 
 class InboxOverloadedError(LeadScoreError):
@@ -328,7 +335,10 @@ class InboxWorker:
             rows = await repo.claim_webhooks(
                 session, now, now + timedelta(seconds=LEASE_SECONDS), BATCH
             )
+        together = await self._apply_together(rows)
         for row in rows:
+            if row.id in together:
+                continue
             try:
                 await self._process(row.id, row.connection_id, row.provider, row.body, row.attempts)
             except Exception as exc:  # one webhook that cannot be applied must not stop the rest
@@ -339,6 +349,57 @@ class InboxWorker:
                 if row.attempts >= MAX_ATTEMPTS:
                     await self._finish(row.id, "failed", f"{type(exc).__name__}: {exc}")
         return len(rows) == BATCH
+
+    async def _changes(
+        self, connection: Connection, provider: Provider, body: bytes
+    ) -> list[Change]:
+        event = orjson.loads(body)
+        if provider.name == gohighlevel.NAME:
+            event = gohighlevel.envelope(body).event
+        return await provider.changes(connection, event, self.http)
+
+    async def _apply_together(self, rows: Sequence[CrmInboxRow]) -> set[int]:
+        """The common case in one unit of work per connection: webhooks read from their own
+        body (no fetch) that upsert contacts and add interactions are applied together, each
+        lead scored once with all of them (a score's statements once per batch, not per
+        webhook). The ids applied; on any problem the group rolls back and each webhook is
+        applied alone."""
+        groups: dict[int, list[tuple[int, list[Change]]]] = {}
+        for row in rows:
+            connection = await self.connections.by_id(row.connection_id)
+            provider = self.providers.get(row.provider)
+            if connection is None or provider is None or provider.name not in BATCHED:
+                continue
+            try:
+                changes = await self._changes(connection, provider, row.body)
+            except (MalformedWebhookError, ValidationError, ValueError, FetchFailedError):
+                continue  # applied alone, which records why
+            if any(isinstance(change, OutcomeSeen | ContactGone) for change in changes):
+                continue
+            groups.setdefault(connection.id, []).append((row.id, changes))
+        done: set[int] = set()
+        for connection_id, items in groups.items():
+            connection = await self.connections.by_id(connection_id)
+            principal = await self.auth.team_principal(connection.team_id) if connection else None
+            if len(items) < 2 or connection is None or principal is None:
+                continue
+            provider = self.providers[connection.provider]
+            changes = [change for _, row_changes in items for change in row_changes]
+            try:
+                async with self._gated(), transaction(self.sessions) as session:
+                    applied = await self.sync.apply(session, principal, connection, provider,
+                                                    changes)  # fmt: skip
+                    now = datetime.now(UTC)
+                    for row_id, row_changes in items:
+                        note = _notes_of(applied.notes, provider, row_changes)
+                        if not await repo.finish_webhook(session, row_id, "done", note, now):
+                            raise _AlreadyDoneError
+            except (_AlreadyDoneError, ContactInvalidError, MalformedWebhookError,
+                    ValidationError):  # fmt: skip
+                continue
+            done |= {row_id for row_id, _ in items}
+            self.processed += len(items)
+        return done
 
     async def _process(
         self, row_id: int, connection_id: int, provider_name: str, body: bytes, attempts: int
@@ -353,10 +414,7 @@ class InboxWorker:
             await self._finish(row_id, "ignored", "the team was removed")
             return
         try:
-            event = orjson.loads(body)
-            if provider_name == gohighlevel.NAME:
-                event = gohighlevel.envelope(body).event
-            changes = await provider.changes(connection, event, self.http)
+            changes = await self._changes(connection, provider, body)
             async with self._gated(), transaction(self.sessions) as session:
                 applied = await self.sync.apply(session, principal, connection, provider, changes)
                 note = "; ".join(applied.notes)[:1000] or None
@@ -380,6 +438,14 @@ class InboxWorker:
             log.warning("webhook %d %s: %s", row_id, status, error[:300])
         async with self._gated(), transaction(self.sessions) as session:
             await repo.finish_webhook(session, row_id, status, error[:1000], datetime.now(UTC))
+
+
+def _notes_of(notes: Sequence[str], provider: Provider, changes: Sequence[Change]) -> str | None:
+    """The notes of a group's apply that concern one webhook's leads (the others' are not
+    its own)."""
+    leads = {lead_id_for(provider.lead_prefix, change.contact_id) for change in changes}
+    own = [note for note in notes if note.split(":", 1)[0] in leads]
+    return "; ".join(own)[:1000] or None
 
 
 class _AlreadyDoneError(Exception):
