@@ -365,18 +365,22 @@ class InboxWorker:
         webhook). The ids applied; on any problem the group rolls back and each webhook is
         applied alone."""
         groups: dict[int, list[tuple[int, list[Change]]]] = {}
+        alone: set[int] = set()  # connections whose next webhooks must follow one applied alone
         for row in rows:
+            if row.connection_id in alone:
+                continue
             connection = await self.connections.by_id(row.connection_id)
             provider = self.providers.get(row.provider)
-            if connection is None or provider is None or provider.name not in BATCHED:
+            changes: list[Change] | None = None
+            if connection is not None and provider is not None and provider.name in BATCHED:
+                with contextlib.suppress(
+                    MalformedWebhookError, ValidationError, ValueError, FetchFailedError
+                ):  # applied alone, which records why
+                    changes = await self._changes(connection, provider, row.body)
+            if changes is None or any(isinstance(c, OutcomeSeen | ContactGone) for c in changes):
+                alone.add(row.connection_id)  # in order: what follows it waits for it
                 continue
-            try:
-                changes = await self._changes(connection, provider, row.body)
-            except (MalformedWebhookError, ValidationError, ValueError, FetchFailedError):
-                continue  # applied alone, which records why
-            if any(isinstance(change, OutcomeSeen | ContactGone) for change in changes):
-                continue
-            groups.setdefault(connection.id, []).append((row.id, changes))
+            groups.setdefault(row.connection_id, []).append((row.id, changes))
         done: set[int] = set()
         for connection_id, items in groups.items():
             connection = await self.connections.by_id(connection_id)
