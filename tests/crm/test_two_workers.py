@@ -138,30 +138,33 @@ def test_the_crm_loop_on_two_workers_survives_an_outage_and_kill_9(
         pending = api.get("/api/v1/crm/outbox", params={"status": "pending"}, headers=admin).json()
         assert {row["contact_id"] for row in pending} >= set(during)
         wait_for(lambda: all(len(fake.writes(other)) >= 3 for other in during), timeout=30)
-        # Acknowledged webhooks survive kill -9 of every worker.
-        burst = [f"c{uuid.uuid4().hex[:19]}" for _ in range(150)]
-        with ThreadPoolExecutor(8) as pool:
-            answers = list(
-                pool.map(
-                    lambda c: _send(
-                        server.url,
-                        signer,
-                        example("ContactCreate", locationId=location, id=c),
-                        webhook_id=f"burst-{c}",
-                    ),
-                    burst,
-                )
-            )
-        assert all(answer.status_code == 200 for answer in answers)
-        server.kill()
+        # Acknowledged webhooks survive kill -9 of every worker, killed in the middle of a
+        # burst (to a location that writes nothing back: what is checked is the inbox).
+        burst = [f"c{uuid.uuid4().hex[:19]}" for _ in range(600)]
+
+        def deliver(contact: str) -> str | None:
+            event = example("ContactCreate", locationId=quiet, id=contact)
+            try:
+                answer = _send(server.url, signer, event, webhook_id=f"burst-{contact}")
+            except httpx.TransportError:
+                return None  # not acknowledged: the kill came first
+            return contact if answer.status_code == 200 else None
+
+        with ThreadPoolExecutor(16) as pool:
+            futures = [pool.submit(deliver, contact) for contact in burst]
+            wait_for(lambda: sum(f.done() for f in futures) >= 250, timeout=60, every=0.01)
+            server.kill()
+            acknowledged = [c for f in futures if (c := f.result()) is not None]
+    assert len(acknowledged) >= 250
+    stored = _count(backend, CrmInboxRow.event_id.like("burst-%"))
     unprocessed = _count(backend, CrmInboxRow.event_id.like("burst-%"),
                          CrmInboxRow.status == "pending")  # fmt: skip
-    assert _count(backend, CrmInboxRow.event_id.like("burst-%")) == len(burst)
+    assert stored >= len(acknowledged)  # every acknowledged webhook was committed first
     with serve(backend, tmp_path / "second.log", workers=2, **env) as restarted:
-        done = (CrmInboxRow.event_id.like("burst-%"), CrmInboxRow.status == "done")
-        wait_for(lambda: _count(backend, *done) == len(burst), timeout=90)
-        for contact in (burst[0], burst[-1]):
+        pending = (CrmInboxRow.event_id.like("burst-%"), CrmInboxRow.status == "pending")
+        wait_for(lambda: _count(backend, *pending) == 0, timeout=90)
+        for contact in acknowledged:
             scored = httpx.get(f"{restarted.url}/api/v1/ml/score/ghl-{contact}", headers=admin)
-            assert scored.status_code == 200
-    print(f"kill -9 left {unprocessed} of {len(burst)} acknowledged webhooks unprocessed")
-    assert unprocessed > 0  # the kill did cut processing short: the restart finished it
+            assert scored.status_code == 200, contact
+    print(f"kill -9: {len(acknowledged)} acknowledged, {stored} stored, {unprocessed} of them "
+          "left unprocessed and finished after the restart")  # fmt: skip
