@@ -401,5 +401,6 @@ class EscalationRow(Base):
     # The LLM qualifier's progress: attempts so far, when to try next, and how it ended.
     llm_attempts: Mapped[int] = mapped_column(Integer)
     llm_next_at: Mapped[datetime | None]
-    llm_state: Mapped[str | None] = mapped_column(String(16))  # unsure | failed | resolved
+    # running | retry | budget | unsure | failed | resolved
+    llm_state: Mapped[str | None] = mapped_column(String(16))
     updated_at: Mapped[datetime]
