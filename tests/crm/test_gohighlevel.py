@@ -395,6 +395,9 @@ def test_only_admins_see_the_queues(api: httpx.Client, crm_deployment: Deploymen
         assert api.get("/api/v1/crm/inbox", headers=headers).status_code == 403
         assert api.post("/api/v1/crm/outbox/retry", headers=headers).status_code == 403
     assert api.get("/api/v1/crm/outbox").status_code == 401
+    admin = {"X-API-Key": crm_deployment.keys["acme-admin"]}
+    too_big = api.post("/api/v1/crm/outbox/retry", json={"ids": [2**70]}, headers=admin)
+    assert too_big.status_code == 422  # not an id any database holds: refused, not a 500
 
 
 def test_write_backs_keep_within_the_locations_rate_limit(

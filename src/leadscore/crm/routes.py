@@ -150,7 +150,7 @@ async def retry_outbox(
     session: SessionDep,
     principal: AdminDep,
     ids: Annotated[
-        list[Annotated[int, Field(ge=1)]] | None, Body(embed=True, max_length=1000)
+        list[Annotated[int, Field(ge=1, le=2**63 - 1)]] | None, Body(embed=True, max_length=1000)
     ] = None,
 ) -> dict[str, int]:
     """Send failed write-backs again (these ids, or all of your team's), now."""
