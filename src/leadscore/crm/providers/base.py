@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, Literal, Protocol
 
 import httpx
+import orjson
 
 from leadscore.core.errors import LeadScoreError
 from leadscore.crm.connections import Connection
@@ -127,6 +128,17 @@ class Provider(Protocol):
     ) -> Delivery:
         """Write one score to one contact."""
         ...
+
+
+def json_object(body: bytes) -> dict[str, Any]:
+    """A webhook body as the JSON object every provider sends; anything else is malformed."""
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedWebhookError(f"the body is not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise MalformedWebhookError("the body is not a JSON object")
+    return value
 
 
 def body_digest(body: bytes) -> str:

@@ -11,7 +11,6 @@ from typing import Any, Final
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import httpx
-import orjson
 
 from leadscore.crm.connections import Connection
 from leadscore.crm.providers.base import (
@@ -24,6 +23,7 @@ from leadscore.crm.providers.base import (
     MessageSeen,
     body_digest,
     failure,
+    json_object,
 )
 
 NAME: Final = "followupboss"
@@ -67,12 +67,7 @@ class Envelope:
 
 def envelope(body: bytes) -> Envelope:
     """The event's id (its `eventId`, else the body's digest) and name."""
-    try:
-        event = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedWebhookError(f"the body is not JSON: {exc}") from exc
-    if not isinstance(event, dict):
-        raise MalformedWebhookError("the body is not a JSON object")
+    event = json_object(body)
     name = event.get("event")
     if not isinstance(name, str) or not name:
         raise MalformedWebhookError("the webhook has no `event`")

@@ -11,7 +11,6 @@ from importlib import resources
 from typing import Any, Final, Literal
 
 import httpx
-import orjson
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -29,6 +28,7 @@ from leadscore.crm.providers.base import (
     WebhookRefusedError,
     body_digest,
     failure,
+    json_object,
 )
 
 NAME: Final = "gohighlevel"
@@ -98,12 +98,7 @@ def _parse_time(value: object, name: str) -> datetime:
 
 def envelope(body: bytes) -> Envelope:
     """Flat (the per-event docs) or `data`-wrapped (the marketplace guide) payloads alike."""
-    try:
-        outer = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedWebhookError(f"the body is not JSON: {exc}") from exc
-    if not isinstance(outer, dict):
-        raise MalformedWebhookError("the body is not a JSON object")
+    outer = json_object(body)
     inner = outer.get("data")
     event = inner if isinstance(inner, dict) and "type" not in outer else outer
     event_type, account = event.get("type"), event.get("locationId")
