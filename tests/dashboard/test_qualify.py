@@ -83,3 +83,19 @@ def test_a_viewer_sees_the_queue_without_claim_or_resolve(
     card = page.locator(f'article.escalation[data-lead="{scored["lead_id"]}"]')
     expect(card).to_be_visible()
     expect(card.get_by_role("button")).to_have_count(0)
+
+
+def test_the_queue_fits_a_phone(
+    open_page: Callable[..., Watched], deployment: Deployment, client: httpx.Client
+) -> None:
+    key = deployment.keys["acme-agent"]
+    scored = escalate(client, key, "Pia Phone")
+    watched = open_page(width=390, height=844)
+    page = watched.page
+    sign_in(watched, key)
+    page.get_by_role("link", name="Qualify").click()
+    card = page.locator(f'article.escalation[data-lead="{scored["lead_id"]}"]')
+    expect(card.get_by_role("button", name="Claim")).to_be_visible()
+    # Nothing wider than the screen: the page does not scroll sideways.
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    watched.shot("phone-qualify")
