@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,9 +14,22 @@ from leadscore.auth import repository as auth_repo
 from leadscore.core.errors import ModelArtifactError, NotFoundError, TrainingDataError
 from leadscore.core.tables import TrainingJobRow
 from leadscore.models import repository as repo
+from leadscore.models.holder import LiveModel
 from leadscore.models.registry import CHAMPION, GLOBAL, Registry, scope_of
 from leadscore.models.training import INTERRUPTED, MIN_TEAM_LEADS, CrmExport, RetrainService
 from tests.units import Committing
+
+
+class HeldRegistry(Registry):
+    """Loads a model only once the test lets it: a job is seen running before it can fail."""
+
+    def __init__(self, artifacts: Path) -> None:
+        super().__init__(artifacts)
+        self.released = asyncio.Event()
+
+    async def load(self, session: AsyncSession, version: str) -> LiveModel:
+        await self.released.wait()
+        return await super().load(session, version)
 
 
 async def test_a_failed_job_reports_its_error_and_others_cannot_see_it(
@@ -28,10 +42,8 @@ async def test_a_failed_job_reports_its_error_and_others_cannot_see_it(
         # A champion whose artifact is gone: the job fails when it loads it.
         await repo.register_model(session, "gone000000000000", "/nowhere", {}, now)
         await repo.set_alias(session, GLOBAL, CHAMPION, "gone000000000000", now)
-    registry = Committing(Registry(tmp_path / "artifacts"), sessions)
-    trainer = RetrainService(
-        sessions, registry.service, "sqlite+aiosqlite://", tmp_path / "staging"
-    )
+    held = HeldRegistry(tmp_path / "artifacts")
+    trainer = RetrainService(sessions, held, "sqlite+aiosqlite://", tmp_path / "staging")
     service = Committing(trainer, sessions)
     history = tmp_path / "history.csv"
     pl.DataFrame(
@@ -43,6 +55,7 @@ async def test_a_failed_job_reports_its_error_and_others_cannot_see_it(
     task = trainer.task(job)
     running = await service.job(team.id, job)
     assert (running["state"], running["finished_at"], running["error"]) == ("running", None, None)
+    held.released.set()
     with pytest.raises(ModelArtifactError):
         await task
     failed = await service.job(team.id, job)

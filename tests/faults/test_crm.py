@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -73,6 +73,21 @@ def _inbox(dependencies: Dependencies, event_id: str) -> list[Any]:
     )
 
 
+def _explain(dependencies: Dependencies, event_id: str, log: Path) -> Callable[[], str]:
+    """What a timed-out wait saw: the webhook's inbox row and the end of the server's log."""
+
+    def explain() -> str:
+        row = dependencies.query(
+            "SELECT status, attempts, lease_until, error FROM crm_inbox"
+            " WHERE provider = 'gohighlevel' AND event_id = $1",
+            event_id,
+        )
+        tail = log.read_text(errors="replace").splitlines()[-40:]
+        return f"inbox: {row}\nserver log:\n" + "\n".join(tail)
+
+    return explain
+
+
 def test_a_webhook_during_a_database_outage_is_429_and_accepted_once_it_is_back(
     deployment: Deployment,
     dependencies: Dependencies,
@@ -111,7 +126,10 @@ def test_a_webhook_during_a_database_outage_is_429_and_accepted_once_it_is_back(
             lambda: _post(server.url, body, headers)[0].status_code == 200, 20, "accepted again"
         )
         assert again < 20
-        wait_for(lambda: _scored(api, admin, f"ghl-{contact}"), 30, "the lead scored")
+        wait_for(
+            lambda: _scored(api, admin, f"ghl-{contact}"), 30, "the lead scored",
+            _explain(dependencies, f"wh-{contact}", tmp_path / "server.log"),
+        )  # fmt: skip
         wait_for(
             lambda: [r["status"] for r in _inbox(dependencies, f"wh-{contact}")] == ["done"],
             30, "the webhook processed",
@@ -160,7 +178,10 @@ def test_a_webhook_refused_during_an_outage_is_accepted_past_the_replay_window(
         assert (datetime.now(UTC) - stamp).total_seconds() >= 3.0
         assert late.status_code == 200, late.text
         assert late.json() == {"status": "accepted", "event_id": f"wh-{contact}"}
-        wait_for(lambda: _scored(api, admin, f"ghl-{contact}"), 30, "the late webhook scored")
+        wait_for(
+            lambda: _scored(api, admin, f"ghl-{contact}"), 30, "the late webhook scored",
+            _explain(dependencies, f"wh-{contact}", tmp_path / "server.log"),
+        )  # fmt: skip
     assert replay.status_code == 401, replay.text
     assert replay.json()["error"] == "stale_webhook"
     assert _inbox(dependencies, f"wh-o{contact}") == []

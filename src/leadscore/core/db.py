@@ -22,8 +22,8 @@ from sqlalchemy.ext.asyncio import (
 
 # Bounds so that no request waits on a dead database for long: a connection attempt, a
 # checkout from a full pool, and one statement (generous: training reads whole histories).
-CONNECT_TIMEOUT_SECONDS: Final = 1.5
-POOL_TIMEOUT_SECONDS: Final = 2.0
+CONNECT_TIMEOUT_SECONDS: Final = 1.0
+POOL_TIMEOUT_SECONDS: Final = 1.0
 COMMAND_TIMEOUT_SECONDS: Final = 60.0
 
 #: What a lost, refused or timed-out database connection raises, raw or wrapped by SQLAlchemy.

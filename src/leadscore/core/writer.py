@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 MAX_PENDING: Final = 100_000
 RETRY_SECONDS: Final = (0.05, 0.2, 1.0, 2.0)
 #: How long a request waits on the writer (a durable commit, a barrier) before answering 503.
-WAIT_SECONDS: Final = 1.5
+WAIT_SECONDS: Final = 1.0
 #: How long a shutdown keeps retrying while the database is unreachable before giving up.
 DRAIN_SECONDS: Final = 30.0
 #: The last records set aside, kept for inspection.

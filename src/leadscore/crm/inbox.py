@@ -331,10 +331,18 @@ class InboxWorker:
             async with self.sessions() as session:
                 self.receiver.pending = await repo.pending_count(session)
             self._counted_at = time.monotonic()
+        lease_until = now + timedelta(seconds=LEASE_SECONDS)
         async with self._gated(), transaction(self.sessions) as session:
-            rows = await repo.claim_webhooks(
-                session, now, now + timedelta(seconds=LEASE_SECONDS), BATCH
-            )
+            rows = await repo.claim_webhooks(session, now, lease_until, BATCH)
+        try:
+            await self._apply(rows)
+        except Exception as exc:
+            if is_connection_error(exc):
+                await self._release(rows, lease_until)
+            raise
+        return len(rows) == BATCH
+
+    async def _apply(self, rows: Sequence[CrmInboxRow]) -> None:
         together = await self._apply_together(rows)
         for row in rows:
             if row.id in together:
@@ -343,12 +351,19 @@ class InboxWorker:
                 await self._process(row.id, row.connection_id, row.provider, row.body, row.attempts)
             except Exception as exc:  # one webhook that cannot be applied must not stop the rest
                 if is_connection_error(exc):
-                    raise  # the database is down: every row waits for its lease to expire
+                    raise  # the database is down: the step gives the rest back
                 log.exception("webhook %d could not be applied (attempt %d)", row.id,
                               row.attempts)  # fmt: skip
                 if row.attempts >= MAX_ATTEMPTS:
                     await self._finish(row.id, "failed", f"{type(exc).__name__}: {exc}")
-        return len(rows) == BATCH
+
+    async def _release(self, rows: Sequence[CrmInboxRow], lease_until: datetime) -> None:
+        """A database blip mid-step: the claimed webhooks not applied are taken again at the
+        next step, not once their lease expires; if the database is still down the lease
+        does it."""
+        with contextlib.suppress(*CONNECTION_ERRORS):
+            async with self._gated(), transaction(self.sessions) as session:
+                await repo.release_webhooks(session, [row.id for row in rows], lease_until)
 
     async def _changes(
         self, connection: Connection, provider: Provider, body: bytes

@@ -172,6 +172,23 @@ async def claim_webhooks(
     return sorted(result.scalars(), key=lambda row: row.id)
 
 
+async def release_webhooks(
+    session: AsyncSession, ids: Sequence[int], lease_until: datetime
+) -> None:
+    """Give back webhooks still pending under this lease (not under a later one): the next
+    step takes them again instead of waiting for the lease to expire."""
+    await session.execute(
+        update(CrmInboxRow)
+        .where(
+            CrmInboxRow.id.in_(ids),
+            CrmInboxRow.status == "pending",
+            CrmInboxRow.lease_until == lease_until,
+        )
+        .values(lease_until=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
 async def finish_webhook(
     session: AsyncSession, row_id: int, status: str, error: str | None, now: datetime
 ) -> bool:
