@@ -24,8 +24,8 @@ test: setup  ## The whole test suite against private PostgreSQL and Redis (scrip
 	trap 'exit 130' INT TERM HUP; \
 	scripts/test-services.sh start "$$dir" || exit 1; \
 	source "$$dir/env" || exit 1; \
-	echo "$(UV) run pytest -q"; \
-	$(UV) run pytest -q; status=$$?; \
+	echo "$(UV) run pytest -q --durations=25"; \
+	$(UV) run pytest -q --durations=25; status=$$?; \
 	if [ $$status -eq 5 ]; then echo "no tests were collected" >&2; exit 1; fi; exit $$status
 
 lint: setup  ## ruff + mypy strict

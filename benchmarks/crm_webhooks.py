@@ -2,8 +2,9 @@
 from a webhook to its write-back arriving at a local GoHighLevel.
 
 Run: `OMP_NUM_THREADS=2 uv run python benchmarks/crm_webhooks.py [--webhooks 12000]
-[--seconds 10] [--latency-samples 150]` (needs `wrk`). A `leadscore serve --workers 1` on the
-embedded SQLite gets a GoHighLevel connection whose API base is a fake contacts API in this
+[--seconds 10] [--latency-samples 150] [--postgres]` (needs `wrk`; `--postgres`: PostgreSQL and
+Redis from scripts/test-services.sh). A `leadscore serve --workers 1` on the embedded SQLite
+(or PostgreSQL + Redis) gets a GoHighLevel connection whose API base is a fake contacts API in this
 process; webhooks are signed beforehand with an RSA-4096 key (GoHighLevel's size) the server
 is configured to trust. Part 1: wrk sends distinct ContactCreate deliveries (1 and 16
 connections); each is verified, stored and acknowledged while the worker also processes the
@@ -15,12 +16,16 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import os
+import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
@@ -80,12 +85,39 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+@contextlib.contextmanager
+def database(postgres: bool) -> Iterator[dict[str, str]]:
+    """The server's database settings: none (the embedded SQLite), or a private PostgreSQL and
+    Redis for the run."""
+    if not postgres:
+        yield {}
+        return
+    services = Path(tempfile.mkdtemp(prefix="bench-services-", dir="/tmp"))
+    script = str(ROOT / "scripts/test-services.sh")
+    subprocess.run([script, "start", str(services)], check=True, capture_output=True)
+    try:
+        urls = dict(re.findall(r"export (\w+)=(\S+)", (services / "env").read_text()))
+        yield {
+            "LEADSCORE_DATABASE_URL": urls["LEADSCORE_TEST_POSTGRES_URL"],
+            "LEADSCORE_REDIS_URL": urls["LEADSCORE_TEST_REDIS_URL"],
+        }
+    finally:
+        subprocess.run([script, "stop", str(services)], check=False, capture_output=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--webhooks", type=int, default=12_000)
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--latency-samples", type=int, default=150)
+    parser.add_argument("--postgres", action="store_true", help="PostgreSQL + Redis, not SQLite")
     args = parser.parse_args()
+    with database(args.postgres) as settings:
+        run(args, settings)
+
+
+def run(args: argparse.Namespace, settings: dict[str, str]) -> None:
+    """Both parts against one server."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=4096)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())  # fmt: skip
@@ -97,11 +129,15 @@ def main() -> None:
     fake = FakeGoHighLevel(limit=1_000_000)
     fake_server = ServerThread(fake.app()).start()
     home = Path(tempfile.mkdtemp(prefix="bench-crm-"))
-    env = base_env(home) | {
-        "LEADSCORE_SECRET_KEY": new_key(),
-        "LEADSCORE_GHL_WEBHOOK_PUBLIC_KEY": public,
-        "LEADSCORE_CRM_INBOX_MAX_PENDING": "1000000",
-    }
+    env = (
+        base_env(home)
+        | settings
+        | {
+            "LEADSCORE_SECRET_KEY": new_key(),
+            "LEADSCORE_GHL_WEBHOOK_PUBLIC_KEY": public,
+            "LEADSCORE_CRM_INBOX_MAX_PENDING": "1000000",
+        }
+    )
     admin = cli(env, "keys", "create", "--team", "bench", "--role", "admin")
     server = Server(env, workers=1)
     try:
@@ -116,7 +152,8 @@ def main() -> None:
                 "field_mapping": {"TimelineField0000001": "timeline"},
             })  # fmt: skip
             assert connection.status_code == 201, connection.text
-        print(f"machine: {os.cpu_count()} cores; one worker, SQLite; RSA-4096 signatures")
+        kind = "PostgreSQL + Redis" if settings else "SQLite"
+        print(f"machine: {os.cpu_count()} cores; one worker, {kind}; RSA-4096 signatures")
         for connections in (1, 16):
             signed = home / f"webhooks-{connections}.tsv"
             signed_file(signed, args.webhooks, pem)

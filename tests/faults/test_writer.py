@@ -22,9 +22,11 @@ class FakeDatabase:
         self.down = False
         self.rows: list[int] = []
         self.calls = 0
+        self.delay = 0.0  # a database that answers, slowly
 
     async def persist(self, records: Sequence[int]) -> None:
         self.calls += 1
+        await asyncio.sleep(self.delay)
         if self.down:
             raise OperationalError("INSERT", {}, ConnectionRefusedError(111, "refused"))
         refused = [r for r in records if r in self.bad]
@@ -121,6 +123,26 @@ async def test_a_durable_score_answers_503_within_the_bound_and_is_written_later
     assert loop.time() - started < 1.0
     database.down = False
     await wait_until(lambda: database.rows == [5], seconds=10)
+    await writer.close()
+
+
+@pytest.mark.parametrize("durable", [True, False])
+async def test_a_slow_database_that_answers_delays_the_answer_instead_of_a_503(
+    durable: bool,
+) -> None:
+    database = FakeDatabase(bad=set())
+    database.delay = 0.5
+    writer: ScoreWriter[int] = ScoreWriter(
+        database.persist, batch_max=100, interval_ms=1, durable=durable, wait_seconds=0.1
+    )
+    writer.start()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await writer.submit([8])
+    await writer.barrier()  # past the 0.1 s, but the database is not down: no 503
+    assert loop.time() - started >= 0.5
+    assert database.rows == [8]
+    assert not writer.database.is_down
     await writer.close()
 
 

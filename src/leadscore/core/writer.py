@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Final, Generic, TypeVar
@@ -29,8 +30,11 @@ from leadscore.core.logs import DependencyLog
 log = logging.getLogger(__name__)
 MAX_PENDING: Final = 100_000
 RETRY_SECONDS: Final = (0.05, 0.2, 1.0, 2.0)
-#: How long a request waits on the writer (a durable commit, a barrier) before answering 503.
+#: How long a request waits on the writer (a durable commit, a barrier) before answering 503
+#: while the database is failing…
 WAIT_SECONDS: Final = 1.0
+#: …and at most while it is up but slow (a busy SQLite file): late, not refused as unavailable.
+SLOW_SECONDS: Final = 10.0
 #: How long a shutdown keeps retrying while the database is unreachable before giving up.
 DRAIN_SECONDS: Final = 30.0
 #: The last records set aside, kept for inspection.
@@ -124,7 +128,7 @@ class ScoreWriter(Background, Generic[R]):
             self._queue.put_nowait((record, future))
         if not futures:
             return
-        done, _ = await asyncio.wait(futures, timeout=self.wait_seconds)
+        done = await self._committed(futures)
         if len(done) < len(futures):
             if self.durable:
                 raise DatabaseUnavailableError(
@@ -142,12 +146,23 @@ class ScoreWriter(Background, Generic[R]):
             return
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((None, future))
-        done, _ = await asyncio.wait([future], timeout=self.wait_seconds)
-        if not done:
+        if not await self._committed([future]):
             raise DatabaseUnavailableError(
                 f"recent scores are not written yet ({self.pending} queued): "
                 "the database is unreachable or far behind"
             )
+
+    async def _committed(
+        self, futures: Sequence[asyncio.Future[bool]]
+    ) -> set[asyncio.Future[bool]]:
+        """The futures committed within `wait_seconds`, or later while the database answers
+        (not down) up to `SLOW_SECONDS`: a 503 says the database is unavailable, not slow."""
+        done, pending = await asyncio.wait(futures, timeout=self.wait_seconds)
+        deadline = time.monotonic() + SLOW_SECONDS - self.wait_seconds
+        while pending and not self.database.is_down and time.monotonic() < deadline:
+            more, pending = await asyncio.wait(pending, timeout=0.05)
+            done |= more
+        return done
 
     async def _next_batch(self) -> tuple[list[_Item[R]], bool]:
         """Up to `batch_max` items, waiting `interval` for company; and whether to stop."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import time
 from dataclasses import dataclass
@@ -25,9 +26,11 @@ from leadscore.crm.schemas import (
     WriteBack,
     check_credentials,
 )
-from leadscore.crm.secrets import SecretBox
+from leadscore.crm.secrets import SecretBox, SecretUnreadableError
 
 #: How long a worker trusts a connection it read (a change elsewhere applies within it).
+log = logging.getLogger(__name__)
+
 CACHE_SECONDS: Final = 5.0
 
 
@@ -251,4 +254,10 @@ class ConnectionService:
         """Every connection of one provider (Follow Up Boss webhooks are told apart by key)."""
         async with self.sessions() as session:
             rows = await repo.connections(session, provider=provider)
-        return [self.opened(row) for row in rows]
+        opened: list[Connection] = []
+        for row in rows:
+            try:
+                opened.append(self.opened(row))
+            except SecretUnreadableError as exc:  # one bad connection must not refuse the rest
+                log.warning("CRM connection %d left out: %s", row.id, exc)
+        return opened

@@ -28,6 +28,7 @@ from leadscore.crm import repository as repo
 from leadscore.crm.connections import ConnectionService
 from leadscore.crm.providers.base import Delivery, Provider
 from leadscore.crm.schemas import WriteBack
+from leadscore.crm.secrets import SecretUnreadableError
 from leadscore.scoring.repository import ScoreRecord
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,11 @@ class OutboxSender:
     async def _deliver(self, row: CrmOutboxRow) -> dict[str, object]:
         """Send one write-back; what to record of it."""
         now = datetime.now(UTC)
-        connection = await self.connections.by_id(row.connection_id)
+        try:
+            connection = await self.connections.by_id(row.connection_id)
+        except SecretUnreadableError as exc:  # listed as failed; retried once the key is back
+            self.failed += 1
+            return {"status": "failed", "attempts": row.attempts + 1, "last_error": str(exc)}
         provider = self.providers.get(connection.provider) if connection else None
         if connection is None or provider is None:
             return {"status": "cancelled", "last_error": "the connection was removed"}
