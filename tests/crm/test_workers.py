@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leadscore.auth import repository as auth_repo
@@ -75,6 +75,20 @@ class Receiver:
         self.pending = 0
 
 
+def _worker(
+    sessions: async_sessionmaker[AsyncSession],
+    connections: Connections,
+    sync: Sync,
+    http: httpx.AsyncClient,
+    receiver: Receiver | None = None,
+) -> InboxWorker:
+    """A worker on the real database, the rest replaced."""
+    return InboxWorker(
+        sessions, connections, Teams(), sync,  # type: ignore[arg-type]
+        {"gohighlevel": GoHighLevel()}, http, receiver,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
 async def _seed(
     sessions: async_sessionmaker[AsyncSession], count: int, team_name: str = "acme"
 ) -> Connection:
@@ -114,10 +128,7 @@ async def test_webhooks_taken_when_the_database_fails_are_given_back_for_the_nex
     connection = await _seed(sessions, count)
     sync = Sync(failures=1)
     async with httpx.AsyncClient() as http:
-        worker = InboxWorker(
-            sessions, Connections(connection), Teams(), sync,  # type: ignore[arg-type]
-            {"gohighlevel": GoHighLevel()}, http,
-        )  # fmt: skip
+        worker = _worker(sessions, Connections(connection), sync, http)
         with pytest.raises(ConnectionResetError):
             await worker.step()
         rows = await _inbox(sessions)
@@ -144,7 +155,7 @@ async def test_a_release_gives_back_only_its_own_lease_and_never_a_finished_webh
         assert await repo.finish_webhook(session, first, "done", None, now)
         # Our lease expired meanwhile and another worker took the third one.
         await session.execute(
-            CrmInboxRow.__table__.update().where(CrmInboxRow.id == third).values(lease_until=later)
+            update(CrmInboxRow).where(CrmInboxRow.id == third).values(lease_until=later)
         )
     async with transaction(sessions) as session:
         await repo.release_webhooks(session, [first, second, third], ours)
@@ -162,10 +173,7 @@ async def test_the_worker_waits_while_webhooks_arrive_and_applies_them_in_the_pa
     connection = await _seed(sessions, 2)
     receiver, sync = Receiver(), Sync(failures=0)
     async with httpx.AsyncClient() as http:
-        worker = InboxWorker(
-            sessions, Connections(connection), Teams(), sync,  # type: ignore[arg-type]
-            {"gohighlevel": GoHighLevel()}, http, receiver,  # type: ignore[arg-type]
-        )  # fmt: skip
+        worker = _worker(sessions, Connections(connection), sync, http, receiver)
         with receiver.activity.receiving():  # a webhook being acknowledged
             step = asyncio.create_task(worker.step())
             await asyncio.sleep(YIELD_MAX_SECONDS / 3)
@@ -182,10 +190,7 @@ async def test_under_a_steady_flood_the_worker_still_applies_a_batch(
     connection = await _seed(sessions, 2)
     receiver, sync = Receiver(), Sync(failures=0)
     async with httpx.AsyncClient() as http:
-        worker = InboxWorker(
-            sessions, Connections(connection), Teams(), sync,  # type: ignore[arg-type]
-            {"gohighlevel": GoHighLevel()}, http, receiver,  # type: ignore[arg-type]
-        )  # fmt: skip
+        worker = _worker(sessions, Connections(connection), sync, http, receiver)
         with receiver.activity.receiving():  # never a pause
             started = time.monotonic()
             await asyncio.wait_for(worker.step(), YIELD_MAX_SECONDS + 5)
@@ -201,10 +206,7 @@ async def test_a_connection_whose_secrets_do_not_open_holds_back_only_its_own_we
     connection = await _seed(sessions, 2)
     sync = Sync(failures=0)
     async with httpx.AsyncClient() as http:
-        worker = InboxWorker(
-            sessions, Connections(sealed, connection, sealed=(sealed.id,)), Teams(),
-            sync, {"gohighlevel": GoHighLevel()}, http,  # type: ignore[arg-type]
-        )  # fmt: skip
+        worker = _worker(sessions, Connections(sealed, connection, sealed=(sealed.id,)), sync, http)
         await worker.step()
     rows = {(r.connection_id, r.event_id): r.status for r in await _inbox(sessions)}
     assert [s for (c, _), s in sorted(rows.items()) if c == connection.id] == ["done"] * 2
