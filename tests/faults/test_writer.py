@@ -146,6 +146,26 @@ async def test_a_slow_database_that_answers_delays_the_answer_instead_of_a_503(
     await writer.close()
 
 
+async def test_a_writer_still_catching_up_after_an_outage_answers_503_within_the_bound() -> None:
+    database = FakeDatabase(bad=set())
+    database.down = True
+    writer: ScoreWriter[int] = ScoreWriter(
+        database.persist, batch_max=100, interval_ms=1, durable=False, wait_seconds=0.2
+    )
+    writer.start()
+    await writer.submit([1])
+    await wait_until(lambda: database.calls >= 3, seconds=3)  # now in a 1 s back-off
+    database.down = False  # back, but the writer has not retried yet
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(DatabaseUnavailableError):
+        await writer.barrier()
+    assert loop.time() - started < 0.6
+    await wait_until(lambda: database.rows == [1], seconds=5)
+    await writer.barrier()  # caught up: answered at once
+    await writer.close()
+
+
 async def test_a_shutdown_during_an_outage_gives_up_after_the_drain_time(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

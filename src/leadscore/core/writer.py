@@ -90,6 +90,8 @@ class ScoreWriter(Background, Generic[R]):
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._in_flight = 0
+        #: The last commit failed for the database and is being retried (in its back-off).
+        self._retrying = False
         self.written = 0
         self.failures = 0
         self.rejected = 0
@@ -155,11 +157,12 @@ class ScoreWriter(Background, Generic[R]):
     async def _committed(
         self, futures: Sequence[asyncio.Future[bool]]
     ) -> set[asyncio.Future[bool]]:
-        """The futures committed within `wait_seconds`, or later while the database answers
-        (not down) up to `SLOW_SECONDS`: a 503 says the database is unavailable, not slow."""
+        """The futures committed within `wait_seconds`, or later while the writer's commits
+        succeed (slow, not failing) up to `SLOW_SECONDS`: a 503 says the database is
+        unavailable or the writer is still catching up after it was, never that it is slow."""
         done, pending = await asyncio.wait(futures, timeout=self.wait_seconds)
         deadline = time.monotonic() + SLOW_SECONDS - self.wait_seconds
-        while pending and not self.database.is_down and time.monotonic() < deadline:
+        while pending and not self._retrying and time.monotonic() < deadline:
             more, pending = await asyncio.wait(pending, timeout=0.05)
             done |= more
         return done
@@ -188,9 +191,11 @@ class ScoreWriter(Background, Generic[R]):
                 await self._persist(records)
             except Exception as exc:  # classified: an outage is retried, a refusal returned
                 if not is_connection_error(exc):
+                    self._retrying = False
                     self.database.up()  # it answered, if only to refuse
                     return exc
                 self.failures += 1
+                self._retrying = True
                 delay = RETRY_SECONDS[min(attempt, len(RETRY_SECONDS) - 1)]
                 self.database.down(
                     f"writing {len(records)} scores failed ({type(exc).__name__}: "
@@ -200,6 +205,7 @@ class ScoreWriter(Background, Generic[R]):
                 attempt += 1
                 await asyncio.sleep(delay)
             else:
+                self._retrying = False
                 self.database.up()
                 return None
 
