@@ -4,7 +4,9 @@ what a step does when the database fails under it or a connection's secrets do n
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -89,6 +91,17 @@ def _worker(
     )  # fmt: skip
 
 
+@contextlib.asynccontextmanager
+async def _listening(
+    sessions: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[tuple[InboxWorker, Receiver]]:
+    """A worker beside its receiver, two webhooks of one connection pending."""
+    connection = await _seed(sessions, 2)
+    receiver = Receiver()
+    async with httpx.AsyncClient() as http:
+        yield _worker(sessions, Connections(connection), Sync(failures=0), http, receiver), receiver
+
+
 async def _seed(
     sessions: async_sessionmaker[AsyncSession], count: int, team_name: str = "acme"
 ) -> Connection:
@@ -170,10 +183,7 @@ async def test_a_release_gives_back_only_its_own_lease_and_never_a_finished_webh
 async def test_the_worker_waits_while_webhooks_arrive_and_applies_them_in_the_pause(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    connection = await _seed(sessions, 2)
-    receiver, sync = Receiver(), Sync(failures=0)
-    async with httpx.AsyncClient() as http:
-        worker = _worker(sessions, Connections(connection), sync, http, receiver)
+    async with _listening(sessions) as (worker, receiver):
         with receiver.activity.receiving():  # a webhook being acknowledged
             step = asyncio.create_task(worker.step())
             await asyncio.sleep(YIELD_MAX_SECONDS / 3)
@@ -187,10 +197,7 @@ async def test_the_worker_waits_while_webhooks_arrive_and_applies_them_in_the_pa
 async def test_under_a_steady_flood_the_worker_still_applies_a_batch(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
-    connection = await _seed(sessions, 2)
-    receiver, sync = Receiver(), Sync(failures=0)
-    async with httpx.AsyncClient() as http:
-        worker = _worker(sessions, Connections(connection), sync, http, receiver)
+    async with _listening(sessions) as (worker, receiver):
         with receiver.activity.receiving():  # never a pause
             started = time.monotonic()
             await asyncio.wait_for(worker.step(), YIELD_MAX_SECONDS + 5)

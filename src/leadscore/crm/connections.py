@@ -28,9 +28,9 @@ from leadscore.crm.schemas import (
 )
 from leadscore.crm.secrets import SecretBox, SecretUnreadableError
 
-#: How long a worker trusts a connection it read (a change elsewhere applies within it).
 log = logging.getLogger(__name__)
 
+#: How long a worker trusts a connection it read (a change elsewhere applies within it).
 CACHE_SECONDS: Final = 5.0
 
 

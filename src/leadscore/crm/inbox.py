@@ -45,6 +45,7 @@ from leadscore.crm.providers.base import (
     body_digest,
     lead_id_for,
 )
+from leadscore.crm.secrets import SecretUnreadableError
 from leadscore.crm.store import WebhookStore
 from leadscore.crm.sync import ContactInvalidError, CrmSync
 
@@ -442,9 +443,7 @@ class InboxWorker:
                 continue
             try:
                 connection = await self.connections.by_id(row.connection_id)
-            except Exception as exc:  # its secrets do not open: applied alone, which says why
-                if is_connection_error(exc):
-                    raise
+            except SecretUnreadableError:  # applied alone, which records why
                 alone.add(row.connection_id)
                 continue
             provider = self.providers.get(row.provider)
