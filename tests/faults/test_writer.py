@@ -22,12 +22,14 @@ class FakeDatabase:
         self.down = False
         self.rows: list[int] = []
         self.calls = 0
+        self.refused_down = 0  # calls that failed for the outage (counted once they have)
         self.delay = 0.0  # a database that answers, slowly
 
     async def persist(self, records: Sequence[int]) -> None:
         self.calls += 1
         await asyncio.sleep(self.delay)
         if self.down:
+            self.refused_down += 1
             raise OperationalError("INSERT", {}, ConnectionRefusedError(111, "refused"))
         refused = [r for r in records if r in self.bad]
         if refused:
@@ -96,7 +98,7 @@ async def test_an_outage_keeps_the_batch_and_logs_once(caplog: pytest.LogCapture
         assert writer.unwritten(2) == 2  # readable while it waits for the database
         with pytest.raises(DatabaseUnavailableError):
             await writer.barrier()  # bounded: no request hangs on a dead database
-        await wait_until(lambda: database.calls >= 4, seconds=3)
+        await wait_until(lambda: database.refused_down >= 4, seconds=3)
         assert writer.database.is_down
         database.down = False
         await wait_until(lambda: database.rows == [1, 2, 3], seconds=10)
@@ -154,7 +156,8 @@ async def test_a_writer_still_catching_up_after_an_outage_answers_503_within_the
     )
     writer.start()
     await writer.submit([1])
-    await wait_until(lambda: database.calls >= 3, seconds=3)  # now in a 1 s back-off
+    # Three attempts have failed (not merely started): now in a 1 s back-off.
+    await wait_until(lambda: database.refused_down >= 3, seconds=3)
     database.down = False  # back, but the writer has not retried yet
     loop = asyncio.get_running_loop()
     started = loop.time()
