@@ -33,6 +33,7 @@ from leadscore.core.cache import Cache, create_cache
 from leadscore.core.config import ServiceSettings
 from leadscore.core.db import (
     CONNECTION_ERRORS,
+    SqliteThread,
     create_engine,
     is_connection_error,
     is_sqlite,
@@ -327,13 +328,14 @@ async def _start_crm(
     }
     connections = ConnectionService(box_for(settings), sessions)
     # SQLite takes one writer at a time: the store's commits and the worker's take turns.
-    gate = asyncio.Lock() if is_sqlite(settings.resolved_database_url) else None
+    url = settings.resolved_database_url
+    gate = asyncio.Lock() if is_sqlite(url) else None
     sender = OutboxSender(
         sessions, connections, providers, http, limiter,
         base_seconds=settings.crm_retry_base_seconds, max_seconds=settings.crm_retry_max_seconds,
         max_attempts=settings.crm_max_attempts, gate=gate,
     )  # fmt: skip
-    store = await stack.enter_async_context(WebhookStore(sessions, gate))
+    store = await stack.enter_async_context(WebhookStore(sessions, gate, SqliteThread.of(url)))
     worker = InboxWorker(
         sessions, connections, auth, CrmSync(scoring, outcomes), providers, http, gate=gate
     )

@@ -23,7 +23,13 @@ from leadscore.core.ratelimit import MemoryRateLimiter
 from leadscore.core.tables import CrmConnectionRow, CrmInboxRow, CrmOutboxRow
 from leadscore.crm import repository as repo
 from leadscore.crm.connections import Connection
-from leadscore.crm.inbox import LEASE_SECONDS, YIELD_MAX_SECONDS, Activity, InboxWorker
+from leadscore.crm.inbox import (
+    FLOOD_BATCH,
+    LEASE_SECONDS,
+    YIELD_MAX_SECONDS,
+    Activity,
+    InboxWorker,
+)
 from leadscore.crm.outbox import OutboxSender
 from leadscore.crm.providers.base import Delivery
 from leadscore.crm.providers.gohighlevel import GoHighLevel
@@ -194,15 +200,19 @@ async def test_the_worker_waits_while_webhooks_arrive_and_applies_them_in_the_pa
     assert receiver.pending == 2  # counted before the batch was taken
 
 
-async def test_under_a_steady_flood_the_worker_still_applies_a_batch(
+async def test_under_a_steady_flood_the_worker_still_applies_a_small_batch(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     async with _listening(sessions) as (worker, receiver):
         with receiver.activity.receiving():  # never a pause
             started = time.monotonic()
-            await asyncio.wait_for(worker.step(), YIELD_MAX_SECONDS + 5)
+            more = await asyncio.wait_for(worker.step(), YIELD_MAX_SECONDS + 5)
             waited = time.monotonic() - started
-    assert waited >= YIELD_MAX_SECONDS
+        assert waited >= YIELD_MAX_SECONDS
+        assert more  # the rest waits for the next step
+        statuses = [r.status for r in await _inbox(sessions)]
+        assert statuses == ["done"] * FLOOD_BATCH + ["pending"] * (2 - FLOOD_BATCH)
+        await asyncio.wait_for(worker.step(), 5)  # the flood is over: the rest at once
     assert [r.status for r in await _inbox(sessions)] == ["done"] * 2
 
 

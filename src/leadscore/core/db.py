@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import asyncpg  # type: ignore[import-untyped]
 import orjson
+import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import make_url
@@ -88,18 +91,7 @@ def create_engine(url: str) -> AsyncEngine:
         if database and database != ":memory:":
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": 10}, **_JSON)
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cursor = dbapi_connection.cursor()
-            # WAL lets readers run beside the writer; NORMAL syncs at checkpoints, so a
-            # process crash loses nothing committed (a power cut may lose the last commits).
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA busy_timeout=10000")
-            cursor.close()
-
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     # pre_ping replaces connections that died with the server: recovery needs no restart.
     return create_async_engine(
@@ -114,6 +106,53 @@ def create_engine(url: str) -> AsyncEngine:
         },
         **_JSON,
     )
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # WAL lets readers run beside the writer; NORMAL syncs at checkpoints, so a process
+    # crash loses nothing committed (a power cut may lose the last commits).
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+T = TypeVar("T")
+
+
+class SqliteThread:
+    """The same SQLite file through a synchronous engine, used from one thread of its own: a
+    short unit of work on a hot path costs one thread hop, where aiosqlite hops once per
+    driver call (a one-row insert and commit: 0.7 ms here, ~4 ms through the async engine)."""
+
+    @classmethod
+    def of(cls, url: str) -> SqliteThread | None:
+        """One for a SQLite file; None for PostgreSQL or an in-memory database (another
+        engine would not see it)."""
+        if not is_sqlite(url) or make_url(url).database in (None, "", ":memory:"):
+            return None
+        return cls(url)
+
+    def __init__(self, url: str) -> None:
+        sync_url = make_url(url).set(drivername="sqlite")
+        self._engine = sa.create_engine(sync_url, connect_args={"timeout": 10}, **_JSON)
+        event.listen(self._engine, "connect", _sqlite_pragmas)
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-direct")
+
+    async def run(self, work: Callable[[sa.Connection], T]) -> T:
+        """`work` in one transaction on the thread: committed if it returns, else rolled back."""
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._unit, work)
+
+    def _unit(self, work: Callable[[sa.Connection], T]) -> T:
+        with self._engine.begin() as connection:
+            return work(connection)
+
+    def close(self) -> None:
+        """Finish the work queued, then release the file."""
+        self._thread.shutdown(wait=True)
+        self._engine.dispose()
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

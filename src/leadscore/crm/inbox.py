@@ -64,6 +64,9 @@ BATCHED: Final = frozenset({"gohighlevel", "webhook"})
 QUIET_SECONDS: Final = 0.01
 #: …but under a steady flood it still applies a batch this often (the backlog never starves).
 YIELD_MAX_SECONDS: Final = 1.0
+#: …and then applies this many only, while webhooks keep arriving: one transaction holds
+#: SQLite's single writer, so an acknowledgement waits for it (one webhook: ~10 ms).
+FLOOD_BATCH: Final = 1
 
 
 class InboxOverloadedError(LeadScoreError):
@@ -374,30 +377,37 @@ class InboxWorker:
 
     async def step(self) -> bool:
         """Process one batch; True when more may be waiting."""
-        await self._yield_to_receiver()
+        limit = BATCH if await self._yield_to_receiver() else FLOOD_BATCH
         now = datetime.now(UTC)
         if self.receiver is not None and time.monotonic() - self._counted_at > 1.0:
             async with self.sessions() as session:
                 self.receiver.pending = await repo.pending_count(session)
             self._counted_at = time.monotonic()
+        async with self.sessions() as session:
+            if not await repo.any_webhook_due(session, now):
+                return False  # polled idle: no write transaction, no turn at SQLite's gate
         lease_until = now + timedelta(seconds=LEASE_SECONDS)
         async with self._gated(), transaction(self.sessions) as session:
-            rows = await repo.claim_webhooks(session, now, lease_until, BATCH)
+            rows = await repo.claim_webhooks(session, now, lease_until, limit)
         try:
             await self._apply(rows)
         except Exception as exc:
             if is_connection_error(exc):
                 await self._release(rows, lease_until)
             raise
-        return len(rows) == BATCH
+        return len(rows) == limit
 
-    async def _yield_to_receiver(self) -> None:
-        """Wait for a pause in webhooks arriving (at most `YIELD_MAX_SECONDS`)."""
+    async def _yield_to_receiver(self) -> bool:
+        """Wait for a pause in webhooks arriving (at most `YIELD_MAX_SECONDS`); False when
+        none came (a flood)."""
         if self.receiver is None:
-            return
+            return True
         deadline = time.monotonic() + YIELD_MAX_SECONDS
-        while not self.receiver.activity.quiet(QUIET_SECONDS) and time.monotonic() < deadline:
+        while not self.receiver.activity.quiet(QUIET_SECONDS):
+            if time.monotonic() >= deadline:
+                return False
             await asyncio.sleep(QUIET_SECONDS)
+        return True
 
     async def _apply(self, rows: Sequence[CrmInboxRow]) -> None:
         together = await self._apply_together(rows)

@@ -129,10 +129,15 @@ class OutboxSender:
     async def step(self) -> bool:
         """Deliver one batch; True when more may be due now."""
         now = datetime.now(UTC)
+        async with self.sessions() as session:
+            if not await repo.any_write_back_due(session, now):
+                return False  # polled idle: no write transaction, no turn at SQLite's gate
         async with self._gated(), transaction(self.sessions) as session:
             rows = await repo.claim_write_backs(
                 session, now, now + timedelta(seconds=LEASE_SECONDS), BATCH
             )
+        if not rows:
+            return False
         results = await asyncio.gather(*(self._deliver(row) for row in rows))
         async with self._gated(), transaction(self.sessions) as session:
             for row, values in zip(rows, results, strict=True):

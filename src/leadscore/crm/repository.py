@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import ColumnElement, Connection, Insert, delete, func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -120,19 +120,36 @@ async def delete_contact(session: AsyncSession, connection_id: int, contact_id: 
 # Inbox
 
 
+def _store_webhooks(insert: Any) -> Insert:
+    """One cached statement for any number of rows (executemany): a hot path, no ORM work."""
+    table = CrmInboxRow.__table__
+    statement: Insert = (
+        insert(table)
+        .on_conflict_do_nothing(index_elements=[table.c.provider, table.c.event_id])
+        .returning(table.c.provider, table.c.event_id)
+    )
+    return statement
+
+
+def _unique(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return list({(r["provider"], r["event_id"]): r for r in reversed(rows)}.values())
+
+
 async def store_webhooks(
     session: AsyncSession, rows: Sequence[dict[str, Any]]
 ) -> set[tuple[str, str]]:
     """Insert received webhooks in one statement; the (provider, event id) of those that are
     new (a repeat of a stored event is skipped)."""
-    unique = list({(r["provider"], r["event_id"]): r for r in reversed(rows)}.values())
-    statement = (
-        _insert(session)(CrmInboxRow)
-        .values(unique)
-        .on_conflict_do_nothing(index_elements=[CrmInboxRow.provider, CrmInboxRow.event_id])
-        .returning(CrmInboxRow.provider, CrmInboxRow.event_id)
-    )
-    return {(row[0], row[1]) for row in await session.execute(statement)}
+    result = await session.execute(_store_webhooks(_insert(session)), _unique(rows))
+    return {(row[0], row[1]) for row in result}
+
+
+def store_webhooks_sqlite(
+    connection: Connection, rows: Sequence[dict[str, Any]]
+) -> set[tuple[str, str]]:
+    """`store_webhooks` on a synchronous SQLite connection (`core.db.SqliteThread`)."""
+    result = connection.execute(_store_webhooks(sqlite_insert), _unique(rows))
+    return {(row[0], row[1]) for row in result}
 
 
 async def pending_count(session: AsyncSession) -> int:
@@ -143,6 +160,18 @@ async def pending_count(session: AsyncSession) -> int:
     return int(result.scalar_one())
 
 
+def _webhook_due(now: datetime) -> ColumnElement[bool]:
+    return (CrmInboxRow.status == "pending") & (
+        (CrmInboxRow.lease_until.is_(None)) | (CrmInboxRow.lease_until < now)
+    )
+
+
+async def any_webhook_due(session: AsyncSession, now: datetime) -> bool:
+    """Whether a claim would take something: a read, so an idle worker takes no write lock."""
+    result = await session.execute(select(CrmInboxRow.id).where(_webhook_due(now)).limit(1))
+    return result.first() is not None
+
+
 async def claim_webhooks(
     session: AsyncSession, now: datetime, lease_until: datetime, limit: int
 ) -> list[CrmInboxRow]:
@@ -150,21 +179,14 @@ async def claim_webhooks(
     `lease_until`: one statement, so two workers never take the same one."""
     free = (
         select(CrmInboxRow.id)
-        .where(
-            CrmInboxRow.status == "pending",
-            (CrmInboxRow.lease_until.is_(None)) | (CrmInboxRow.lease_until < now),
-        )
+        .where(_webhook_due(now))
         .order_by(CrmInboxRow.id)
         .limit(limit)
         .scalar_subquery()
     )
     result = await session.execute(
         update(CrmInboxRow)
-        .where(
-            CrmInboxRow.id.in_(free),
-            CrmInboxRow.status == "pending",
-            (CrmInboxRow.lease_until.is_(None)) | (CrmInboxRow.lease_until < now),
-        )
+        .where(CrmInboxRow.id.in_(free), _webhook_due(now))
         .values(lease_until=lease_until, attempts=CrmInboxRow.attempts + 1)
         .returning(CrmInboxRow)
         .execution_options(synchronize_session=False)
@@ -231,15 +253,25 @@ async def enqueue_write_back(session: AsyncSession, row: CrmOutboxRow) -> None:
     session.add(row)
 
 
-async def claim_write_backs(
-    session: AsyncSession, now: datetime, lease_until: datetime, limit: int
-) -> list[CrmOutboxRow]:
-    """Take up to `limit` due write-backs no other worker holds, oldest first."""
-    due = (
+def _write_back_due(now: datetime) -> ColumnElement[bool]:
+    return (
         (CrmOutboxRow.status == "pending")
         & (CrmOutboxRow.next_attempt_at <= now)
         & ((CrmOutboxRow.lease_until.is_(None)) | (CrmOutboxRow.lease_until < now))
     )
+
+
+async def any_write_back_due(session: AsyncSession, now: datetime) -> bool:
+    """Whether a claim would take something: a read, so an idle sender takes no write lock."""
+    result = await session.execute(select(CrmOutboxRow.id).where(_write_back_due(now)).limit(1))
+    return result.first() is not None
+
+
+async def claim_write_backs(
+    session: AsyncSession, now: datetime, lease_until: datetime, limit: int
+) -> list[CrmOutboxRow]:
+    """Take up to `limit` due write-backs no other worker holds, oldest first."""
+    due = _write_back_due(now)
     free = (
         select(CrmOutboxRow.id).where(due).order_by(CrmOutboxRow.id).limit(limit).scalar_subquery()
     )

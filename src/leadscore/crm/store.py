@@ -4,7 +4,8 @@ A webhook is answered only once its row is committed (nothing acknowledged is lo
 requests that arrive while a commit runs share the next one: the database does one round trip
 per group, not per webhook. On SQLite a gate (an asyncio lock) keeps these commits and the
 inbox worker's transactions from meeting in SQLite's own busy wait, whose sleeps grow to
-tens of milliseconds; PostgreSQL needs none.
+tens of milliseconds, and each group is committed in one hop to a thread of its own
+(`SqliteThread`); PostgreSQL needs neither.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from leadscore.core.db import is_connection_error, transaction
+from leadscore.core.db import SqliteThread, is_connection_error, transaction
 from leadscore.core.lifecycle import Background
 from leadscore.crm import repository as repo
 
@@ -28,10 +29,14 @@ class WebhookStore(Background):
     """Stores webhook rows in groups; `store` answers whether the row is new."""
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], gate: asyncio.Lock | None
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        gate: asyncio.Lock | None,
+        sqlite: SqliteThread | None = None,
     ) -> None:
         self.sessions = sessions
         self.gate = gate
+        self.sqlite = sqlite
         self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
         self.commits = 0
@@ -84,8 +89,12 @@ class WebhookStore(Background):
 
     async def _insert(self, rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
         gate = self.gate if self.gate is not None else contextlib.nullcontext()
-        async with gate, transaction(self.sessions) as session:
-            new = await repo.store_webhooks(session, rows)
+        async with gate:
+            if self.sqlite is not None:
+                new = await self.sqlite.run(lambda c: repo.store_webhooks_sqlite(c, rows))
+            else:
+                async with transaction(self.sessions) as session:
+                    new = await repo.store_webhooks(session, rows)
         self.commits += 1
         return new
 
@@ -96,6 +105,8 @@ class WebhookStore(Background):
         self._queue.put_nowait(None)
         await self._task
         self._task = None
+        if self.sqlite is not None:
+            await asyncio.to_thread(self.sqlite.close)
 
 
 def _settle(future: asyncio.Future[bool], result: bool | BaseException) -> None:
