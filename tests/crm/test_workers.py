@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,7 @@ from leadscore.crm.connections import Connection
 from leadscore.crm.inbox import (
     FLOOD_BATCH,
     LEASE_SECONDS,
+    MAX_ATTEMPTS,
     YIELD_MAX_SECONDS,
     Activity,
     InboxWorker,
@@ -217,18 +219,38 @@ async def test_under_a_steady_flood_the_worker_still_applies_a_small_batch(
 
 
 async def test_a_connection_whose_secrets_do_not_open_holds_back_only_its_own_webhooks(
-    sessions: async_sessionmaker[AsyncSession],
+    sessions: async_sessionmaker[AsyncSession], caplog: pytest.LogCaptureFixture
 ) -> None:
     sealed = await _seed(sessions, 2, "globex")  # stored before the key was changed
     connection = await _seed(sessions, 2)
     sync = Sync(failures=0)
     async with httpx.AsyncClient() as http:
         worker = _worker(sessions, Connections(sealed, connection, sealed=(sealed.id,)), sync, http)
-        await worker.step()
+        with caplog.at_level(logging.WARNING, logger="leadscore.crm.inbox"):
+            await worker.step()
     rows = {(r.connection_id, r.event_id): r.status for r in await _inbox(sessions)}
     assert [s for (c, _), s in sorted(rows.items()) if c == connection.id] == ["done"] * 2
     assert [s for (c, _), s in sorted(rows.items()) if c == sealed.id] == ["pending"] * 2
     assert sync.applied == ["c0", "c1"]
+    # An operator's fix (the old key), said once per webhook and attempt, without a traceback.
+    waiting = [r for r in caplog.records if "waits for its connection's secrets" in r.message]
+    assert len(waiting) == 2
+    assert not any(r.exc_info for r in caplog.records)
+
+
+async def test_a_webhook_whose_secrets_never_open_fails_on_its_last_attempt(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    sealed = await _seed(sessions, 1, "globex")
+    async with transaction(sessions) as session:  # every attempt but the last one spent
+        await session.execute(update(CrmInboxRow).values(attempts=MAX_ATTEMPTS - 1))
+    async with httpx.AsyncClient() as http:
+        worker = _worker(sessions, Connections(sealed, sealed=(sealed.id,)), Sync(0), http)
+        await worker.step()
+    [row] = await _inbox(sessions)
+    assert (row.status, row.attempts) == ("failed", MAX_ATTEMPTS)
+    assert row.error is not None
+    assert "SecretUnreadableError" in row.error
 
 
 class Contacts:

@@ -416,6 +416,11 @@ class InboxWorker:
                 continue
             try:
                 await self._process(row.id, row.connection_id, row.provider, row.body, row.attempts)
+            except SecretUnreadableError as exc:  # an operator's fix, not a bug: no traceback
+                log.warning("webhook %d waits for its connection's secrets (attempt %d): %s",
+                            row.id, row.attempts, exc)  # fmt: skip
+                if row.attempts >= MAX_ATTEMPTS:
+                    await self._finish(row.id, "failed", f"{type(exc).__name__}: {exc}")
             except Exception as exc:  # one webhook that cannot be applied must not stop the rest
                 if is_connection_error(exc):
                     raise  # the database is down: the step gives the rest back
