@@ -82,6 +82,10 @@ def test_mapping_turns_an_export_into_canonical_rows(tmp_path: Path) -> None:
         (GOOD.replace('categorical: ["job"]', 'categorical: ["jobs"]'), "jobs"),
         (GOOD.replace("web_activity.sessions", "web_activity.visits"), "unknown canonical field"),
         (GOOD.replace('drop: ["duration"]', 'drop: ["age"]'), "both dropped and used"),
+        (GOOD + "order_by: Created\nrow_order: time\n", "order_by and row_order both say"),
+        (GOOD + "row_order: random\n", "row_order: Input should be 'time'"),
+        (GOOD + "order_by: Signed\n", r"\['Signed'\] named in the mapping are not in"),
+        (GOOD + "order_by: job\n", "order_by: column 'job' has 400 rows without a readable date"),
         (GOOD + "\nextra: 1\n", "extra: Extra inputs are not permitted"),
         ("[not, a, mapping]", "YAML mapping at the top level"),
         ("outcomes: {conversion: {column: y, positive: []}}", "positive"),
@@ -92,6 +96,20 @@ def test_bad_mappings_are_refused_in_one_line(tmp_path: Path, text: str, message
     with pytest.raises(MappingError, match=message) as info:
         load_training_frame(export(tmp_path), load_mapping(write(tmp_path, text)))
     assert "\n" not in str(info.value)
+
+
+def test_order_by_sorts_the_rows_by_their_date_keeping_ties_in_file_order(
+    tmp_path: Path,
+) -> None:
+    frame = load_training_frame(
+        export(tmp_path), load_mapping(write(tmp_path, GOOD + "order_by: Created\n"))
+    )
+    created = frame["created_at"].to_list()
+    assert created == sorted(created)
+    ids = frame["lead_id"].to_list()
+    first_day = [i for i, c in zip(ids, created, strict=True) if c == created[0]]
+    assert first_day == sorted(first_day, key=lambda i: int(i[1:]))  # ties: the file's order
+    assert load_mapping(write(tmp_path, GOOD + "row_order: time\n")).time_ordered
 
 
 @pytest.mark.parametrize(

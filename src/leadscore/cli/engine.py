@@ -7,17 +7,21 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Final, cast
 
 import typer
 
 from leadscore.core.config import Settings
 
 if TYPE_CHECKING:
+    from leadscore.engine.attributes import AttributeSpec
     from leadscore.engine.model import LeadModel, ScoringPolicy
+    from leadscore.engine.training import TrainingInput
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
+#: `evaluate --split time`: the newest share of the rows, predicted by a model of the rest.
+FORWARD_TEST_SHARE: Final = 0.2
 ModelOpt = Annotated[
     Path | None, typer.Option("--model", help="Model directory (default: the built-in model).")
 ]
@@ -115,18 +119,39 @@ def evaluate(
     mapping: MappingOpt = None,
     model: ModelOpt = None,
     cv: Annotated[int | None, typer.Option("--cv", min=2, help="K-fold cross-validation.")] = None,
+    split: Annotated[
+        str | None,
+        typer.Option("--split", help="time: train on the oldest 80 %, test on the newest 20 %."),
+    ] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Calibration plot PNG.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
     seed: Annotated[int, typer.Option("--seed")] = 0,
 ) -> None:
-    """Held-out metrics of a model, or of the whole training pipeline by cross-validation."""
+    """Held-out metrics of a model, or of the whole training pipeline by cross-validation or
+    a forward split in time."""
     from leadscore.engine.attributes import AttributeSpec
+    from leadscore.engine.errors import InvalidInputError
     from leadscore.engine.mapping import load_mapping, load_training_frame
     from leadscore.engine.model import ModelConfig
+    from leadscore.engine.model import train as train_model
     from leadscore.engine.pipeline import calibration_plot, cross_validate, evaluate_model
+    from leadscore.engine.policy import older_and_newest
     from leadscore.engine.training import TrainingInput
 
+    if split not in (None, "time"):
+        raise InvalidInputError(f"--split {split}: --split takes `time` (a forward split)")
+    if split is not None and cv is not None:
+        raise InvalidInputError("give --cv or --split, not both")
     settings = Settings()
+    if split == "time":
+        inputs, attributes = _time_ordered_input(data, mapping, None)
+        older, newest = older_and_newest(inputs, FORWARD_TEST_SHARE)
+        config = ModelConfig(num_threads=settings.num_threads, seed=seed)
+        result = evaluate_model(train_model(older, config, attributes), newest)
+        _print_metrics(result.metrics, as_json)
+        if plot is not None:
+            calibration_plot(result, plot)
+        return
     spec = load_mapping(mapping) if mapping else None
     frame = load_training_frame(data, spec)
     attributes = spec.attribute_spec if spec else AttributeSpec()
@@ -138,14 +163,112 @@ def evaluate(
         result = evaluate_model(_load_model(settings, model), inputs)
     if plot is not None:
         calibration_plot(result, plot)
+    _print_metrics(result.metrics, as_json)
+
+
+def _print_metrics(metrics: dict[str, dict[str, float]], as_json: bool) -> None:
     if as_json:
-        typer.echo(json.dumps(result.metrics, indent=2))
+        typer.echo(json.dumps(metrics, indent=2))
+        return
+    for head, m in metrics.items():
+        typer.echo(
+            f"{head:<11} AUC {m['auc']:.4f}  Brier {m['brier']:.4f}  "
+            f"log-loss {m['log_loss']:.4f}  ECE {m['ece']:.4f}  n {int(m['n'])}"
+        )
+
+
+@app.command()
+def backtest(
+    data: Annotated[Path, typer.Option("--data", help="Labelled export (CSV, Parquet, JSONL).")],
+    mapping: MappingOpt = None,
+    order_by: Annotated[
+        str | None, typer.Option("--order-by", help="The export's date column to replay by.")
+    ] = None,
+    window: Annotated[
+        int | None, typer.Option("--window", min=50, help="Leads per window (default: a tenth).")
+    ] = None,
+    policy: Annotated[
+        str, typer.Option("--policy", help="static, recalibrate, retrain or all.")
+    ] = "all",
+    plot: Annotated[Path | None, typer.Option("--plot", help="Brier per window, PNG.")] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the whole report as JSON.")
+    ] = False,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+) -> None:
+    """Replay a labelled history in time order as the service would have run on it."""
+    from leadscore.engine.backtest import POLICIES, BacktestConfig, Policy
+    from leadscore.engine.backtest import backtest as run_backtest
+    from leadscore.engine.backtest import plot as plot_backtest
+    from leadscore.engine.errors import InvalidInputError
+    from leadscore.engine.model import ModelConfig
+
+    chosen = POLICIES if policy == "all" else cast(tuple[Policy, ...], (policy,))
+    if not set(chosen) <= set(POLICIES):
+        raise InvalidInputError(f"--policy {policy}: policy must be static, recalibrate, "
+                                "retrain or all")  # fmt: skip
+    settings = Settings()
+    inputs, attributes = _time_ordered_input(data, mapping, order_by)
+    config = BacktestConfig.sized(
+        len(inputs.created_us), window, ModelConfig(num_threads=settings.num_threads, seed=seed)
+    )
+    result = run_backtest(inputs, attributes, config, chosen)
+    if plot is not None:
+        plot_backtest(result, plot)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    rates = result["base_rate"]
+    typer.echo(
+        f"{result['rows']:,} leads: the first {result['start']:,} train the first model, then "
+        f"{result['windows']} windows of {result['window']:,}; converted "
+        f"{rates['training']:.1%} at the start, {rates['scored']:.1%} after"
+    )
+    typer.echo(f"{'':<12}{'overall':^36}  {'last fifth':^36}")
+    for name, series in result["policies"].items():
+        cells = []
+        for part in ("overall", "last_fifth"):
+            m = series[part]
+            cells.append(f"AUC {m.get('auc', float('nan')):.4f} Brier {m['brier']:.4f} "
+                         f"ECE {m['ece']:.4f}")  # fmt: skip
+        label = "prior (past)" if name == "prior" else name
+        promoted = sum(u["promoted"] for u in series.get("updates", []))
+        note = f"  {promoted} updates promoted" if name in ("recalibrate", "retrain") else ""
+        typer.echo(f"{label:<12}{cells[0]}  {cells[1]}{note}")
+
+
+def _time_ordered_input(
+    data: Path, mapping: Path | None, order_by: str | None
+) -> tuple[TrainingInput, AttributeSpec]:
+    """The labelled rows in time order: by a date column, the file's row order when the
+    mapping says so, or the leads' creation times."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from leadscore.engine.attributes import AttributeSpec
+    from leadscore.engine.errors import MappingError
+    from leadscore.engine.io import canonicalise, read_frame
+    from leadscore.engine.mapping import load_mapping, load_training_frame, sort_by_time
+    from leadscore.engine.training import TrainingInput
+
+    spec = load_mapping(mapping) if mapping else None
+    if spec is not None and order_by is not None:
+        spec = spec.model_copy(update={"order_by": order_by, "row_order": None})
+    if spec is None and order_by is not None:
+        frame = canonicalise(sort_by_time(read_frame(data), order_by))
     else:
-        for head, m in result.metrics.items():
-            typer.echo(
-                f"{head:<11} AUC {m['auc']:.4f}  Brier {m['brier']:.4f}  "
-                f"log-loss {m['log_loss']:.4f}  ECE {m['ece']:.4f}  n {int(m['n'])}"
-            )
+        frame = load_training_frame(data, spec)
+    attributes = spec.attribute_spec if spec else AttributeSpec()
+    inputs = TrainingInput.from_frame(frame, attributes)
+    if order_by is not None or (spec is not None and spec.time_ordered):
+        return replace(inputs, created_us=np.arange(frame.height, dtype=np.float64)), attributes
+    if np.isnan(inputs.created_us).any():
+        raise MappingError(
+            "the rows have no creation time to replay them by: give --order-by COLUMN, or "
+            "order_by / row_order: time in the mapping"
+        )
+    return inputs, attributes
 
 
 @app.command()

@@ -57,12 +57,18 @@ class ColumnMapping(_Spec):
     fields: dict[str, str] = Field(default_factory=dict)
     attributes: AttributeColumns = Field(default_factory=AttributeColumns)
     drop: list[str] = Field(default_factory=list)
+    #: The export's column that orders its rows in time (a date), for time-ordered work …
+    order_by: str | None = None
+    #: … or `time` when the file's rows are already in time order (no date column).
+    row_order: Literal["time"] | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ColumnMapping:
         """Conversion is required, fields must exist, and a dropped column is never used."""
         if "conversion" not in self.outcomes:
             raise ValueError("outcomes.conversion is required")
+        if self.order_by is not None and self.row_order is not None:
+            raise ValueError("order_by and row_order both say how rows are ordered: give one")
         unknown = sorted(set(self.fields) - MAPPABLE_FIELDS)
         if unknown:
             raise ValueError(f"unknown canonical field(s) {unknown} in fields")
@@ -76,8 +82,13 @@ class ColumnMapping(_Spec):
         cols = [o.column for o in self.outcomes.values()]
         cols += list(self.fields.values())
         cols += self.attributes.numeric + self.attributes.categorical
-        cols += [c for c in (self.lead_id, self.created_at) if c is not None]
+        cols += [c for c in (self.lead_id, self.created_at, self.order_by) if c is not None]
         return cols
+
+    @property
+    def time_ordered(self) -> bool:
+        """Whether the mapping says how its rows follow each other in time."""
+        return self.order_by is not None or self.row_order == "time"
 
     @property
     def attribute_spec(self) -> AttributeSpec:
@@ -160,6 +171,8 @@ def apply_mapping(df: pl.DataFrame, mapping: ColumnMapping) -> pl.DataFrame:
             f"(it has {len(df.columns)} columns: {', '.join(df.columns[:12])}…)"
         )
     df = df.drop([c for c in mapping.drop if c in df.columns])
+    if mapping.order_by is not None:
+        df = sort_by_time(df, mapping.order_by)
     out: dict[str, pl.Series] = {}
     if mapping.lead_id:
         out["lead_id"] = df[mapping.lead_id].cast(pl.String)
@@ -174,6 +187,28 @@ def apply_mapping(df: pl.DataFrame, mapping: ColumnMapping) -> pl.DataFrame:
     for name in mapping.attributes.numeric + mapping.attributes.categorical:
         out[ATTRIBUTE_PREFIX + name] = df[name]
     return canonicalise(pl.DataFrame(out))
+
+
+def sort_by_time(df: pl.DataFrame, column: str) -> pl.DataFrame:
+    """The rows in the order of a date column (stable: ties keep the file's order); a column
+    that is not dates, or has gaps, is named."""
+    if column not in df.columns:
+        raise MappingError(f"order_by: column {column!r} is not in the file")
+    values = df[column]
+    if values.dtype == pl.String:
+        values = values.str.to_datetime(strict=False, time_zone="UTC")
+    if not values.dtype.is_temporal() and not values.dtype.is_numeric():
+        raise MappingError(f"order_by: column {column!r} holds {values.dtype}, not dates")
+    unreadable = values.null_count()
+    if unreadable:
+        raise MappingError(
+            f"order_by: column {column!r} has {unreadable} rows without a readable date"
+        )
+    return (
+        df.with_columns(values.alias("__order"))
+        .sort("__order", maintain_order=True)
+        .drop("__order")
+    )
 
 
 def load_training_frame(path: Path, mapping: ColumnMapping | None) -> pl.DataFrame:

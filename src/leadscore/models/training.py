@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
-import numpy as np
 import orjson
 import polars as pl
 from sqlalchemy.exc import SQLAlchemyError
@@ -32,7 +31,7 @@ from leadscore.core.lifecycle import Background, Periodic
 from leadscore.core.tables import TrainingJobRow
 from leadscore.core.timestamps import iso_z
 from leadscore.engine.attributes import AttributeSpec
-from leadscore.engine.gate import GateConfig, promotion_gate, recalibrate, time_holdout
+from leadscore.engine.gate import GateConfig
 from leadscore.engine.io import canonicalise, file_format, leads_to_frame, read_head
 from leadscore.engine.mapping import (
     ColumnMapping,
@@ -40,7 +39,8 @@ from leadscore.engine.mapping import (
     load_training_frame,
     parse_mapping,
 )
-from leadscore.engine.model import LeadModel, ModelConfig, train
+from leadscore.engine.model import LeadModel, ModelConfig
+from leadscore.engine.policy import recalibrated, retrained
 from leadscore.engine.schema import Lead
 from leadscore.engine.textparse import parse_timeline_months
 from leadscore.engine.training import TrainingInput
@@ -176,29 +176,13 @@ class CrmExport:
         return InvalidInputError(f"{self.name}: cannot be read as {fmt} ({detail})")
 
 
-def _older_and_newest(data: TrainingInput, share: float) -> tuple[TrainingInput, TrainingInput]:
-    """The leads a challenger learns from, and the newest ones it is judged on."""
-    newest = time_holdout(data, share)
-    order = np.argsort(data.created_us, kind="stable")
-    return data.take(order[: len(order) - len(newest.created_us)]), newest
-
-
-def _gated(model: LeadModel, champion: LeadModel, holdout: TrainingInput, gate: GateConfig) -> None:
-    model.card_["gate"] = promotion_gate(model, champion, holdout, gate) | {
-        "against": champion.version_
-    }
-
-
 def _fit(
     frame: pl.DataFrame, config: ModelConfig, gate: GateConfig, champion: LeadModel, about: str
 ) -> LeadModel:
-    """Train on all but the newest leads, then judge against the champion on those."""
-    older, newest = _older_and_newest(
-        TrainingInput.from_frame(frame, AttributeSpec()), gate.holdout_share
+    """A team model retrained on its rows and gated (`engine.policy`)."""
+    return retrained(
+        TrainingInput.from_frame(frame, AttributeSpec()), config, gate, champion, about
     )
-    model = train(older, config, data_description=about)
-    _gated(model, champion, newest, gate)
-    return model
 
 
 TEAM_MODEL: Final = "a team model"
@@ -584,13 +568,8 @@ def _recalibrate_job(
 
 
 def _recalibrated(frame: pl.DataFrame, champion: LeadModel, gate: GateConfig) -> LeadModel:
-    """Refit the champion's calibration on all but the newest leads, gate it on those."""
-    older, newest = _older_and_newest(
-        TrainingInput.from_frame(frame, champion.attributes_), gate.holdout_share
-    )
-    model = recalibrate(champion, older)
-    _gated(model, champion, newest, gate)
-    return model
+    """The champion's calibration refitted on the team's rows and gated (`engine.policy`)."""
+    return recalibrated(TrainingInput.from_frame(frame, champion.attributes_), champion, gate)
 
 
 class RetrainSchedule(Background):
