@@ -81,6 +81,8 @@ class Team(Base):
     hot_threshold: Mapped[float | None] = mapped_column(Float)
     warm_threshold: Mapped[float | None] = mapped_column(Float)
     escalation_confidence: Mapped[float | None] = mapped_column(Float)
+    # The team's column mapping (`engine.mapping.ColumnMapping`, as JSON): its own CRM fields.
+    mapping: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime]
 
 

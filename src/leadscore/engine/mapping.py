@@ -127,6 +127,12 @@ def parse_mapping(raw: bytes, source: str) -> ColumnMapping:
         raise MappingError(f"{source}: not valid YAML ({exc.__class__.__name__})") from exc
     if not isinstance(data, dict):
         raise MappingError(f"{source}: expected a YAML mapping at the top level")
+    return mapping_from_document(data, source)
+
+
+def mapping_from_document(data: dict[str, Any], source: str) -> ColumnMapping:
+    """Validate a mapping already parsed (YAML, or JSON sent to the API); the first problem
+    names its place in the document."""
     try:
         return ColumnMapping.model_validate(data)
     except ValidationError as exc:

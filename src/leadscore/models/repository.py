@@ -22,6 +22,7 @@ from leadscore.core.tables import (
     OutcomeRow,
     ScoreRow,
     ShadowScoreRow,
+    Team,
     TrainingJobRow,
 )
 from leadscore.outcomes.repository import OutcomeRecord
@@ -244,6 +245,19 @@ async def training_leads(session: AsyncSession, team_id: int) -> list[TrainingLe
             entry = leads[lead_id] = TrainingLead(lead_id, first_data or data, first_seen_at, {})
         entry.outcomes[outcome[0]] = OutcomeRecord(team_id, lead_id, *outcome)
     return list(leads.values())
+
+
+async def team_mapping(session: AsyncSession, team_id: int) -> dict[str, Any] | None:
+    """The team's stored column mapping document, if it set one."""
+    result = await session.execute(select(Team.mapping).where(Team.id == team_id))
+    return result.scalar_one_or_none()
+
+
+async def set_team_mapping(
+    session: AsyncSession, team_id: int, document: dict[str, Any] | None
+) -> None:
+    """Store (or clear, with None) the team's column mapping."""
+    await session.execute(update(Team).where(Team.id == team_id).values(mapping=document))
 
 
 async def leads_with_outcomes(session: AsyncSession, team_id: int) -> int:

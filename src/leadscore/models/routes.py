@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Body, Path, Query, Request
 
 from leadscore.core.http import ERROR_RESPONSES, VersionPath
 from leadscore.core.schemas import ErrorResponse
@@ -17,6 +17,7 @@ from leadscore.deps import (
     SessionDep,
 )
 from leadscore.engine.mapping import MAX_MAPPING_BYTES
+from leadscore.models.mapping import set_team_mapping, team_mapping
 from leadscore.models.schemas import (
     EXPORT_FORM,
     Comparison,
@@ -57,6 +58,25 @@ async def get_model_status(
         services.models.lineup(principal.team_id), services.metrics, services.writer,
         services.shadow, session, principal,
     )  # fmt: skip
+
+
+@status_router.get("/mapping", openapi_extra=SECURED)
+async def get_mapping(session: SessionDep, principal: PrincipalDep) -> dict[str, Any]:
+    """The team's column mapping (its own CRM fields), as `--mapping` takes it; 404 until set."""
+    mapping = await team_mapping(session, principal.team_id)
+    return mapping.model_dump(mode="json")
+
+
+@status_router.put("/mapping", openapi_extra=SECURED)
+async def put_mapping(
+    session: SessionDep,
+    principal: AdminDep,
+    document: Annotated[dict[str, Any], Body(description="The `--mapping` document as JSON.")],
+) -> dict[str, Any]:
+    """Admins: set the team's mapping; its next model learns the attributes it declares, and
+    scores read them from `lead_data.attributes` (422 naming the first problem)."""
+    mapping = await set_team_mapping(session, principal.team_id, document)
+    return mapping.model_dump(mode="json")
 
 
 @status_router.get("/model/drift", openapi_extra=SECURED)

@@ -31,6 +31,7 @@ from leadscore.core.lifecycle import Background, Periodic
 from leadscore.core.tables import TrainingJobRow
 from leadscore.core.timestamps import iso_z
 from leadscore.engine.attributes import AttributeSpec
+from leadscore.engine.frame import ATTRIBUTE_PREFIX
 from leadscore.engine.gate import GateConfig
 from leadscore.engine.io import canonicalise, file_format, leads_to_frame, read_head
 from leadscore.engine.mapping import (
@@ -48,6 +49,7 @@ from leadscore.live import events
 from leadscore.live.events import EventPublisher
 from leadscore.models import repository as repo
 from leadscore.models.holder import LiveModel
+from leadscore.models.mapping import attributes_of
 from leadscore.models.registry import GLOBAL, Registry, scope_of
 
 log = logging.getLogger(__name__)
@@ -117,7 +119,8 @@ EXPORT_COLUMNS: Final = ("lead_id", "converted")
 def with_export(frame: pl.DataFrame, export: pl.DataFrame) -> pl.DataFrame:
     """The team's rows plus its CRM history; a lead in both is taken from its live outcome."""
     history = export.filter(~pl.col("lead_id").is_in(frame["lead_id"].implode()))
-    shared = [c for c in frame.columns if c in history.columns]
+    shared = [c for c in history.columns
+              if c in frame.columns or c.startswith(ATTRIBUTE_PREFIX)]  # fmt: skip
     return pl.concat([frame, history.select(shared)], how="diagonal_relaxed")
 
 
@@ -177,12 +180,17 @@ class CrmExport:
 
 
 def _fit(
-    frame: pl.DataFrame, config: ModelConfig, gate: GateConfig, champion: LeadModel, about: str
+    frame: pl.DataFrame,
+    config: ModelConfig,
+    gate: GateConfig,
+    champion: LeadModel,
+    about: str,
+    attributes: AttributeSpec,
 ) -> LeadModel:
-    """A team model retrained on its rows and gated (`engine.policy`)."""
-    return retrained(
-        TrainingInput.from_frame(frame, AttributeSpec()), config, gate, champion, about
-    )
+    """A team model retrained on its rows (with its own attributes) and gated
+    (`engine.policy`)."""
+    data = TrainingInput.from_frame(frame, attributes)
+    return retrained(data, config, gate, champion, about, attributes)
 
 
 TEAM_MODEL: Final = "a team model"
@@ -517,24 +525,26 @@ class RetrainService:
 
 def _rows(
     database_url: str, team_id: int, export: pl.DataFrame | None, minimum: int, purpose: str
-) -> pl.DataFrame:
-    """The team's leakage-safe training rows (and its CRM history), refused below `minimum`;
-    read with the training process's own connection."""
+) -> tuple[pl.DataFrame, dict[str, Any] | None]:
+    """The team's leakage-safe training rows (and its CRM history), refused below `minimum`,
+    and its stored mapping; read with the training process's own connection."""
 
-    async def read() -> list[repo.TrainingLead]:
+    async def read() -> tuple[list[repo.TrainingLead], dict[str, Any] | None]:
         engine = create_engine(database_url)
         try:
             async with session_factory(engine)() as session:
-                return await repo.training_leads(session, team_id)
+                leads = await repo.training_leads(session, team_id)
+                return leads, await repo.team_mapping(session, team_id)
         finally:
             await engine.dispose()
 
-    frame = training_frame(asyncio.run(read()))
+    leads, mapping = asyncio.run(read())
+    frame = training_frame(leads)
     if export is not None:
         frame = with_export(frame, export)
     if frame.height < minimum:
         raise _too_few(team_id, frame.height, minimum, purpose)
-    return frame
+    return frame, mapping
 
 
 def _train_job(
@@ -550,11 +560,14 @@ def _train_job(
     """In the training process: rows (the export read from its file here, never sent over as
     data), training, gate, artifact saved to `out`; the row count."""
     history = export.frame() if export is not None else None
-    frame = _rows(database_url, team_id, history, MIN_TEAM_LEADS, TEAM_MODEL)
+    frame, stored = _rows(database_url, team_id, history, MIN_TEAM_LEADS, TEAM_MODEL)
     about = f"team {team_id}: {frame.height} leads with outcomes, trained by {actor}"
     if history is not None:
         about += f" ({history.height} of them from a CRM export)"
-    _fit(frame, config, gate, LeadModel.load(champion), about).save(out)
+    # The export's own mapping says what its columns are; else the team's stored one.
+    given = export.mapping if export is not None else None
+    attributes = given.attribute_spec if given is not None else attributes_of(stored)
+    _fit(frame, config, gate, LeadModel.load(champion), about, attributes).save(out)
     return frame.height
 
 
@@ -562,7 +575,7 @@ def _recalibrate_job(
     database_url: str, team_id: int, gate: GateConfig, champion: Path, out: Path
 ) -> int:
     """In the training process: the champion's calibration refitted and gated, saved to `out`."""
-    frame = _rows(database_url, team_id, None, MIN_RECALIBRATION_LEADS, "recalibration")
+    frame, _ = _rows(database_url, team_id, None, MIN_RECALIBRATION_LEADS, "recalibration")
     _recalibrated(frame, LeadModel.load(champion), gate).save(out)
     return frame.height
 
