@@ -107,6 +107,10 @@ def test_the_team_model_learns_its_fields_and_scores_with_them(
     unknown = _score(client, admin, "u1", {"agent": "Someone new", "open_house_visits": "two"})
     without = _score(client, admin, "n1", None)
     assert dana["ml_score"] > lee["ml_score"] + 20, (dana["ml_score"], lee["ml_score"])
+    # The reasons name the team's own field and its value, in its words.
+    texts = [r["text"] for r in dana["reasons"] if r["feature"] == "agent"]
+    assert texts, dana["reasons"]
+    assert texts[0].startswith("agent: dana: +")
     assert 0 <= unknown["ml_score"] <= 100  # an unseen agent and a word for a number: scored
     assert 0 <= without["ml_score"] <= 100
     # The global model's team is untouched: the same lead scores the same with or without.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
@@ -43,6 +44,17 @@ class AttributeSpec:
             ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
             vocab[name] = tuple(k for k, _ in ranked[:MAX_CATEGORIES])
         return AttributeSpec(self.numeric, self.categorical, vocab)
+
+    def describe(self, name: str, value: float) -> str:
+        """A reason's label in the team's words: the field's own name and its value, a
+        category by its name rather than its code."""
+        if math.isnan(value):
+            return f"{name}: unknown"
+        if name in self.categorical:
+            vocab = self.vocab.get(name, ())
+            code = int(value)
+            return f"{name}: {vocab[code] if 0 <= code < len(vocab) else 'other'}"
+        return f"{name}: {value:g}"
 
     def encode(self, values: Mapping[str, Sequence[object]], n: int) -> FloatArray:
         """(n, k) matrix: numbers as floats, categories as vocabulary codes, unknown → NaN."""

@@ -349,7 +349,7 @@ class Scorer:
             if spec is not None:
                 label, group = spec.describe(value), spec.group
             else:
-                label, group = f"{name}: {'unknown' if missing else value:g}", "custom"
+                label, group = self.model.attributes_.describe(name, value), "custom"
             reasons.append(
                 Reason(
                     feature=name,
