@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Final
+from datetime import UTC, date, datetime
+from typing import TYPE_CHECKING, Final, Literal
 
 import numpy as np
 
@@ -17,6 +18,11 @@ if TYPE_CHECKING:
 
 ATTRIBUTE_PREFIX: Final = "attributes."
 MAX_CATEGORIES: Final = 100
+#: How a numeric column reads its values: a number, a yes/no (1/0), or a date (its day).
+Kind = Literal["number", "boolean", "date"]
+_YES: Final = frozenset({"true", "yes", "y", "1", "t", "on"})
+_NO: Final = frozenset({"false", "no", "n", "0", "f", "off"})
+_DAY_SECONDS: Final = 86_400.0
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,8 @@ class AttributeSpec:
     numeric: tuple[str, ...] = ()
     categorical: tuple[str, ...] = ()
     vocab: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    #: Numeric columns that are yes/no or dates (the rest are numbers).
+    kinds: Mapping[str, Kind] = field(default_factory=dict)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -43,13 +51,18 @@ class AttributeSpec:
                     counts[key] = counts.get(key, 0) + 1
             ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
             vocab[name] = tuple(k for k, _ in ranked[:MAX_CATEGORIES])
-        return AttributeSpec(self.numeric, self.categorical, vocab)
+        return AttributeSpec(self.numeric, self.categorical, vocab, self.kinds)
 
     def describe(self, name: str, value: float) -> str:
         """A reason's label in the team's words: the field's own name and its value, a
         category by its name rather than its code."""
         if math.isnan(value):
             return f"{name}: unknown"
+        kind = self.kinds.get(name, "number")
+        if kind == "boolean":
+            return f"{name}: {'yes' if value else 'no'}"
+        if kind == "date":
+            return f"{name}: {datetime.fromtimestamp(value * _DAY_SECONDS, UTC).date().isoformat()}"
         if name in self.categorical:
             vocab = self.vocab.get(name, ())
             code = int(value)
@@ -60,7 +73,8 @@ class AttributeSpec:
         """(n, k) matrix: numbers as floats, categories as vocabulary codes, unknown → NaN."""
         out = np.full((n, len(self.names)), np.nan)
         for j, name in enumerate(self.numeric):
-            out[:, j] = [_number(v) for v in values.get(name, [None] * n)]
+            read = _READERS[self.kinds.get(name, "number")]
+            out[:, j] = [read(v) for v in values.get(name, [None] * n)]
         for j, name in enumerate(self.categorical, start=len(self.numeric)):
             codes = {c: float(i) for i, c in enumerate(self.vocab.get(name, ()))}
             out[:, j] = [
@@ -80,6 +94,34 @@ def _number(value: object) -> float:
         return float(text)
     except ValueError:
         return np.nan
+
+
+def _boolean(value: object) -> float:
+    """Yes/no as 1/0 (true, yes, 1, …); anything else is missing."""
+    if isinstance(value, bool | int | float) and value in (0, 1):
+        return float(value)
+    text = str(value).strip().lower() if value is not None else ""
+    return 1.0 if text in _YES else 0.0 if text in _NO else np.nan
+
+
+def _date(value: object) -> float:
+    """A date as its day number (days since 1970-01-01, UTC); unreadable is missing."""
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+    elif isinstance(value, date):
+        moment = datetime(value.year, value.month, value.day, tzinfo=UTC)
+    elif isinstance(value, str) and value.strip():
+        try:
+            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return np.nan
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    else:
+        return np.nan
+    return math.floor(moment.timestamp() / _DAY_SECONDS)
+
+
+_READERS: Final = {"number": _number, "boolean": _boolean, "date": _date}
 
 
 def _category(value: object) -> str | None:

@@ -9,7 +9,7 @@ import polars as pl
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from leadscore.engine.attributes import AttributeSpec
+from leadscore.engine.attributes import AttributeSpec, Kind
 from leadscore.engine.errors import MappingError
 from leadscore.engine.frame import ATTRIBUTE_PREFIX, LEAD_COLUMNS
 from leadscore.engine.io import canonicalise, read_frame
@@ -45,6 +45,12 @@ class AttributeColumns(_Spec):
 
     numeric: list[str] = Field(default_factory=list)
     categorical: list[str] = Field(default_factory=list)
+    boolean: list[str] = Field(default_factory=list)  # yes/no, true/false, 1/0
+    date: list[str] = Field(default_factory=list)  # ISO dates or date columns
+
+    def names(self) -> list[str]:
+        """Every attribute column, in the order the model takes them."""
+        return self.numeric + self.boolean + self.date + self.categorical
 
 
 class ColumnMapping(_Spec):
@@ -81,7 +87,7 @@ class ColumnMapping(_Spec):
         """Every export column the mapping reads."""
         cols = [o.column for o in self.outcomes.values()]
         cols += list(self.fields.values())
-        cols += self.attributes.numeric + self.attributes.categorical
+        cols += self.attributes.names()
         cols += [c for c in (self.lead_id, self.created_at, self.order_by) if c is not None]
         return cols
 
@@ -93,7 +99,11 @@ class ColumnMapping(_Spec):
     @property
     def attribute_spec(self) -> AttributeSpec:
         """The attributes as the model sees them."""
-        return AttributeSpec(tuple(self.attributes.numeric), tuple(self.attributes.categorical))
+        a = self.attributes
+        kinds: dict[str, Kind] = dict.fromkeys(a.boolean, "boolean")
+        kinds |= dict.fromkeys(a.date, "date")
+        return AttributeSpec(tuple(a.numeric + a.boolean + a.date), tuple(a.categorical),
+                             kinds=kinds)  # fmt: skip
 
 
 #: A mapping is a page of YAML: anything larger or deeper is not one, and is refused unread.
@@ -190,7 +200,7 @@ def apply_mapping(df: pl.DataFrame, mapping: ColumnMapping) -> pl.DataFrame:
         out[field] = df[column]
     for head, outcome in mapping.outcomes.items():
         out[OUTCOME_TARGETS[head]] = _positive(df[outcome.column], outcome.positive)
-    for name in mapping.attributes.numeric + mapping.attributes.categorical:
+    for name in mapping.attributes.names():
         out[ATTRIBUTE_PREFIX + name] = df[name]
     return canonicalise(pl.DataFrame(out))
 

@@ -301,6 +301,7 @@ class LeadModel:
                 "numeric": list(self.attributes_.numeric),
                 "categorical": list(self.attributes_.categorical),
                 "vocab": {k: list(v) for k, v in self.attributes_.vocab.items()},
+                "kinds": dict(self.attributes_.kinds),
             },
             "model_features": list(self.model_features_),
         }
@@ -316,13 +317,15 @@ class LeadModel:
             tuple(attrs["numeric"]),
             tuple(attrs["categorical"]),
             {k: tuple(v) for k, v in attrs["vocab"].items()},
+            dict(attrs.get("kinds", {})),  # artifacts before typed attributes: all numbers
         )
         try:
             threads = int(card["params"]["num_threads"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelArtifactError(f"model {directory} has no training parameters") from exc
         model = cls(
-            ModelConfig(num_threads=threads), AttributeSpec(learned.numeric, learned.categorical)
+            ModelConfig(num_threads=threads),
+            AttributeSpec(learned.numeric, learned.categorical, kinds=learned.kinds),
         )
         model.boosters_ = boosters
         model.calibrators_ = {

@@ -60,7 +60,7 @@ def _mapped(frame: pl.DataFrame, mapping: ColumnMapping) -> pl.DataFrame:
     renames = {column: field for field, column in mapping.fields.items()}
     if mapping.lead_id is not None:
         renames[mapping.lead_id] = "lead_id"
-    for name in mapping.attributes.numeric + mapping.attributes.categorical:
+    for name in mapping.attributes.names():
         renames[name] = ATTRIBUTE_PREFIX + name
     missing = sorted(set(renames) - set(frame.columns))
     if missing:
