@@ -40,6 +40,20 @@ class AttributeSpec:
         """Matrix column order: numeric first, then categorical."""
         return self.numeric + self.categorical
 
+    @classmethod
+    def inferred(cls, values: Mapping[str, Sequence[object]]) -> AttributeSpec:
+        """Fields nobody typed (a CRM connection's `attributes.<name>`): a number when every
+        value given is one, else a category; a field without any value is left out."""
+        numeric: list[str] = []
+        categorical: list[str] = []
+        for name, column in values.items():
+            given = [v for v in column if v is not None and str(v).strip()]
+            if not given:
+                continue
+            is_number = all(not math.isnan(_number(v)) for v in given)
+            (numeric if is_number else categorical).append(name)
+        return cls(tuple(numeric), tuple(categorical))
+
     def learn(self, values: Mapping[str, Sequence[object]]) -> AttributeSpec:
         """Keep the most frequent categories of each categorical attribute, in a stable order."""
         vocab: dict[str, tuple[str, ...]] = {}

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+import polars as pl
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadscore.core.errors import NotFoundError
-from leadscore.engine.attributes import AttributeSpec
+from leadscore.engine.attributes import ATTRIBUTE_PREFIX, AttributeSpec
 from leadscore.engine.mapping import ColumnMapping, mapping_from_document
 from leadscore.models import repository as repo
 
@@ -30,8 +32,13 @@ async def set_team_mapping(
     return mapping
 
 
-def attributes_of(document: dict[str, Any] | None) -> AttributeSpec:
-    """The attributes a stored mapping declares (none without one)."""
-    if document is None:
-        return AttributeSpec()
-    return mapping_from_document(document, "the stored mapping").attribute_spec
+def attributes_of(
+    document: dict[str, Any] | None, connected: Sequence[str], frame: pl.DataFrame
+) -> AttributeSpec:
+    """The attributes a team model learns: those its stored mapping declares; without one,
+    those its CRM connections map custom fields to, typed by the values it has."""
+    if document is not None:
+        return mapping_from_document(document, "the stored mapping").attribute_spec
+    columns = {name: frame[ATTRIBUTE_PREFIX + name].to_list() for name in connected
+               if ATTRIBUTE_PREFIX + name in frame.columns}  # fmt: skip
+    return AttributeSpec.inferred(columns)

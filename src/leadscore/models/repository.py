@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
 from leadscore.core.tables import (
+    CrmConnectionRow,
     LeadRow,
     ModelAliasRow,
     ModelChangeRow,
@@ -25,6 +26,7 @@ from leadscore.core.tables import (
     Team,
     TrainingJobRow,
 )
+from leadscore.engine.attributes import ATTRIBUTE_PREFIX
 from leadscore.outcomes.repository import OutcomeRecord
 
 
@@ -251,6 +253,21 @@ async def team_mapping(session: AsyncSession, team_id: int) -> dict[str, Any] | 
     """The team's stored column mapping document, if it set one."""
     result = await session.execute(select(Team.mapping).where(Team.id == team_id))
     return result.scalar_one_or_none()
+
+
+async def connection_attributes(session: AsyncSession, team_id: int) -> list[str]:
+    """The attribute names the team's CRM connections map custom fields to, in order."""
+    result = await session.execute(
+        select(CrmConnectionRow.field_mapping)
+        .where(CrmConnectionRow.team_id == team_id)
+        .order_by(CrmConnectionRow.id)
+    )
+    names: dict[str, None] = {}
+    for mapping in result.scalars():
+        for target in (mapping or {}).values():
+            if isinstance(target, str) and target.startswith(ATTRIBUTE_PREFIX):
+                names[target[len(ATTRIBUTE_PREFIX) :]] = None
+    return list(names)
 
 
 async def set_team_mapping(

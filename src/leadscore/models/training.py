@@ -525,26 +525,37 @@ class RetrainService:
 
 def _rows(
     database_url: str, team_id: int, export: pl.DataFrame | None, minimum: int, purpose: str
-) -> tuple[pl.DataFrame, dict[str, Any] | None]:
+) -> tuple[pl.DataFrame, TeamFields]:
     """The team's leakage-safe training rows (and its CRM history), refused below `minimum`,
-    and its stored mapping; read with the training process's own connection."""
+    and what says which of its own fields to learn; read with the training process's own
+    connection."""
 
-    async def read() -> tuple[list[repo.TrainingLead], dict[str, Any] | None]:
+    async def read() -> tuple[list[repo.TrainingLead], TeamFields]:
         engine = create_engine(database_url)
         try:
             async with session_factory(engine)() as session:
                 leads = await repo.training_leads(session, team_id)
-                return leads, await repo.team_mapping(session, team_id)
+                fields = TeamFields(await repo.team_mapping(session, team_id),
+                                    await repo.connection_attributes(session, team_id))  # fmt: skip
+                return leads, fields
         finally:
             await engine.dispose()
 
-    leads, mapping = asyncio.run(read())
+    leads, fields = asyncio.run(read())
     frame = training_frame(leads)
     if export is not None:
         frame = with_export(frame, export)
     if frame.height < minimum:
         raise _too_few(team_id, frame.height, minimum, purpose)
-    return frame, mapping
+    return frame, fields
+
+
+@dataclass(frozen=True)
+class TeamFields:
+    """Where a team's own fields are declared: its stored mapping, its CRM connections."""
+
+    mapping: dict[str, Any] | None
+    connected: list[str]
 
 
 def _train_job(
@@ -560,13 +571,17 @@ def _train_job(
     """In the training process: rows (the export read from its file here, never sent over as
     data), training, gate, artifact saved to `out`; the row count."""
     history = export.frame() if export is not None else None
-    frame, stored = _rows(database_url, team_id, history, MIN_TEAM_LEADS, TEAM_MODEL)
+    frame, fields = _rows(database_url, team_id, history, MIN_TEAM_LEADS, TEAM_MODEL)
     about = f"team {team_id}: {frame.height} leads with outcomes, trained by {actor}"
     if history is not None:
         about += f" ({history.height} of them from a CRM export)"
     # The export's own mapping says what its columns are; else the team's stored one.
     given = export.mapping if export is not None else None
-    attributes = given.attribute_spec if given is not None else attributes_of(stored)
+    attributes = (
+        given.attribute_spec
+        if given is not None
+        else attributes_of(fields.mapping, fields.connected, frame)
+    )
     _fit(frame, config, gate, LeadModel.load(champion), about, attributes).save(out)
     return frame.height
 
