@@ -26,6 +26,7 @@ MAPPING = ROOT / "examples/bank-marketing.yaml"
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--window", type=int, default=None, help="leads per window")
+    parser.add_argument("--start", type=int, default=None, help="leads the first model learns")
     args = parser.parse_args()
     out = Path(tempfile.mkdtemp(prefix="bench-backtest-"))
     command = [sys.executable, "-m", "leadscore", "backtest", "--data", str(DATA),
@@ -33,6 +34,8 @@ def main() -> None:
                "--plot", str(out / "backtest.png")]  # fmt: skip
     if args.window:
         command += ["--window", str(args.window)]
+    if args.start:
+        command += ["--start", str(args.start)]
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"),
            "LEADSCORE_HOME": str(out / "home")}  # fmt: skip
     started = time.perf_counter()

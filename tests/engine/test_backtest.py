@@ -34,7 +34,7 @@ def shifted(rows: int = ROWS, seed: int = 3) -> pl.DataFrame:
 @pytest.fixture(scope="module")
 def result() -> dict[str, object]:
     data = TrainingInput.from_frame(shifted(), AttributeSpec())
-    return backtest(data, AttributeSpec(), BacktestConfig.sized(ROWS, WINDOW, CONFIG))
+    return backtest(data, AttributeSpec(), BacktestConfig.sized(ROWS, WINDOW, CONFIG, WINDOW))
 
 
 def test_recalibration_recovers_a_base_rate_shift_that_the_static_model_misses(
@@ -89,7 +89,7 @@ def test_a_window_is_scored_before_its_outcomes_are_known() -> None:
         .otherwise(pl.col("converted"))
         .alias("converted")
     )
-    config = BacktestConfig.sized(rows, window, CONFIG)
+    config = BacktestConfig.sized(rows, window, CONFIG, window)
     runs = [
         backtest(TrainingInput.from_frame(f, AttributeSpec()), AttributeSpec(), config)
         for f in (frame, flipped)
@@ -122,3 +122,7 @@ def test_rows_without_times_keep_the_file_order_and_partial_times_are_refused() 
         in_time_order(TrainingInput(data.raw, data.attribute_values, data.outcomes, gaps))
     with pytest.raises(InvalidInputError, match="leaves nothing to score"):
         BacktestConfig.sized(300, 300, CONFIG)
+    defaults = BacktestConfig.sized(41_188, None, CONFIG)
+    assert (defaults.window, defaults.start) == (1000, 8238)  # a fifth first, then 1,000 a window
+    small = BacktestConfig.sized(3_000, None, CONFIG)
+    assert (small.window, small.start) == (300, 600)

@@ -185,11 +185,16 @@ def backtest(
         str | None, typer.Option("--order-by", help="The export's date column to replay by.")
     ] = None,
     window: Annotated[
-        int | None, typer.Option("--window", min=50, help="Leads per window (default: a tenth).")
+        int | None,
+        typer.Option("--window", min=50, help="Leads per window (a tenth, at most 1,000)."),
     ] = None,
     policy: Annotated[
         str, typer.Option("--policy", help="static, recalibrate, retrain or all.")
     ] = "all",
+    start: Annotated[
+        int | None,
+        typer.Option("--start", min=50, help="Leads the first model learns from (a fifth)."),
+    ] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Brier per window, PNG.")] = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the whole report as JSON.")
@@ -210,7 +215,10 @@ def backtest(
     settings = Settings()
     inputs, attributes = _time_ordered_input(data, mapping, order_by)
     config = BacktestConfig.sized(
-        len(inputs.created_us), window, ModelConfig(num_threads=settings.num_threads, seed=seed)
+        len(inputs.created_us),
+        window,
+        ModelConfig(num_threads=settings.num_threads, seed=seed),
+        start,
     )
     result = run_backtest(inputs, attributes, config, chosen)
     if plot is not None:

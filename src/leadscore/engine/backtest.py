@@ -32,6 +32,9 @@ POLICIES: Final[tuple[Policy, ...]] = ("static", "recalibrate", "retrain")
 #: The share of the scored rows at the end reported on its own: where drift has gone furthest.
 LAST_SHARE: Final = 0.2
 DEFAULT_WINDOWS: Final = 10
+MAX_DEFAULT_WINDOW: Final = 1000
+#: The share of the history the first model learns from, unless told.
+FIRST_SHARE: Final = 0.2
 
 
 @dataclass(frozen=True)
@@ -44,14 +47,19 @@ class BacktestConfig:
     gate: GateConfig = field(default_factory=GateConfig)
 
     @classmethod
-    def sized(cls, rows: int, window: int | None, model: ModelConfig) -> BacktestConfig:
-        """A window of `window` leads (default: a tenth of the rows); the first window trains."""
-        size = window or max(1, rows // DEFAULT_WINDOWS)
-        if size >= rows:
+    def sized(
+        cls, rows: int, window: int | None, model: ModelConfig, start: int | None = None
+    ) -> BacktestConfig:
+        """A window of `window` leads (default: a tenth of the rows, at most 1,000: about as
+        often as a service recalibrates) after the first `start` (default: a fifth of the
+        rows, at least one window), which train the first model."""
+        size = window or max(1, min(MAX_DEFAULT_WINDOW, rows // DEFAULT_WINDOWS))
+        first = start or max(size, round(rows * FIRST_SHARE))
+        if first + 1 > rows:
             raise InvalidInputError(
-                f"a window of {size} leads leaves nothing to score in {rows} rows"
+                f"training on the first {first} leads leaves nothing to score in {rows} rows"
             )
-        return cls(window=size, start=size, model=model, gate=GateConfig(seed=model.seed))
+        return cls(window=size, start=first, model=model, gate=GateConfig(seed=model.seed))
 
 
 @dataclass
