@@ -90,7 +90,8 @@ class ScoreWriter(Background, Generic[R]):
         self._closing = False
         self._task: asyncio.Task[None] | None = None
         self._in_flight = 0
-        #: The last commit failed for the database and is being retried (in its back-off).
+        #: A commit failed for the database: retried in its back-off, then until the writer
+        #: has caught up on what queued meanwhile (a wait then is a 503, not a long delay).
         self._retrying = False
         self.written = 0
         self.failures = 0
@@ -205,7 +206,8 @@ class ScoreWriter(Background, Generic[R]):
                 attempt += 1
                 await asyncio.sleep(delay)
             else:
-                self._retrying = False
+                if self._queue.empty():  # caught up on what queued during an outage
+                    self._retrying = False
                 self.database.up()
                 return None
 
