@@ -65,7 +65,7 @@ QUIET_SECONDS: Final = 0.01
 #: …but under a steady flood it still applies a batch this often (the backlog never starves).
 YIELD_MAX_SECONDS: Final = 1.0
 #: …and then applies this many only, while webhooks keep arriving: one transaction holds
-#: SQLite's single writer, so an acknowledgement waits for it (one webhook: ~10 ms).
+#: SQLite's single writer, so an acknowledgement waits for it (one webhook: ~25 ms here).
 FLOOD_BATCH: Final = 1
 
 
