@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 
 from leadscore.engine.attributes import AttributeSpec
+from leadscore.engine.io import frame_to_leads
 from leadscore.engine.mapping import mapping_from_document
 from leadscore.engine.model import LeadModel, ModelConfig, train
 from leadscore.engine.scorer import Scorer
@@ -72,3 +73,32 @@ def test_a_model_keeps_its_kinds_through_save_and_load(tmp_path: Path) -> None:
     before = Scorer(model).score_frame(frame.head(50))["ml_score"].to_list()
     after = Scorer(loaded).score_frame(frame.head(50))["ml_score"].to_list()
     assert before == after
+
+
+def test_a_missing_yes_no_field_is_asked_for_by_its_own_name() -> None:
+    # Conversion alone: the score is then the conversion head's, which the field drives.
+    frame = generate(2000, seed=6).drop("closed", "closed_within_timeline")
+    rng = np.random.default_rng(6)
+    listed = rng.random(frame.height) < 0.5
+    converted = np.where(listed, rng.random(2000) < 0.6, rng.random(2000) < 0.05)
+    frame = frame.with_columns(
+        pl.Series("attributes.pre_listed", np.where(listed, "yes", "no")),
+        pl.Series("converted", converted.astype(np.int64)),
+    )
+    spec = AttributeSpec(("pre_listed",), kinds={"pre_listed": "boolean"})
+    model = train(TrainingInput.from_frame(frame, spec), ModelConfig(num_threads=1), spec)
+    scorer = Scorer(model)
+    as_of = datetime(2026, 6, 1, tzinfo=UTC)
+    unknown = frame_to_leads(frame.head(1).drop("attributes.pre_listed"))[0]
+    told = unknown.model_copy(
+        update={
+            "lead_data": unknown.lead_data.model_copy(update={"attributes": {"pre_listed": "no"}})
+        }
+    )
+    asked = {q.field: q for q in scorer.score(unknown, as_of=as_of).qualification.ask_next}
+    question = asked["attributes.pre_listed"]
+    assert question.question == "pre_listed: yes or no?"
+    assert question.score_if_yes > question.score_if_no
+    assert question.score_if_no == round(scorer.score(told, as_of=as_of).ml_score, 1)
+    fields = {q.field for q in scorer.score(told, as_of=as_of).qualification.ask_next}
+    assert "attributes.pre_listed" not in fields  # answered: no longer asked

@@ -28,6 +28,13 @@ ModelOpt = Annotated[
 MappingOpt = Annotated[
     Path | None, typer.Option("--mapping", help="YAML column mapping for a CRM export.")
 ]
+SearchOpt = Annotated[
+    bool,
+    typer.Option(
+        "--search/--no-search",
+        help="Pick tree and encoding settings by time-ordered cross-validation first.",
+    ),
+]
 
 
 def pin_threads(settings: Settings) -> None:
@@ -77,8 +84,11 @@ def train(
     data: Annotated[Path, typer.Option("--data", help="Training file with outcomes.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Model directory to write.")],
     mapping: MappingOpt = None,
-    algorithm: Annotated[str, typer.Option(help="lightgbm or random_forest")] = "lightgbm",
+    algorithm: Annotated[
+        str, typer.Option(help="lightgbm, random_forest or logistic (with --no-search)")
+    ] = "lightgbm",
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    search: SearchOpt = True,
     include_protected: Annotated[
         bool, typer.Option(help="Opt in to family-status features (fair-housing risk).")
     ] = False,
@@ -91,8 +101,8 @@ def train(
     from leadscore.engine.training import TrainingInput
 
     settings = Settings()
-    if algorithm not in ("lightgbm", "random_forest"):
-        raise typer.BadParameter("algorithm must be lightgbm or random_forest")
+    if algorithm not in ("lightgbm", "random_forest", "logistic"):
+        raise typer.BadParameter("algorithm must be lightgbm, random_forest or logistic")
     spec = load_mapping(mapping) if mapping else None
     frame = load_training_frame(data, spec)
     attributes = spec.attribute_spec if spec else AttributeSpec()
@@ -100,6 +110,7 @@ def train(
         algorithm=algorithm,  # type: ignore[arg-type]
         num_threads=settings.num_threads,
         seed=seed,
+        search=search and algorithm == "lightgbm",  # a named algorithm is the user's choice
         include_protected=include_protected or settings.include_protected_features,
         policy=_policy(settings),
     )
@@ -126,6 +137,7 @@ def evaluate(
     plot: Annotated[Path | None, typer.Option("--plot", help="Calibration plot PNG.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    search: SearchOpt = True,
 ) -> None:
     """Held-out metrics of a model, or of the whole training pipeline by cross-validation or
     a forward split in time."""
@@ -146,7 +158,7 @@ def evaluate(
     if split == "time":
         inputs, attributes = _time_ordered_input(data, mapping, None)
         older, newest = older_and_newest(inputs, FORWARD_TEST_SHARE)
-        config = ModelConfig(num_threads=settings.num_threads, seed=seed)
+        config = ModelConfig(num_threads=settings.num_threads, seed=seed, search=search)
         result = evaluate_model(train_model(older, config, attributes), newest)
         _print_metrics(result.metrics, as_json)
         if plot is not None:
@@ -157,7 +169,7 @@ def evaluate(
     attributes = spec.attribute_spec if spec else AttributeSpec()
     inputs = TrainingInput.from_frame(frame, attributes)
     if cv is not None:
-        config = ModelConfig(num_threads=settings.num_threads, seed=seed)
+        config = ModelConfig(num_threads=settings.num_threads, seed=seed, search=search)
         result = cross_validate(inputs, config, attributes, cv)
     else:
         result = evaluate_model(_load_model(settings, model), inputs)

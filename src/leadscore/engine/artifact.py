@@ -17,6 +17,12 @@ import lightgbm as lgb
 
 from leadscore.engine.errors import ModelArtifactError
 from leadscore.engine.features import spec_hash
+from leadscore.engine.linear import LinearHead
+from leadscore.engine.training import Head
+
+#: A head's file: LightGBM's text model, or a linear head's JSON.
+BOOSTER_SUFFIX = ".lgb"
+LINEAR_SUFFIX = ".linear.json"
 
 
 def content_hash(directory: Path) -> str:
@@ -30,13 +36,14 @@ def content_hash(directory: Path) -> str:
 
 
 def write_artifact(
-    directory: Path, boosters: dict[str, lgb.Booster], meta: dict[str, Any], card: dict[str, Any]
+    directory: Path, boosters: dict[str, Head], meta: dict[str, Any], card: dict[str, Any]
 ) -> str:
     """Write the artifact atomically (a reader never sees a half-written model); its version."""
     directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=directory.parent))
     for head, booster in boosters.items():
-        booster.save_model(str(staging / f"{head}.lgb"))
+        suffix = LINEAR_SUFFIX if isinstance(booster, LinearHead) else BOOSTER_SUFFIX
+        booster.save_model(str(staging / f"{head}{suffix}"))
     (staging / "meta.json").write_text(json.dumps(meta, sort_keys=True))
     version = content_hash(staging)
     card["version"] = version
@@ -49,7 +56,7 @@ def write_artifact(
 
 def read_artifact(
     directory: Path,
-) -> tuple[dict[str, lgb.Booster], dict[str, Any], dict[str, Any]]:
+) -> tuple[dict[str, Head], dict[str, Any], dict[str, Any]]:
     """Boosters, metadata and card; refuses an artifact of another feature spec or altered."""
     card_path = directory / "card.json"
     if not card_path.is_file():
@@ -63,7 +70,12 @@ def read_artifact(
     if content_hash(directory) != card.get("version"):
         raise ModelArtifactError(f"model {directory} does not match its card's version hash")
     meta: dict[str, Any] = json.loads((directory / "meta.json").read_text())
-    boosters = {
-        head: lgb.Booster(model_file=str(directory / f"{head}.lgb")) for head in meta["calibrators"]
-    }
+    boosters = {head: _read_head(directory, head) for head in meta["calibrators"]}
     return boosters, meta, card
+
+
+def _read_head(directory: Path, head: str) -> Head:
+    linear = directory / f"{head}{LINEAR_SUFFIX}"
+    if linear.is_file():
+        return LinearHead.load(linear)
+    return lgb.Booster(model_file=str(directory / f"{head}{BOOSTER_SUFFIX}"))

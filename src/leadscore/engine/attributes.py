@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 ATTRIBUTE_PREFIX: Final = "attributes."
 MAX_CATEGORIES: Final = 100
+#: Leads of prior weight behind a category's learned conversion rate.
+SMOOTHING: Final = 20.0
 #: How a numeric column reads its values: a number, a yes/no (1/0), or a date (its day).
 Kind = Literal["number", "boolean", "date"]
 _YES: Final = frozenset({"true", "yes", "y", "1", "t", "on"})
@@ -54,17 +56,29 @@ class AttributeSpec:
             (numeric if is_number else categorical).append(name)
         return cls(tuple(numeric), tuple(categorical))
 
-    def learn(self, values: Mapping[str, Sequence[object]]) -> AttributeSpec:
-        """Keep the most frequent categories of each categorical attribute, in a stable order."""
+    def learn(
+        self, values: Mapping[str, Sequence[object]], labels: FloatArray | None = None
+    ) -> AttributeSpec:
+        """Keep the most frequent categories of each categorical attribute, in a stable order;
+        with `labels`, ordered by their smoothed conversion rate (an ordered encoding)."""
         vocab: dict[str, tuple[str, ...]] = {}
+        prior = float(np.nanmean(labels)) if labels is not None and len(labels) else 0.0
         for name in self.categorical:
             counts: dict[str, int] = {}
-            for value in values[name]:
+            hits: dict[str, float] = {}
+            for i, value in enumerate(values[name]):
                 key = _category(value)
                 if key is not None:
                     counts[key] = counts.get(key, 0) + 1
-            ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-            vocab[name] = tuple(k for k, _ in ranked[:MAX_CATEGORIES])
+                    if labels is not None and labels[i] == 1:
+                        hits[key] = hits.get(key, 0.0) + 1.0
+            ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:MAX_CATEGORIES]
+            if labels is not None:
+                # A rare category's rate is pulled to the overall one: it is mostly noise.
+                rates = {k: (hits.get(k, 0.0) + SMOOTHING * prior) / (n + SMOOTHING)
+                         for k, n in ranked}  # fmt: skip
+                ranked = sorted(ranked, key=lambda kv: (rates[kv[0]], kv[0]))
+            vocab[name] = tuple(k for k, _ in ranked)
         return AttributeSpec(self.numeric, self.categorical, vocab, self.kinds)
 
     def describe(self, name: str, value: float) -> str:

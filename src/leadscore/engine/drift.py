@@ -8,6 +8,7 @@ from typing import Any, Final, Protocol
 
 import numpy as np
 
+from leadscore.engine.attributes import ATTRIBUTE_PREFIX, AttributeSpec
 from leadscore.engine.features import FEATURE_NAMES, SourceEncoding, transform
 from leadscore.engine.raw import FloatArray, RawBatch
 
@@ -45,6 +46,11 @@ class DriftModel(Protocol):
         """The source encoding the model's features were built with."""
         ...
 
+    @property
+    def attributes_(self) -> AttributeSpec:
+        """The team's fields the model reads, with their learned vocabularies."""
+        ...
+
     def conversion_probability(self, features: FloatArray, attrs: FloatArray | None) -> FloatArray:
         """Calibrated P(conversion) of feature rows (plus encoded custom attributes)."""
         ...
@@ -54,14 +60,32 @@ def _scores(model: DriftModel, features: FloatArray, attrs: FloatArray | None) -
     return np.asarray(model.conversion_probability(features, attrs) * 100.0, dtype=np.float64)
 
 
+def _columns(
+    model: DriftModel, features: FloatArray, attrs: FloatArray | None
+) -> list[tuple[str, FloatArray, bool]]:
+    """Every column drift watches: the 28 features, then the team's fields as
+    `attributes.<name>` (categories binned by their learned code)."""
+    columns = [(name, features[:, j], False) for j, name in enumerate(FEATURE_NAMES)]
+    spec = model.attributes_
+    if attrs is not None:
+        columns += [
+            (ATTRIBUTE_PREFIX + name, attrs[:, j], name in spec.categorical)
+            for j, name in enumerate(spec.names)
+        ]
+    return columns
+
+
 def reference(model: DriftModel, raw: RawBatch, attrs: FloatArray | None) -> dict[str, Any]:
     """What the training leads looked like: per-feature decile bins and the score histogram."""
     features = transform(raw, model.encoding_)
     result: dict[str, Any] = {"rows": len(raw), "features": {}}
-    for j, name in enumerate(FEATURE_NAMES):
-        column = features[:, j]
-        known = column[~np.isnan(column)]
-        edges = np.unique(np.quantile(known, QUANTILES)) if len(known) else np.array([])
+    for name, column, categorical in _columns(model, features, attrs):
+        if categorical:  # one bin per learned category; unseen ones fall with the missing
+            learned = len(model.attributes_.vocab.get(name[len(ATTRIBUTE_PREFIX) :], ()))
+            edges = np.arange(1, learned, dtype=np.float64) - 0.5
+        else:
+            known = column[~np.isnan(column)]
+            edges = np.unique(np.quantile(known, QUANTILES)) if len(known) else np.array([])
         result["features"][name] = {
             "edges": edges.tolist(),  # exact: a rounded edge would move tied values
             "shares": _shares(column, edges),
@@ -79,14 +103,15 @@ def drift_report(
     attrs: FloatArray | None,
     threshold: float = DEFAULT_THRESHOLD,
 ) -> dict[str, Any]:
-    """PSI of the live leads against the reference, per feature and for the score."""
+    """PSI of the live leads against the reference, per feature and team field and for the
+    score."""
     features = transform(raw, model.encoding_)
     per_feature = {}
-    for j, name in enumerate(FEATURE_NAMES):
+    for name, column, _ in _columns(model, features, attrs):
         expected = ref["features"].get(name)
-        if expected is None:
+        if expected is None:  # a model from before its fields were tracked
             continue
-        actual = _shares(features[:, j], np.array(expected["edges"], dtype=np.float64))
+        actual = _shares(column, np.array(expected["edges"], dtype=np.float64))
         per_feature[name] = psi(expected["shares"], actual)
     score_actual = _shares(_scores(model, features, attrs), np.array(ref["score"]["edges"]))
     score_psi = psi(ref["score"]["shares"], score_actual)

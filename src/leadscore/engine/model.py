@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final, Self
+from typing import Any, Final, Protocol, Self, cast
 
 import lightgbm as lgb
 import numpy as np
@@ -41,12 +41,14 @@ from leadscore.engine.raw import FloatArray
 from leadscore.engine.training import (
     MIN_CLASS_EXAMPLES,
     Algorithm,
+    CategoricalMode,
+    Head,
     NDArrayInt,
     TrainingInput,
     booster_params,
     check_labels,
     fingerprint,
-    fit_booster,
+    fit_head,
     split_rows,
 )
 
@@ -84,12 +86,26 @@ class ModelConfig:
     num_leaves: int = 8
     max_depth: int = 3
     min_data_in_leaf: int = 40
+    #: Categorical fields: LightGBM's own splits, or ordered by conversion rate (`training`).
+    categorical: CategoricalMode = "native"
+    #: Shrinkage of the logistic model's coefficients (algorithm "logistic").
+    l2: float = 1.0
+    #: Pick the settings above by time-ordered cross-validation first (`engine.search`).
+    search: bool = False
     num_threads: int = 2
     seed: int = 0
     include_protected: bool = False
     calibration_share: float = 0.15
     test_share: float = 0.15
     policy: ScoringPolicy = field(default_factory=ScoringPolicy)
+
+
+class OneRow(Protocol):
+    """The one-row calls of a head: LightGBM's fast path, or a linear head itself."""
+
+    def raw_many(self, rows: FloatArray) -> FloatArray: ...
+
+    def contributions(self, row: FloatArray) -> FloatArray: ...
 
 
 @dataclass(frozen=True)
@@ -110,7 +126,7 @@ class LeadModel:
     attributes : the team's custom columns to use; their vocabularies are learned by `fit`.
     """
 
-    boosters_: dict[str, lgb.Booster]
+    boosters_: dict[str, Head]
     calibrators_: dict[str, IsotonicCalibrator]
     encoding_: SourceEncoding
     attributes_: AttributeSpec
@@ -122,7 +138,7 @@ class LeadModel:
     ) -> None:
         self.config = config or ModelConfig()
         self.attributes = attributes or AttributeSpec()
-        self._fast: dict[str, SingleRowPredictor] = {}
+        self._fast: dict[str, OneRow] = {}
 
     @property
     def version_(self) -> str:
@@ -153,11 +169,16 @@ class LeadModel:
         )
         return np.ascontiguousarray(np.hstack([base, extra]))
 
-    def _single(self, head: str) -> SingleRowPredictor:
-        """The fast one-row predictor of a head, made on first use."""
+    def _single(self, head: str) -> OneRow:
+        """The fast one-row predictor of a head, made on first use (a linear head is its own)."""
         predictor = self._fast.get(head)
         if predictor is None:
-            predictor = SingleRowPredictor(self.boosters_[head])
+            fitted = self.boosters_[head]
+            predictor = (
+                SingleRowPredictor(fitted)
+                if isinstance(fitted, lgb.Booster)
+                else cast(OneRow, fitted)
+            )
             self._fast[head] = predictor
         return predictor
 
@@ -192,25 +213,45 @@ class LeadModel:
         """Calibrated P(conversion) of feature rows: what drift compares over time."""
         return self.predict_head("conversion", self.matrix(features, attrs)).prob
 
+    def learn_columns(self, train: TrainingInput, config: ModelConfig) -> list[int]:
+        """Learn the encodings and the column order from training rows; the categorical
+        columns' indices."""
+        ordered = config.categorical == "ordered"
+        labels = train.outcomes.converted if ordered else None
+        self.attributes_ = self.attributes.learn(train.attribute_values, labels)
+        self.encoding_ = SourceEncoding.fit(train.raw.sources, train.outcomes.converted)
+        used = tuple(n for n in FEATURE_NAMES if config.include_protected or n not in PROTECTED)
+        self.model_features_ = used + self.attributes_.names
+        return list(range(len(used) + len(self.attributes_.numeric), len(self.model_features_)))
+
+    def design(self, part: TrainingInput) -> FloatArray:
+        """The model input of training rows, with the encodings `learn_columns` set."""
+        feats = transform(part.raw, self.encoding_)
+        attrs = self.attributes_.encode(part.attribute_values, len(part.raw))
+        return self.matrix(feats, attrs)
+
     def fit(self, data: TrainingInput, *, data_description: str = "") -> Self:
-        """Fit trees on the oldest rows, calibrate on the next, report metrics on the newest."""
+        """Fit trees on the oldest rows, calibrate on the next, report metrics on the newest;
+        with `config.search`, settings chosen first on the training and calibration rows."""
         config = self.config
         check_labels("conversion", data.outcomes.converted)
         split = split_rows(data.created_us, data.outcomes.converted, config)
-        train_rows = data.take(split.train)
-        self.attributes_ = self.attributes.learn(train_rows.attribute_values)
-        self.encoding_ = SourceEncoding.fit(train_rows.raw.sources, train_rows.outcomes.converted)
-        used = tuple(n for n in FEATURE_NAMES if config.include_protected or n not in PROTECTED)
-        self.model_features_ = used + self.attributes_.names
-        self.boosters_, self.calibrators_, self._fast = {}, {}, {}
-        categorical = list(
-            range(len(used) + len(self.attributes_.numeric), len(self.model_features_))
-        )
+        searched: dict[str, Any] | None = None
+        if config.search:
+            from leadscore.engine.search import search
 
-        def matrix(part: TrainingInput) -> FloatArray:
-            feats = transform(part.raw, self.encoding_)
-            attrs = self.attributes_.encode(part.attribute_values, len(part.raw))
-            return self.matrix(feats, attrs)
+            found = search(
+                data.take(np.concatenate([split.train, split.calibration])),
+                config,
+                self.attributes,
+                split.kind,
+            )
+            config, searched = found.config, found.record
+        self.fitted_config_ = config
+        train_rows = data.take(split.train)
+        categorical = self.learn_columns(train_rows, config)
+        self.boosters_, self.calibrators_, self._fast = {}, {}, {}
+        matrix = self.design
 
         subsets = {
             "train": train_rows,
@@ -228,7 +269,7 @@ class LeadModel:
                 if min(positives, negatives) < MIN_CLASS_EXAMPLES:
                     continue
             directions = CONVERSION_DIRECTIONS if head == "conversion" else {}
-            booster = fit_booster(
+            booster = fit_head(
                 parts["train"][1][known],
                 y_train[known],
                 categorical,
@@ -261,6 +302,7 @@ class LeadModel:
             "created_at": datetime.now(UTC).isoformat(),
             "algorithm": config.algorithm,
             "params": booster_params(config),
+            "categorical": config.categorical,
             "feature_spec": spec_hash(),
             "features": list(self.model_features_),
             "protected_features_included": config.include_protected,
@@ -275,6 +317,8 @@ class LeadModel:
             "thresholds": asdict(config.policy),
             "metrics": metrics,
         }
+        if searched is not None:
+            self.card_["search"] = searched
         train_attrs = self.attributes_.encode(train_part.attribute_values, len(train_part.raw))
         self.card_["reference"] = reference(self, train_part.raw, train_attrs)
         return self

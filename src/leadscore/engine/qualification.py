@@ -16,6 +16,7 @@ from typing import Final
 import numpy as np
 from numpy.typing import NDArray
 
+from leadscore.engine.attributes import AttributeSpec
 from leadscore.engine.model import LeadModel
 
 FloatArray = NDArray[np.float64]
@@ -85,6 +86,15 @@ FACTS: Final[tuple[Fact, ...]] = (
 )  # fmt: skip
 
 
+def team_facts(attributes: AttributeSpec) -> tuple[Fact, ...]:
+    """A team's yes/no fields are questions too, asked by the field's own name."""
+    return tuple(
+        Fact(f"attributes.{name}", f"{name}: yes or no?", name, ((name, 1.0),), ((name, 0.0),))
+        for name in attributes.numeric
+        if attributes.kinds.get(name) == "boolean"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _Plan:
     """A fact resolved against one model's columns."""
@@ -122,7 +132,7 @@ class Qualifier:
                 tuple((index[f], v) for f, v in fact.yes if f in index),
                 tuple((index[f], v) for f, v in fact.no if f in index),
             )
-            for fact in FACTS
+            for fact in FACTS + team_facts(model.attributes_)
             # A fact the trees never split on cannot move the score: not worth a question.
             if fact.asks_for in index
             and any(gain[index[f]] > 0 for f, _ in (*fact.yes, *fact.no) if f in index)

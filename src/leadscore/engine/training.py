@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 import lightgbm as lgb
 import numpy as np
 
 from leadscore.engine.attributes import ATTRIBUTE_PREFIX, AttributeSpec
 from leadscore.engine.errors import TrainingDataError
+from leadscore.engine.linear import LinearHead
 from leadscore.engine.raw import FloatArray, RawBatch
 
 if TYPE_CHECKING:
@@ -20,8 +21,33 @@ if TYPE_CHECKING:
     from leadscore.engine.model import ModelConfig
 
 MIN_CLASS_EXAMPLES: Final = 40
-Algorithm = Literal["lightgbm", "random_forest"]
+Algorithm = Literal["lightgbm", "random_forest", "logistic"]
+#: How a team's categorical fields reach the trees: LightGBM's own categorical splits, or
+#: categories ordered by their training conversion rate and split as a number (a learned
+#: encoding: a threshold on the rank is a cut on the rate).
+CategoricalMode = Literal["native", "ordered"]
 NDArrayInt = np.ndarray[Any, np.dtype[np.int64]]
+
+
+class Head(Protocol):
+    """What the scorer asks of one head, a booster's or a linear model's."""
+
+    def predict(
+        self,
+        data: FloatArray,
+        *,
+        raw_score: bool = ...,
+        pred_contrib: bool = ...,
+        num_threads: int = ...,
+    ) -> Any: ...
+
+    def num_trees(self) -> int: ...
+
+    def num_feature(self) -> int: ...
+
+    def feature_importance(self, importance_type: str = ...) -> Any: ...
+
+    def save_model(self, filename: str) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -91,6 +117,10 @@ def split_rows(created_us: FloatArray, labels: FloatArray, config: ModelConfig) 
 
 
 def booster_params(config: ModelConfig) -> dict[str, Any]:
+    """What the card records of the training settings (LightGBM's, or the logistic model's)."""
+    if config.algorithm == "logistic":
+        return {"objective": "binary", "model": "logistic", "l2": config.l2,
+                "num_threads": config.num_threads, "seed": config.seed}  # fmt: skip
     params: dict[str, Any] = {
         "objective": "binary",
         "learning_rate": config.learning_rate,
@@ -116,6 +146,22 @@ def booster_params(config: ModelConfig) -> dict[str, Any]:
             "max_depth": max(config.max_depth, 8),
         }
     return params
+
+
+def fit_head(
+    x: FloatArray,
+    y: FloatArray,
+    categorical: list[int],
+    config: ModelConfig,
+    directions: Sequence[int] = (),
+) -> Head:
+    """One head of the configured kind: boosted trees, a random forest, or a logistic model
+    (which treats every categorical column as one-hot, whatever the trees' mode)."""
+    if config.algorithm == "logistic":
+        return LinearHead.fit(x, y, categorical, config.l2, directions)
+    if config.categorical == "ordered":
+        categorical = []  # ordered codes are split as numbers
+    return fit_booster(x, y, categorical, config, directions)
 
 
 def fit_booster(

@@ -486,7 +486,9 @@ class RetrainService:
         detail: dict[str, Any] = {"team_id": team_id, "job": job}
         self._announce("training_started", parent, detail)
         champion = await self._load(parent)
-        config = ModelConfig(num_threads=self.num_threads, seed=int(datetime.now(UTC).timestamp()))
+        config = ModelConfig(
+            num_threads=self.num_threads, seed=int(datetime.now(UTC).timestamp()), search=True
+        )
         rows = await self._in_child(
             _train_job, self.database_url, team_id, export, config, self.gate, champion.path,
             actor, self.staging / job,

@@ -1,0 +1,255 @@
+"""A regularised logistic head on the same columns as the trees, with exact contributions.
+
+On a few hundred labelled leads a linear model can beat boosted trees; the training search
+(`engine.search`) tries one beside them. It answers the calls a booster answers in the
+scorer (raw margins, per-column contributions, one-row predictions, importance) so a model
+whose heads are linear is scored, explained and questioned the same way.
+
+A column's contribution is its terms' distance from their training mean, so the margin is the
+expected margin plus the contributions, exactly (SHAP values of an additive model).
+
+Examples
+--------
+>>> rng = np.random.default_rng(0)
+>>> x = rng.normal(size=(400, 2))
+>>> y = (x[:, 0] + 0.3 * rng.normal(size=400) > 0).astype(float)
+>>> head = LinearHead.fit(x, y, categorical=[], l2=1.0)
+>>> contrib = head.predict(x[:3], pred_contrib=True)
+>>> bool(np.allclose(contrib.sum(axis=1), head.predict(x[:3], raw_score=True)))
+True
+>>> bool(head.coef_[0] > 1.0 > abs(head.coef_[1]))
+True
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from leadscore.engine.raw import FloatArray
+
+#: Standardised values beyond this many deviations are clipped: a lead far outside the
+#: training range must not move a linear score without bound.
+CLIP_Z: Final = 5.0
+NEWTON_STEPS: Final = 50
+
+
+@dataclass(frozen=True)
+class _Column:
+    """How one input column becomes design terms: scaled number (+ missing flag) or one-hot."""
+
+    categorical: bool
+    fill: float = 0.0
+    mean: float = 0.0
+    scale: float = 1.0
+    flag: bool = False
+    levels: tuple[float, ...] = ()
+
+    @property
+    def width(self) -> int:
+        return len(self.levels) if self.categorical else 1 + int(self.flag)
+
+    def terms(self, values: FloatArray) -> FloatArray:
+        """(n, width) design terms of this column's values."""
+        missing = np.isnan(values)
+        if self.categorical:
+            hits = values[:, None] == np.asarray(self.levels, dtype=np.float64)[None, :]
+            return np.asarray(hits, dtype=np.float64)
+        z = np.clip(
+            (np.where(missing, self.fill, values) - self.mean) / self.scale, -CLIP_Z, CLIP_Z
+        )
+        if not self.flag:
+            return z[:, None]
+        return np.column_stack([z, missing.astype(np.float64)])
+
+    @classmethod
+    def learn(cls, values: FloatArray, categorical: bool) -> _Column:
+        known = values[~np.isnan(values)]
+        if categorical:
+            return cls(True, levels=tuple(float(v) for v in np.unique(known)))
+        fill = float(np.median(known)) if len(known) else 0.0
+        filled = np.where(np.isnan(values), fill, values)
+        scale = float(filled.std())
+        return cls(
+            False,
+            fill,
+            float(filled.mean()),
+            scale if scale > 0 else 1.0,
+            bool(0 < len(known) < len(values)),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "categorical": self.categorical,
+            "fill": self.fill,
+            "mean": self.mean,
+            "scale": self.scale,
+            "flag": self.flag,
+            "levels": list(self.levels),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> _Column:
+        return cls(
+            bool(d["categorical"]),
+            float(d["fill"]),
+            float(d["mean"]),
+            float(d["scale"]),
+            bool(d["flag"]),
+            tuple(float(v) for v in d["levels"]),
+        )
+
+
+def _newton(design: FloatArray, y: FloatArray, l2: float) -> tuple[FloatArray, float]:
+    """Coefficients and intercept minimising log-loss + l2/2·|w|² (Newton's method)."""
+    n, d = design.shape
+    x = np.hstack([design, np.ones((n, 1))])
+    w = np.zeros(d + 1)
+    base = float(np.clip(y.mean(), 1e-6, 1 - 1e-6))
+    w[-1] = np.log(base / (1 - base))
+    penalty = np.full(d + 1, l2)
+    penalty[-1] = 0.0  # the intercept is not shrunk
+    for _ in range(NEWTON_STEPS):
+        p = 1.0 / (1.0 + np.exp(-np.clip(x @ w, -30.0, 30.0)))
+        grad = x.T @ (p - y) + penalty * w
+        hess = (x.T * (p * (1 - p))) @ x + np.diag(penalty + 1e-9)
+        step = np.linalg.solve(hess, grad)
+        w -= step
+        if float(np.max(np.abs(step))) < 1e-8:
+            break
+    return w[:-1], float(w[-1])
+
+
+class LinearHead:
+    """L2-regularised logistic regression over scaled numbers and one-hot categories."""
+
+    def __init__(
+        self,
+        columns: Sequence[_Column],
+        coef: FloatArray,
+        intercept: float,
+        means: FloatArray,
+        importance: FloatArray | None = None,
+    ) -> None:
+        self.columns_ = tuple(columns)
+        self.coef_ = coef
+        self.intercept_ = intercept
+        self.term_means_ = means
+        # Which input column each design term belongs to, to sum contributions back.
+        self._owner = np.repeat(np.arange(len(self.columns_)), [c.width for c in self.columns_])
+        self.expected_ = float(intercept + coef @ means)
+        self.importance_ = importance if importance is not None else np.zeros(len(self.columns_))
+
+    @classmethod
+    def fit(
+        cls,
+        x: FloatArray,
+        y: FloatArray,
+        categorical: Sequence[int],
+        l2: float,
+        directions: Sequence[int] = (),
+    ) -> LinearHead:
+        """Learn scaling and levels from `x`, then the coefficients; a column with a
+        direction (+1/-1, as the trees' monotone constraints) never moves the score the
+        other way: a coefficient of the wrong sign is held at zero and the rest refitted."""
+        cats = set(categorical)
+        columns = [_Column.learn(x[:, j], j in cats) for j in range(x.shape[1])]
+        design = _design(columns, x)
+        starts = np.cumsum([0] + [c.width for c in columns])[:-1]
+        signed = [(int(starts[j]), d) for j, d in enumerate(directions)
+                  if d and not columns[j].categorical]  # fmt: skip
+        free = np.ones(design.shape[1], dtype=bool)
+        coef, intercept = _newton(design, y, l2)
+        for _ in range(len(signed)):
+            wrong = [term for term, d in signed if free[term] and coef[term] * d < 0]
+            if not wrong:
+                break
+            free[wrong] = False
+            coef = np.zeros(design.shape[1])
+            coef[free], intercept = _newton(design[:, free], y, l2)
+        head = cls(columns, coef, intercept, design.mean(axis=0))
+        head.importance_ = np.abs(head._contributions(x)[:, :-1]).mean(axis=0)
+        return head
+
+    def _contributions(self, x: FloatArray) -> FloatArray:
+        terms = (_design(self.columns_, x) - self.term_means_) * self.coef_
+        out = np.zeros((x.shape[0], len(self.columns_) + 1))
+        np.add.at(out.T, self._owner, terms.T)
+        out[:, -1] = self.expected_
+        return out
+
+    def predict(
+        self,
+        data: FloatArray,
+        *,
+        raw_score: bool = False,
+        pred_contrib: bool = False,
+        num_threads: int = 1,
+    ) -> FloatArray:
+        """Margins (`raw_score`), probabilities, or contributions with the expected value last."""
+        del num_threads  # one matrix product: no pool to size
+        x = np.asarray(data, dtype=np.float64)
+        if pred_contrib:
+            return self._contributions(x)
+        margin = _design(self.columns_, x) @ self.coef_ + self.intercept_
+        return margin if raw_score else 1.0 / (1.0 + np.exp(-margin))
+
+    def raw_many(self, rows: FloatArray) -> FloatArray:
+        """Margins of a few rows: the one-row path of the scorer."""
+        return self.predict(rows, raw_score=True)
+
+    def contributions(self, row: FloatArray) -> FloatArray:
+        """One row's contributions, the expected value last."""
+        out: FloatArray = self._contributions(row[None, :])[0]
+        return out
+
+    def num_trees(self) -> int:
+        """A linear head has no trees."""
+        return 0
+
+    def num_feature(self) -> int:
+        return len(self.columns_)
+
+    def feature_importance(self, importance_type: str = "gain") -> FloatArray:
+        """Per column, the mean size of its contribution over the training rows (the linear
+        counterpart of split gain, used to weigh a lead's evidence)."""
+        del importance_type
+        return self.importance_
+
+    def save_model(self, filename: str | Path) -> None:
+        """Write the head as JSON beside the boosters."""
+        Path(filename).write_text(
+            json.dumps(
+                {
+                    "kind": "logistic",
+                    "columns": [c.to_dict() for c in self.columns_],
+                    "coef": self.coef_.tolist(),
+                    "intercept": self.intercept_,
+                    "term_means": self.term_means_.tolist(),
+                    "importance": self.importance_.tolist(),
+                },
+                sort_keys=True,
+            )
+        )
+
+    @classmethod
+    def load(cls, filename: str | Path) -> LinearHead:
+        """Read a head written by `save_model`."""
+        d = json.loads(Path(filename).read_text())
+        return cls(
+            [_Column.from_dict(c) for c in d["columns"]],
+            np.asarray(d["coef"], dtype=np.float64),
+            float(d["intercept"]),
+            np.asarray(d["term_means"], dtype=np.float64),
+            np.asarray(d["importance"], dtype=np.float64),
+        )
+
+
+def _design(columns: Sequence[_Column], x: FloatArray) -> FloatArray:
+    parts = [column.terms(x[:, j]) for j, column in enumerate(columns)]
+    return np.hstack(parts) if parts else np.empty((x.shape[0], 0))
