@@ -15,10 +15,10 @@ demo: setup  ## Score demo leads with the built-in model (trained on first use);
 	$(UV) run leadscore demo --port $(PORT)
 
 test: setup  ## The whole test suite against private PostgreSQL and Redis (scripts/test-services.sh), Debian's chromium and openssl (installed as root when absent); pytest's "no tests collected" (exit 5) fails too
-	@{ command -v chromium && command -v openssl; } >/dev/null 2>&1 || { [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	@{ command -v chromium && command -v openssl && command -v nginx && command -v pdftoppm; } >/dev/null 2>&1 || { [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1 && \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	  -o DPkg::Lock::Timeout=300 chromium openssl >/dev/null; } || \
-	  echo "make test: chromium or openssl is missing and could not be installed (as root: apt-get install -y chromium openssl); the browser tests (tests/dashboard/, tests/api/test_live_docs.py) and the Redis TLS test will fail" >&2
+	  -o DPkg::Lock::Timeout=300 chromium openssl nginx poppler-utils >/dev/null; } || \
+	  echo "make test: chromium, openssl, nginx or poppler-utils is missing and could not be installed (as root: apt-get install -y chromium openssl nginx poppler-utils); the browser tests, the Redis TLS test, the nginx deployment test and the PDF report test will fail" >&2
 	@dir=$$(mktemp -d); \
 	trap 'scripts/test-services.sh stop "$$dir" && rm -rf "$$dir"' EXIT; \
 	trap 'exit 130' INT TERM HUP; \

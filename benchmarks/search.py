@@ -24,8 +24,9 @@ import numpy as np
 
 from leadscore.cli.engine import _time_ordered_input
 from leadscore.engine.metrics import auc, brier
-from leadscore.engine.model import ModelConfig, train
+from leadscore.engine.model import LeadModel, ModelConfig, train
 from leadscore.engine.pipeline import cross_validate, stratified_folds
+from leadscore.engine.scorer import Scorer
 from leadscore.engine.search import search
 from leadscore.engine.training import TrainingInput
 
@@ -60,6 +61,28 @@ def plain_lightgbm(data: TrainingInput, names: tuple[str, ...], cats: tuple[str,
     return auc(y, probs), brier(y, probs)
 
 
+def one_lead_latency(model: LeadModel, data: TrainingInput) -> tuple[float, float]:
+    """Milliseconds to score and explain one lead with its team fields, as the API does."""
+    from leadscore.engine.schema import Lead
+
+    scorer = Scorer(model)
+    leads = [
+        Lead.model_validate({
+            "lead_id": str(i),
+            "lead_data": {"attributes": {k: v[i] for k, v in data.attribute_values.items()}},
+        })
+        for i in range(200)
+    ]  # fmt: skip
+    times = []
+    for round_ in range(10):
+        for lead in leads:
+            started = time.perf_counter()
+            scorer.score(lead)
+            if round_:  # the first round warms the one-row paths
+                times.append((time.perf_counter() - started) * 1000)
+    return float(np.percentile(times, 50)), float(np.percentile(times, 99))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=10_000, help="the team's labelled leads")
@@ -85,8 +108,15 @@ def main() -> None:
     print(f"  same seed again: same winner {again.record == found.record} "
           f"({time.perf_counter() - started:.1f} s)")  # fmt: skip
     started = time.perf_counter()
-    train(team, ModelConfig(num_threads=THREADS, seed=args.seed, search=True), attributes)
+    searched_model = train(
+        team, ModelConfig(num_threads=THREADS, seed=args.seed, search=True), attributes
+    )
     print(f"  training with the search: {time.perf_counter() - started:.1f} s")
+    default_model = train(team, config, attributes)
+    for label, model in (("defaults", default_model), ("searched", searched_model)):
+        p50, p99 = one_lead_latency(model, team)
+        print(f"  one lead, explained, {label:<9} ({model.card_['algorithm']}): "
+              f"p50 {p50:.3f} ms  p99 {p99:.3f} ms")  # fmt: skip
 
     print(f"\n{args.cv}-fold CV on all {n} rows (`leadscore evaluate --cv {args.cv}`)")
     for label, with_search in (("product, defaults", False), ("product, search", True)):
