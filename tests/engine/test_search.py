@@ -146,3 +146,26 @@ def test_a_linear_head_keeps_a_column_to_its_direction() -> None:
     assert held.coef_[0] == 0.0
     assert held.coef_[1] > 0.5
     assert np.allclose(held.predict(x[:5], pred_contrib=True)[:, 0], 0.0)
+
+
+def test_cross_fitting_trains_on_every_row_and_calibrates_out_of_fold() -> None:
+    data = linear_team(2000, seed=13)  # dated: the windows follow time
+    held = train(data, ModelConfig(num_threads=1), LINEAR).card_
+    crossed = train(data, ModelConfig(num_threads=1, cross_fit=True), LINEAR).card_
+    assert held["training_data"]["rows_per_head"]["conversion"] == {
+        "train": 1400, "calibration": 300, "test": 300,
+        "trees": held["training_data"]["rows_per_head"]["conversion"]["trees"],
+    }  # fmt: skip
+    rows = crossed["training_data"]["rows_per_head"]["conversion"]
+    # Trees on the 1,700 rows before the test; every window after the first calibrates.
+    assert (rows["train"], rows["calibration"], rows["test"]) == (1700, 1275, 300)
+    assert crossed["calibration"] == "cross-fitted: out-of-fold margins of 3 time-ordered folds"
+    assert crossed["metrics"]["conversion"]["auc"] > 0.8
+    undated = train(
+        TrainingInput(data.raw, data.attribute_values, data.outcomes, np.full(2000, np.nan)),
+        ModelConfig(num_threads=1, cross_fit=True),
+        LINEAR,
+    ).card_
+    rows = undated["training_data"]["rows_per_head"]["conversion"]
+    assert rows["calibration"] == rows["train"] == 1700  # every row once out of fold
+    assert undated["calibration"].endswith("3 stratified folds")

@@ -35,6 +35,13 @@ SearchOpt = Annotated[
         help="Pick tree and encoding settings by time-ordered cross-validation first.",
     ),
 ]
+CrossFitOpt = Annotated[
+    bool,
+    typer.Option(
+        "--cross-fit/--no-cross-fit",
+        help="Trees on every training row, calibrated on out-of-fold margins.",
+    ),
+]
 
 
 def pin_threads(settings: Settings) -> None:
@@ -89,6 +96,7 @@ def train(
     ] = "lightgbm",
     seed: Annotated[int, typer.Option("--seed")] = 0,
     search: SearchOpt = True,
+    cross_fit: CrossFitOpt = True,
     include_protected: Annotated[
         bool, typer.Option(help="Opt in to family-status features (fair-housing risk).")
     ] = False,
@@ -111,6 +119,7 @@ def train(
         num_threads=settings.num_threads,
         seed=seed,
         search=search and algorithm == "lightgbm",  # a named algorithm is the user's choice
+        cross_fit=cross_fit,
         include_protected=include_protected or settings.include_protected_features,
         policy=_policy(settings),
     )
@@ -138,6 +147,7 @@ def evaluate(
     as_json: Annotated[bool, typer.Option("--json", help="Print metrics as JSON.")] = False,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     search: SearchOpt = True,
+    cross_fit: CrossFitOpt = True,
 ) -> None:
     """Held-out metrics of a model, or of the whole training pipeline by cross-validation or
     a forward split in time."""
@@ -158,7 +168,9 @@ def evaluate(
     if split == "time":
         inputs, attributes = _time_ordered_input(data, mapping, None)
         older, newest = older_and_newest(inputs, FORWARD_TEST_SHARE)
-        config = ModelConfig(num_threads=settings.num_threads, seed=seed, search=search)
+        config = ModelConfig(
+            num_threads=settings.num_threads, seed=seed, search=search, cross_fit=cross_fit
+        )
         result = evaluate_model(train_model(older, config, attributes), newest)
         _print_metrics(result.metrics, as_json)
         if plot is not None:
@@ -169,7 +181,9 @@ def evaluate(
     attributes = spec.attribute_spec if spec else AttributeSpec()
     inputs = TrainingInput.from_frame(frame, attributes)
     if cv is not None:
-        config = ModelConfig(num_threads=settings.num_threads, seed=seed, search=search)
+        config = ModelConfig(
+            num_threads=settings.num_threads, seed=seed, search=search, cross_fit=cross_fit
+        )
         result = cross_validate(inputs, config, attributes, cv)
     else:
         result = evaluate_model(_load_model(settings, model), inputs)

@@ -50,23 +50,6 @@ class _Column:
     flag: bool = False
     levels: tuple[float, ...] = ()
 
-    @property
-    def width(self) -> int:
-        return len(self.levels) if self.categorical else 1 + int(self.flag)
-
-    def terms(self, values: FloatArray) -> FloatArray:
-        """(n, width) design terms of this column's values."""
-        missing = np.isnan(values)
-        if self.categorical:
-            hits = values[:, None] == np.asarray(self.levels, dtype=np.float64)[None, :]
-            return np.asarray(hits, dtype=np.float64)
-        z = np.clip(
-            (np.where(missing, self.fill, values) - self.mean) / self.scale, -CLIP_Z, CLIP_Z
-        )
-        if not self.flag:
-            return z[:, None]
-        return np.column_stack([z, missing.astype(np.float64)])
-
     @classmethod
     def learn(cls, values: FloatArray, categorical: bool) -> _Column:
         known = values[~np.isnan(values)]
@@ -105,6 +88,34 @@ class _Column:
         )
 
 
+class _Layout:
+    """Every column's design terms at once (scaled numbers, missing flags, one-hot levels):
+    a few array operations per call, however many columns, so one lead costs microseconds."""
+
+    def __init__(self, columns: Sequence[_Column]) -> None:
+        numeric = [j for j, c in enumerate(columns) if not c.categorical]
+        self.numeric = np.array(numeric, dtype=np.int64)
+        self.fill = np.array([columns[j].fill for j in numeric], dtype=np.float64)
+        self.mean = np.array([columns[j].mean for j in numeric], dtype=np.float64)
+        self.scale = np.array([columns[j].scale for j in numeric], dtype=np.float64)
+        self.flags = np.array([j for j in numeric if columns[j].flag], dtype=np.int64)
+        pairs = [(j, level) for j, c in enumerate(columns) if c.categorical for level in c.levels]
+        self.level_columns = np.array([j for j, _ in pairs], dtype=np.int64)
+        self.levels = np.array([level for _, level in pairs], dtype=np.float64)
+        #: The input column of each design term; sums contributions back per column.
+        self.owner = np.concatenate([self.numeric, self.flags, self.level_columns])
+        self.to_columns = np.zeros((len(self.owner), len(columns)))
+        self.to_columns[np.arange(len(self.owner)), self.owner] = 1.0
+
+    def design(self, x: FloatArray) -> FloatArray:
+        values = x[:, self.numeric]
+        filled = np.where(np.isnan(values), self.fill, values)
+        z = np.clip((filled - self.mean) / self.scale, -CLIP_Z, CLIP_Z)
+        flags = np.isnan(x[:, self.flags]).astype(np.float64)
+        onehot = (x[:, self.level_columns] == self.levels).astype(np.float64)
+        return np.hstack([z, flags, onehot])
+
+
 def _newton(design: FloatArray, y: FloatArray, l2: float) -> tuple[FloatArray, float]:
     """Coefficients and intercept minimising log-loss + l2/2·|w|² (Newton's method)."""
     n, d = design.shape
@@ -140,8 +151,7 @@ class LinearHead:
         self.coef_ = coef
         self.intercept_ = intercept
         self.term_means_ = means
-        # Which input column each design term belongs to, to sum contributions back.
-        self._owner = np.repeat(np.arange(len(self.columns_)), [c.width for c in self.columns_])
+        self._layout = _Layout(self.columns_)
         self.expected_ = float(intercept + coef @ means)
         self.importance_ = importance if importance is not None else np.zeros(len(self.columns_))
 
@@ -159,10 +169,11 @@ class LinearHead:
         other way: a coefficient of the wrong sign is held at zero and the rest refitted."""
         cats = set(categorical)
         columns = [_Column.learn(x[:, j], j in cats) for j in range(x.shape[1])]
-        design = _design(columns, x)
-        starts = np.cumsum([0] + [c.width for c in columns])[:-1]
-        signed = [(int(starts[j]), d) for j, d in enumerate(directions)
-                  if d and not columns[j].categorical]  # fmt: skip
+        layout = _Layout(columns)
+        design = layout.design(x)
+        # A number's scaled term comes first among its terms, in the order of `numeric`.
+        signed = [(term, directions[j]) for term, j in enumerate(layout.numeric.tolist())
+                  if j < len(directions) and directions[j]]  # fmt: skip
         free = np.ones(design.shape[1], dtype=bool)
         coef, intercept = _newton(design, y, l2)
         for _ in range(len(signed)):
@@ -177,9 +188,9 @@ class LinearHead:
         return head
 
     def _contributions(self, x: FloatArray) -> FloatArray:
-        terms = (_design(self.columns_, x) - self.term_means_) * self.coef_
-        out = np.zeros((x.shape[0], len(self.columns_) + 1))
-        np.add.at(out.T, self._owner, terms.T)
+        terms = (self._layout.design(x) - self.term_means_) * self.coef_
+        out = np.empty((x.shape[0], len(self.columns_) + 1))
+        out[:, :-1] = terms @ self._layout.to_columns
         out[:, -1] = self.expected_
         return out
 
@@ -196,7 +207,7 @@ class LinearHead:
         x = np.asarray(data, dtype=np.float64)
         if pred_contrib:
             return self._contributions(x)
-        margin = _design(self.columns_, x) @ self.coef_ + self.intercept_
+        margin = self._layout.design(x) @ self.coef_ + self.intercept_
         return margin if raw_score else 1.0 / (1.0 + np.exp(-margin))
 
     def raw_many(self, rows: FloatArray) -> FloatArray:
@@ -248,8 +259,3 @@ class LinearHead:
             np.asarray(d["term_means"], dtype=np.float64),
             np.asarray(d["importance"], dtype=np.float64),
         )
-
-
-def _design(columns: Sequence[_Column], x: FloatArray) -> FloatArray:
-    parts = [column.terms(x[:, j]) for j, column in enumerate(columns)]
-    return np.hstack(parts) if parts else np.empty((x.shape[0], 0))

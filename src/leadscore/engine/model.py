@@ -14,7 +14,7 @@ True
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Final, Protocol, Self, cast
@@ -47,12 +47,16 @@ from leadscore.engine.training import (
     TrainingInput,
     booster_params,
     check_labels,
+    expanding_windows,
     fingerprint,
     fit_head,
+    shuffled_folds,
     split_rows,
 )
 
 HEADS: Final = ("conversion", "closing", "timeline")
+CROSS_FIT_FOLDS: Final = 3
+CROSS_FIT_NOTE: Final = "cross-fitted: out-of-fold margins of {k} {order} folds"
 #: Up to this many rows, predicting row by row through the one-row path is the faster way.
 SMALL_BATCH: Final = 32
 HEAD_MEANINGS: Final = {
@@ -92,6 +96,9 @@ class ModelConfig:
     l2: float = 1.0
     #: Pick the settings above by time-ordered cross-validation first (`engine.search`).
     search: bool = False
+    #: Trees on the training and calibration rows together, calibrated on out-of-fold margins
+    #: (3 folds: windows in time when the rows are dated) instead of on held-out rows.
+    cross_fit: bool = False
     num_threads: int = 2
     seed: int = 0
     include_protected: bool = False
@@ -224,6 +231,40 @@ class LeadModel:
         self.model_features_ = used + self.attributes_.names
         return list(range(len(used) + len(self.attributes_.numeric), len(self.model_features_)))
 
+    def _out_of_fold(
+        self, head: str, rows: TrainingInput, config: ModelConfig, order: str
+    ) -> tuple[FloatArray, FloatArray]:
+        """Margins of every row a fold model did not learn from, and their labels: what the
+        calibration learns on when the trees have learned from all rows (cross-fitting)."""
+        n = len(rows.raw)
+        if order == "time-ordered":  # each window judged by a model of the leads before it
+            folds = expanding_windows(n, CROSS_FIT_FOLDS)
+        else:
+            folds = shuffled_folds(rows.outcomes.converted, CROSS_FIT_FOLDS, config.seed)
+        raws: list[FloatArray] = []
+        labels: list[FloatArray] = []
+        fold_config = replace(config, cross_fit=False)
+        directions = CONVERSION_DIRECTIONS if head == "conversion" else {}
+        for train_index, valid_index in folds:
+            fold = LeadModel(fold_config, self.attributes)
+            train, valid = rows.take(train_index), rows.take(valid_index)
+            categorical = fold.learn_columns(train, fold_config)
+            y_train, y_valid = train.outcomes.labels(head), valid.outcomes.labels(head)
+            known, valid_known = ~np.isnan(y_train), ~np.isnan(y_valid)
+            if min(np.sum(y_train == 1), np.sum(y_train == 0)) == 0:
+                continue  # nothing to learn from in this window
+            fitted = fit_head(
+                fold.design(train)[known],
+                y_train[known],
+                categorical,
+                fold_config,
+                [directions.get(name, 0) for name in fold.model_features_],
+            )
+            x_valid = fold.design(valid)[valid_known]
+            raws.append(np.asarray(fitted.predict(x_valid, raw_score=True), dtype=np.float64))
+            labels.append(y_valid[valid_known])
+        return np.concatenate(raws), np.concatenate(labels)
+
     def design(self, part: TrainingInput) -> FloatArray:
         """The model input of training rows, with the encodings `learn_columns` set."""
         feats = transform(part.raw, self.encoding_)
@@ -248,14 +289,20 @@ class LeadModel:
             )
             config, searched = found.config, found.record
         self.fitted_config_ = config
-        train_rows = data.take(split.train)
+        if config.cross_fit:
+            # Trees learn from every row but the test; calibration from out-of-fold margins.
+            train_rows = data.take(np.concatenate([split.train, split.calibration]))
+            calibration_rows = data.take(np.empty(0, dtype=np.int64))
+        else:
+            train_rows = data.take(split.train)
+            calibration_rows = data.take(split.calibration)
         categorical = self.learn_columns(train_rows, config)
         self.boosters_, self.calibrators_, self._fast = {}, {}, {}
         matrix = self.design
 
         subsets = {
             "train": train_rows,
-            "calibration": data.take(split.calibration),
+            "calibration": calibration_rows,
             "test": data.take(split.test),
         }
         parts = {name: (part, matrix(part)) for name, part in subsets.items()}
@@ -277,13 +324,18 @@ class LeadModel:
                 [directions.get(name, 0) for name in self.model_features_],
             )
             self.boosters_[head] = booster
-            cal_part, x_cal = parts["calibration"]
-            y_cal = cal_part.outcomes.labels(head)
-            cal_known = ~np.isnan(y_cal)
-            raw_cal = np.asarray(
-                booster.predict(x_cal[cal_known], raw_score=True), dtype=np.float64
-            )
-            self.calibrators_[head] = IsotonicCalibrator.fit(raw_cal, y_cal[cal_known])
+            if config.cross_fit:
+                raw_cal, y_known = self._out_of_fold(head, train_rows, config, split.kind)
+                cal_known = np.ones(len(y_known), dtype=bool)
+            else:
+                cal_part, x_cal = parts["calibration"]
+                y_cal = cal_part.outcomes.labels(head)
+                cal_known = ~np.isnan(y_cal)
+                y_known = y_cal[cal_known]
+                raw_cal = np.asarray(
+                    booster.predict(x_cal[cal_known], raw_score=True), dtype=np.float64
+                )
+            self.calibrators_[head] = IsotonicCalibrator.fit(raw_cal, y_known)
             test_part, x_test = parts["test"]
             y_test = test_part.outcomes.labels(head)
             test_known = ~np.isnan(y_test)
@@ -303,6 +355,9 @@ class LeadModel:
             "algorithm": config.algorithm,
             "params": booster_params(config),
             "categorical": config.categorical,
+            "calibration": CROSS_FIT_NOTE.format(k=CROSS_FIT_FOLDS, order=split.kind)
+            if config.cross_fit
+            else "held out: the rows after the trees' own",
             "feature_spec": spec_hash(),
             "features": list(self.model_features_),
             "protected_features_included": config.include_protected,

@@ -16,7 +16,7 @@ from leadscore.engine.metrics import reliability, summary
 from leadscore.engine.model import HEADS, LeadModel, ModelConfig, train
 from leadscore.engine.raw import FloatArray
 from leadscore.engine.scorer import Scorer
-from leadscore.engine.training import TrainingInput
+from leadscore.engine.training import TrainingInput, fold_numbers
 
 
 @dataclass(frozen=True)
@@ -56,12 +56,7 @@ def stratified_folds(
     labels: FloatArray, k: int, seed: int
 ) -> np.ndarray[tuple[int], np.dtype[np.int64]]:
     """Fold number per row, each fold keeping the overall conversion rate."""
-    rng = np.random.default_rng(seed)
-    folds = np.empty(len(labels), dtype=np.int64)
-    for value in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == value))
-        folds[members] = np.arange(len(members)) % k
-    return folds
+    return fold_numbers(labels, k, seed)
 
 
 def cross_validate(

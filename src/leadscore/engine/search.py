@@ -32,7 +32,7 @@ import numpy as np
 from leadscore.engine.attributes import AttributeSpec
 from leadscore.engine.features import CONVERSION_DIRECTIONS
 from leadscore.engine.metrics import auc, brier
-from leadscore.engine.training import TrainingInput, fit_head
+from leadscore.engine.training import TrainingInput, expanding_windows, fit_head
 
 if TYPE_CHECKING:
     from leadscore.engine.model import ModelConfig
@@ -85,14 +85,6 @@ def _name(config: ModelConfig) -> str:
     )
 
 
-def _folds(n: int) -> list[tuple[np.ndarray[Any, np.dtype[np.int64]], ...]]:
-    """Expanding windows: train on the first k blocks, validate on block k+1."""
-    edges = np.linspace(0, n, FOLDS + 2).round().astype(np.int64)
-    return [
-        (np.arange(0, edges[k]), np.arange(edges[k], edges[k + 1])) for k in range(1, FOLDS + 1)
-    ]
-
-
 def _score(
     config: ModelConfig, attributes: AttributeSpec, data: TrainingInput
 ) -> tuple[list[float], list[float]]:
@@ -101,7 +93,7 @@ def _score(
 
     aucs: list[float] = []
     briers: list[float] = []
-    for train_rows, valid_rows in _folds(len(data.raw)):
+    for train_rows, valid_rows in expanding_windows(len(data.raw), FOLDS):
         train, valid = data.take(train_rows), data.take(valid_rows)
         y_valid = valid.outcomes.converted
         if min(np.sum(y_valid == 1), np.sum(y_valid == 0)) < MIN_FOLD_POSITIVES:

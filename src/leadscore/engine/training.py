@@ -116,6 +116,31 @@ def split_rows(created_us: FloatArray, labels: FloatArray, config: ModelConfig) 
     return Split(order[:n_train], order[n_train : n_train + n_cal], order[n_train + n_cal :], kind)
 
 
+Folds = list[tuple[NDArrayInt, NDArrayInt]]
+
+
+def expanding_windows(n: int, k: int) -> Folds:
+    """Rows in time order cut in k+1 blocks: learn from the first j, judge block j+1."""
+    edges = np.linspace(0, n, k + 2).round().astype(np.int64)
+    return [(np.arange(0, edges[j]), np.arange(edges[j], edges[j + 1])) for j in range(1, k + 1)]
+
+
+def fold_numbers(labels: FloatArray, k: int, seed: int) -> NDArrayInt:
+    """Fold number per row, each fold keeping the overall conversion rate."""
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(labels), dtype=np.int64)
+    for value in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == value))
+        fold[members] = np.arange(len(members)) % k
+    return fold
+
+
+def shuffled_folds(labels: FloatArray, k: int, seed: int) -> Folds:
+    """K folds keeping the overall conversion rate, for rows without dates."""
+    fold = fold_numbers(labels, k, seed)
+    return [(np.flatnonzero(fold != j), np.flatnonzero(fold == j)) for j in range(k)]
+
+
 def booster_params(config: ModelConfig) -> dict[str, Any]:
     """What the card records of the training settings (LightGBM's, or the logistic model's)."""
     if config.algorithm == "logistic":

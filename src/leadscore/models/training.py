@@ -487,7 +487,10 @@ class RetrainService:
         self._announce("training_started", parent, detail)
         champion = await self._load(parent)
         config = ModelConfig(
-            num_threads=self.num_threads, seed=int(datetime.now(UTC).timestamp()), search=True
+            num_threads=self.num_threads,
+            seed=int(datetime.now(UTC).timestamp()),
+            search=True,
+            cross_fit=True,
         )
         rows = await self._in_child(
             _train_job, self.database_url, team_id, export, config, self.gate, champion.path,
