@@ -169,3 +169,13 @@ def test_cross_fitting_trains_on_every_row_and_calibrates_out_of_fold() -> None:
     rows = undated["training_data"]["rows_per_head"]["conversion"]
     assert rows["calibration"] == rows["train"] == 1700  # every row once out of fold
     assert undated["calibration"].endswith("3 stratified folds")
+
+
+def test_a_linear_head_reads_values_beyond_its_training_range_as_the_edge() -> None:
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(1000, 1))
+    y = (rng.random(1000) < 1 / (1 + np.exp(-2 * x[:, 0]))).astype(np.float64)
+    head = LinearHead.fit(x, y, [], 1.0)
+    edge = head.predict(np.array([[x.max()]]), raw_score=True)
+    far = head.predict(np.array([[x.max() * 100]]), raw_score=True)
+    assert far == pytest.approx(edge)  # a market far outside the past does not run away

@@ -24,6 +24,7 @@ True
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,9 +34,6 @@ import numpy as np
 
 from leadscore.engine.raw import FloatArray
 
-#: Standardised values beyond this many deviations are clipped: a lead far outside the
-#: training range must not move a linear score without bound.
-CLIP_Z: Final = 5.0
 NEWTON_STEPS: Final = 50
 
 
@@ -49,6 +47,10 @@ class _Column:
     scale: float = 1.0
     flag: bool = False
     levels: tuple[float, ...] = ()
+    #: The training range: a value beyond it counts as its edge, as a tree would read it —
+    #: a lead (or a market) outside what was seen must not move a linear score without bound.
+    low: float = -math.inf
+    high: float = math.inf
 
     @classmethod
     def learn(cls, values: FloatArray, categorical: bool) -> _Column:
@@ -64,6 +66,8 @@ class _Column:
             float(filled.mean()),
             scale if scale > 0 else 1.0,
             bool(0 < len(known) < len(values)),
+            low=float(filled.min()) if len(filled) else -math.inf,
+            high=float(filled.max()) if len(filled) else math.inf,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -74,6 +78,8 @@ class _Column:
             "scale": self.scale,
             "flag": self.flag,
             "levels": list(self.levels),
+            "low": self.low,
+            "high": self.high,
         }
 
     @classmethod
@@ -85,6 +91,8 @@ class _Column:
             float(d["scale"]),
             bool(d["flag"]),
             tuple(float(v) for v in d["levels"]),
+            float(d["low"]),
+            float(d["high"]),
         )
 
 
@@ -98,6 +106,8 @@ class _Layout:
         self.fill = np.array([columns[j].fill for j in numeric], dtype=np.float64)
         self.mean = np.array([columns[j].mean for j in numeric], dtype=np.float64)
         self.scale = np.array([columns[j].scale for j in numeric], dtype=np.float64)
+        self.low = np.array([columns[j].low for j in numeric], dtype=np.float64)
+        self.high = np.array([columns[j].high for j in numeric], dtype=np.float64)
         self.flags = np.array([j for j in numeric if columns[j].flag], dtype=np.int64)
         pairs = [(j, level) for j, c in enumerate(columns) if c.categorical for level in c.levels]
         self.level_columns = np.array([j for j, _ in pairs], dtype=np.int64)
@@ -110,14 +120,15 @@ class _Layout:
     def design(self, x: FloatArray) -> FloatArray:
         values = x[:, self.numeric]
         filled = np.where(np.isnan(values), self.fill, values)
-        z = np.clip((filled - self.mean) / self.scale, -CLIP_Z, CLIP_Z)
+        z = (np.clip(filled, self.low, self.high) - self.mean) / self.scale
         flags = np.isnan(x[:, self.flags]).astype(np.float64)
         onehot = (x[:, self.level_columns] == self.levels).astype(np.float64)
         return np.hstack([z, flags, onehot])
 
 
 def _newton(design: FloatArray, y: FloatArray, l2: float) -> tuple[FloatArray, float]:
-    """Coefficients and intercept minimising log-loss + l2/2·|w|² (Newton's method)."""
+    """Coefficients and intercept minimising log-loss + l2/2·|w|² (Newton's method, each step
+    halved until the loss falls: near-separable categories would otherwise overshoot)."""
     n, d = design.shape
     x = np.hstack([design, np.ones((n, 1))])
     w = np.zeros(d + 1)
@@ -125,13 +136,27 @@ def _newton(design: FloatArray, y: FloatArray, l2: float) -> tuple[FloatArray, f
     w[-1] = np.log(base / (1 - base))
     penalty = np.full(d + 1, l2)
     penalty[-1] = 0.0  # the intercept is not shrunk
+
+    def loss(weights: FloatArray) -> float:
+        margin = x @ weights
+        return float(np.sum(np.logaddexp(0.0, margin) - y * margin) + 0.5 * penalty @ weights**2)
+
+    current = loss(w)
     for _ in range(NEWTON_STEPS):
         p = 1.0 / (1.0 + np.exp(-np.clip(x @ w, -30.0, 30.0)))
         grad = x.T @ (p - y) + penalty * w
-        hess = (x.T * (p * (1 - p))) @ x + np.diag(penalty + 1e-9)
+        hess = (x.T * (p * (1 - p))) @ x + np.diag(penalty + 1e-6)
         step = np.linalg.solve(hess, grad)
-        w -= step
-        if float(np.max(np.abs(step))) < 1e-8:
+        for _ in range(30):
+            trial = w - step
+            value = loss(trial)
+            if value <= current:
+                break
+            step = step / 2
+        else:
+            break  # no step lowers the loss: at the minimum as far as floats tell
+        w, improvement, current = trial, current - value, value
+        if improvement < 1e-9 * max(current, 1.0):
             break
     return w[:-1], float(w[-1])
 
