@@ -6,6 +6,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import (
     APIRouter,
+    Header,
     Query,
     Request,
     Response,
@@ -13,6 +14,7 @@ from fastapi import (
 from pydantic import AwareDatetime
 
 from leadscore.core.http import ERROR_RESPONSES, JSON, LeadIdPath, json_body
+from leadscore.core.idempotency import Once
 from leadscore.core.uploads import receive_form
 from leadscore.deps import (
     SECURED,
@@ -40,25 +42,42 @@ from leadscore.scoring.upload import csv_name
 
 router = APIRouter(prefix="/api/v1/ml", tags=["scoring"], responses=ERROR_RESPONSES)
 
+# A retried write with the same key (from the same team, within a day) gets the first answer.
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", description="a retry with the same key acts once"),
+]
+
 
 @router.post(
     "/score", response_model=ScoreResponse, openapi_extra=json_body(ScoreRequest) | SECURED
 )
-async def score(request: Request, services: ServicesDep, principal: WriterDep) -> Response:
+async def score(
+    request: Request,
+    services: ServicesDep,
+    principal: WriterDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
     """Score one lead: probability, class, confidence, reasons, commission."""
     # Parsed straight from bytes by pydantic-core: the hottest route skips a JSON round trip.
-    parsed = ScoreRequest.model_validate_json(await request.body())
+    raw = await request.body()
+    parsed = ScoreRequest.model_validate_json(raw)
     lead = Lead.model_construct(lead_id=parsed.lead_id, lead_data=parsed.lead_data)
-    body = await services.scoring.score(principal, lead, parsed.options)
+    once = Once.of(idempotency_key, raw)
+    body = await services.scoring.score(principal, lead, parsed.options, once)
     return Response(body, media_type=JSON)
 
 
 @router.post("/batch-score", response_model=BatchResponse, openapi_extra=SECURED)
 async def batch_score(
-    request: BatchRequest, services: ServicesDep, principal: WriterDep
+    request: BatchRequest,
+    services: ServicesDep,
+    principal: WriterDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Score up to 100 leads; results in input order, a bad lead fails alone."""
-    body = await services.scoring.batch(principal, request.leads, request.options)
+    once = Once.of(idempotency_key, request.model_dump_json().encode())
+    body = await services.scoring.batch(principal, request.leads, request.options, once)
     return Response(body, media_type=JSON)
 
 
