@@ -77,7 +77,10 @@ class FaultProxy:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(self._serve())
+        try:
+            self._loop.run_until_complete(self._serve())
+        finally:
+            self._loop.close()
 
     async def _serve(self) -> None:
         self._stop = asyncio.Event()
@@ -99,7 +102,7 @@ class FaultProxy:
 
     def _fault(self, path: str) -> Fault | None:
         for fault in self.faults:
-            if fault.times > 0 and path.startswith(fault.path):
+            if fault.times > 0 and path == fault.path:
                 fault.times -= 1
                 fault.seen.append(path)
                 return fault
