@@ -28,6 +28,7 @@ from leadscore.client.models import Escalation, LeadItem
 
 from ..api.conftest import COLD, Deployment, ServerThread, lead
 from ..qualification.conftest import unsure_lead
+from .conftest import FaultProxy
 
 HEAVY = ("numpy", "polars", "lightgbm", "pyarrow", "fastapi", "sqlalchemy", "matplotlib")
 
@@ -230,3 +231,16 @@ async def test_async_twin(server: ServerThread, deployment: Deployment) -> None:
     assert sorted(listed) == sorted([lead_id] + [r.lead_id for r in batch.results if r])
     assert all(isinstance(e, Escalation) for e in queue)
     assert outcome.recorded == 1
+
+
+def test_a_token_near_its_expiry_is_renewed_before_it_is_used(
+    proxy: FaultProxy, deployment: Deployment
+) -> None:
+    with LeadScore(proxy.url, api_key=deployment.keys["acme-viewer"]) as client:
+        client.leads_page(page_size=1)
+        first = client.credentials.token
+        client.credentials.accept({"access_token": first, "expires_in": 0})  # due now
+        client.leads_page(page_size=1)
+    paths = [path.split("?")[0] for _, path, _ in proxy.requests]
+    assert paths == ["/api/v1/auth/token", "/api/v1/ml/leads"] * 2  # renewed first, no 401
+    assert client.credentials.token != first
