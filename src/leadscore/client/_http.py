@@ -58,11 +58,10 @@ class RetryPolicy:
     def delay(self, attempt: int, retry_after: float | None) -> float:
         """The wait before retry number `attempt` (0-based): jitter spreads clients that
         failed together so they do not return together."""
-        backoff: float = min(self.max_seconds, self.base_seconds * 2.0**attempt)
-        jittered = backoff * random.uniform(0.5, 1.0)
         if retry_after is not None:
             return retry_after + random.uniform(0.0, min(1.0, 0.1 * retry_after + 0.05))
-        return jittered
+        backoff: float = min(self.max_seconds, self.base_seconds * 2.0**attempt)
+        return backoff * random.uniform(0.5, 1.0)
 
     def notify(self, info: RetryInfo) -> None:
         """Tell the caller's hook (logging, metrics) that a retry is about to happen."""
@@ -172,8 +171,8 @@ def batch_body(leads: Sequence[Lead], options: Mapping[str, bool] | None) -> dic
     return body
 
 
-def leads_params(filters: Mapping[str, Any], page_size: int) -> dict[str, Any]:
-    """Query parameters of GET /ml/leads: None filters left out, datetimes as ISO 8601."""
+def list_params(filters: Mapping[str, Any], page_size: int) -> dict[str, Any]:
+    """Query parameters of a list route: None filters left out, datetimes as ISO 8601."""
     params: dict[str, Any] = {"limit": page_size}
     for name, value in filters.items():
         if value is None:

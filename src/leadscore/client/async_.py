@@ -228,7 +228,7 @@ class AsyncLeadScore:
     ) -> LeadsResponse:
         """One page of the team's leads (`classification`, `qualification`, `min_score`,
         `source`, `scored_since`, `q`, `sort`)."""
-        params = _http.leads_params({**filters, "cursor": cursor}, page_size)
+        params = _http.list_params({**filters, "cursor": cursor}, page_size)
         return LeadsResponse.model_validate(
             await self._request("GET", f"{API}/ml/leads", params=params)
         )
@@ -250,7 +250,7 @@ class AsyncLeadScore:
         """The qualification queue (default: open and claimed), oldest first, every page."""
         cursor: str | None = None
         while True:
-            params = _http.leads_params({"status": status, "cursor": cursor}, page_size)
+            params = _http.list_params({"status": status, "cursor": cursor}, page_size)
             answer = await self._request("GET", f"{API}/ml/escalations", params=params)
             page = EscalationsPage.model_validate(answer)
             for escalation in page.escalations:

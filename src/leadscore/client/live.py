@@ -43,7 +43,6 @@ class LiveStream:
         self.base_url = base_url
         # Its own copy: the stream renews tokens on its loop, the client on its thread.
         self.credentials = dataclasses.replace(credentials)
-        self.credentials.token = credentials.token
         self.retry = retry
         self.subscription: dict[str, Any] = {"type": "subscribe"}
         if events is not None:
@@ -118,7 +117,9 @@ class LiveStream:
                 raise Forbidden("key revoked", status_code=403, code="key_revoked")
             if code == CLOSE_UNAUTHORIZED:
                 if not self.credentials.renewable or renewed:
-                    raise Unauthorized("the live stream refused the credentials", code="4401")
+                    raise Unauthorized(
+                        "the live stream refused the credentials", status_code=401, code="4401"
+                    )
                 renewed = True
                 self.credentials.forget()
             wait = self.retry.delay(min(attempt, 10), None)

@@ -221,7 +221,7 @@ class LeadScore:
     ) -> LeadsResponse:
         """One page of the team's leads (`classification`, `qualification`, `min_score`,
         `source`, `scored_since`, `q`, `sort`)."""
-        params = _http.leads_params({**filters, "cursor": cursor}, page_size)
+        params = _http.list_params({**filters, "cursor": cursor}, page_size)
         return LeadsResponse.model_validate(self._request("GET", f"{API}/ml/leads", params=params))
 
     def leads(self, *, page_size: int = 50, **filters: Any) -> Iterator[LeadItem]:
@@ -240,7 +240,7 @@ class LeadScore:
         """The qualification queue (default: open and claimed), oldest first, every page."""
         cursor: str | None = None
         while True:
-            params = _http.leads_params({"status": status, "cursor": cursor}, page_size)
+            params = _http.list_params({"status": status, "cursor": cursor}, page_size)
             answer = self._request("GET", f"{API}/ml/escalations", params=params)
             page = EscalationsPage.model_validate(answer)
             yield from page.escalations

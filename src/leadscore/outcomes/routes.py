@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import (
     APIRouter,
-    Header,
     Request,
     Response,
 )
 
-from leadscore.core.http import ERROR_RESPONSES, JSON
+from leadscore.core.http import ERROR_RESPONSES, JSON, IdempotencyKey
 from leadscore.core.idempotency import Once
 from leadscore.core.schemas import ErrorResponse
 from leadscore.deps import (
@@ -50,10 +49,7 @@ async def post_outcomes(
     services: ServicesDep,
     session: SessionDep,
     principal: WriterDep,
-    idempotency_key: Annotated[
-        str | None,
-        Header(alias="Idempotency-Key", description="a retry with the same key acts once"),
-    ] = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Record what happened to scored leads (one or a list): all or nothing, repeats ignored."""
     raw = await request.body()

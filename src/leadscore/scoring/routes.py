@@ -6,14 +6,13 @@ from typing import Annotated, Any, Literal
 
 from fastapi import (
     APIRouter,
-    Header,
     Query,
     Request,
     Response,
 )
 from pydantic import AwareDatetime
 
-from leadscore.core.http import ERROR_RESPONSES, JSON, LeadIdPath, json_body
+from leadscore.core.http import ERROR_RESPONSES, JSON, IdempotencyKey, LeadIdPath, json_body
 from leadscore.core.idempotency import Once
 from leadscore.core.uploads import receive_form
 from leadscore.deps import (
@@ -41,12 +40,6 @@ from leadscore.scoring.schemas import (
 from leadscore.scoring.upload import csv_name
 
 router = APIRouter(prefix="/api/v1/ml", tags=["scoring"], responses=ERROR_RESPONSES)
-
-# A retried write with the same key (from the same team, within a day) gets the first answer.
-IdempotencyKey = Annotated[
-    str | None,
-    Header(alias="Idempotency-Key", description="a retry with the same key acts once"),
-]
 
 
 @router.post(
