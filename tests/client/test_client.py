@@ -54,7 +54,10 @@ def test_score_latest_history_and_lead(server: ServerThread, deployment: Deploym
         first = client.score(lead(lead_id))
         again = client.score(lead(lead_id, pre_approved=False), options={"force_refresh": True})
         latest = client.latest(lead_id)
-        history = client.history(lead_id)
+        history = list(client.history(lead_id))
+        paged = list(client.history(lead_id, page_size=1))
+        first_page = client.history_page(lead_id, limit=1)
+        past_the_end = client.history_page(lead_id, cursor=str(2**62))  # no such score
         detail = client.lead(lead_id)
     assert isinstance(first, ScoreResponse)
     assert first.lead_id == lead_id
@@ -62,9 +65,13 @@ def test_score_latest_history_and_lead(server: ServerThread, deployment: Deploym
     assert first.classification in ("hot", "warm", "cold")
     assert latest.ml_score == again.ml_score
     assert latest.scored_at == again.scored_at
-    assert [h.ml_score for h in history.scores] == [again.ml_score, first.ml_score]
-    assert history.scores[0].change is not None
-    assert history.scores[1].change is None
+    assert [h.ml_score for h in history] == [again.ml_score, first.ml_score]
+    assert history[0].change is not None
+    assert history[1].change is None
+    assert paged == history  # two pages of one, the same entries, changes included
+    assert first_page.next_cursor is not None
+    assert past_the_end.scores == []
+    assert past_the_end.next_cursor is None
     assert detail.lead_id == lead_id
     assert detail.latest.ml_score == again.ml_score
 
@@ -218,7 +225,7 @@ async def test_async_twin(server: ServerThread, deployment: Deployment) -> None:
             [{"lead_id": new_id("asb"), "lead_data": {"source": source}} for _ in range(3)]
         )
         latest = await client.latest(lead_id)
-        history = await client.history(lead_id)
+        history = [entry async for entry in client.history(lead_id)]
         listed = [item.lead_id async for item in client.leads(source=source, page_size=2)]
         queue = [e async for e in client.escalations(page_size=50)]
         outcome = await client.record_outcomes(
@@ -227,7 +234,7 @@ async def test_async_twin(server: ServerThread, deployment: Deployment) -> None:
         with pytest.raises(NotFound):
             await client.latest(new_id("never"))
     assert latest.ml_score == scored.ml_score
-    assert len(history.scores) == 1
+    assert len(history) == 1
     assert sorted(listed) == sorted([lead_id] + [r.lead_id for r in batch.results if r])
     assert all(isinstance(e, Escalation) for e in queue)
     assert outcome.recorded == 1

@@ -27,6 +27,7 @@ from leadscore.client.models import (
     Escalation,
     EscalationsPage,
     FileResult,
+    HistoryEntry,
     HistoryResponse,
     LeadDetail,
     LeadItem,
@@ -204,10 +205,23 @@ class LeadScore:
         """The lead's latest score."""
         return ScoreResponse.model_validate(self._request("GET", f"{API}/ml/score/{lead_id}"))
 
-    def history(self, lead_id: str, *, limit: int = 100) -> HistoryResponse:
-        """The lead's scores, newest first, each with why it moved (up to 1,000)."""
-        answer = self._request("GET", f"{API}/ml/score/{lead_id}/history", params={"limit": limit})
+    def history_page(
+        self, lead_id: str, *, cursor: str | None = None, limit: int = 100
+    ) -> HistoryResponse:
+        """One page (up to 1,000) of the lead's scores, newest first."""
+        params = _http.list_params({"cursor": cursor}, limit)
+        answer = self._request("GET", f"{API}/ml/score/{lead_id}/history", params=params)
         return HistoryResponse.model_validate(answer)
+
+    def history(self, lead_id: str, *, page_size: int = 100) -> Iterator[HistoryEntry]:
+        """Every score of the lead, newest first, each with why it moved, page after page."""
+        cursor: str | None = None
+        while True:
+            page = self.history_page(lead_id, cursor=cursor, limit=page_size)
+            yield from page.scores
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
 
     def lead(self, lead_id: str, *, history_limit: int = 50) -> LeadDetail:
         """The lead's latest data, its latest score and its history."""

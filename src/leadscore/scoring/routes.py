@@ -89,11 +89,13 @@ async def score_history(
     session: SessionDep,
     principal: PrincipalDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[
+        int | None, Query(ge=1, le=2**63 - 1, description="`next_cursor` of the previous page")
+    ] = None,
 ) -> Response:
     """Every score of a lead with time, model version and top reasons, newest first."""
-    return Response(
-        await services.scoring.history(session, principal, lead_id, limit), media_type=JSON
-    )
+    body = await services.scoring.history(session, principal, lead_id, limit, cursor)
+    return Response(body, media_type=JSON)
 
 
 @router.get("/leads", response_model=LeadsResponse, openapi_extra=SECURED)

@@ -213,10 +213,11 @@ class HistoryEntry(BaseModel):
 
 
 class HistoryResponse(BaseModel):
-    """A lead's scores, newest first."""
+    """A lead's scores, newest first; `next_cursor` fetches the next page (null on the last)."""
 
     lead_id: str
     scores: list[HistoryEntry]
+    next_cursor: str | None = None
 
 
 class TopQuestion(BaseModel):

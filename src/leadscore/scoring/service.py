@@ -447,15 +447,25 @@ class ScoringService:
         return orjson.dumps(row.result)
 
     async def history(
-        self, session: AsyncSession, principal: Principal, lead_id: str, limit: int
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        lead_id: str,
+        limit: int,
+        cursor: int | None = None,
     ) -> bytes:
-        """Every score of a lead with time, model version and reasons, newest first."""
+        """Every score of a lead with time, model version and reasons, newest first, a page
+        at a time (`next_cursor`: the id of the page's oldest score)."""
         await self.writer.barrier()
-        # One more than shown: the oldest entry shown gets its change too.
-        rows = await repo.score_history(session, principal.team_id, lead_id, limit + 1)
-        if not rows:
+        # One more than shown: the oldest entry shown gets its change too, and it says
+        # whether another page follows.
+        rows = await repo.score_history(session, principal.team_id, lead_id, limit + 1, cursor)
+        if not rows and cursor is None:
             raise NotFoundError(f"no score for lead {lead_id!r}")
-        return orjson.dumps({"lead_id": lead_id, "scores": history_entries(rows, limit)})
+        next_cursor = str(rows[limit - 1].id) if len(rows) > limit else None
+        return orjson.dumps(
+            {"lead_id": lead_id, "scores": history_entries(rows, limit), "next_cursor": next_cursor}
+        )
 
 
 def history_entries(rows: Sequence[ScoreRow], limit: int) -> list[dict[str, Any]]:
