@@ -109,13 +109,7 @@ class AsyncLeadScore:
 
     async def _renew(self) -> None:
         """Exchange the API key for a fresh token."""
-        response = await self._send(
-            "POST", f"{API}/auth/token", self.credentials.exchange_headers()
-        )
-        error = _http.error_of(response)
-        if error is not None:
-            raise error
-        self.credentials.accept(response.json())
+        self.credentials.accept((await self.token()).model_dump())
 
     async def _request(
         self,

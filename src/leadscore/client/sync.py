@@ -110,11 +110,7 @@ class LeadScore:
 
     def _renew(self) -> None:
         """Exchange the API key for a fresh token."""
-        response = self._send("POST", f"{API}/auth/token", self.credentials.exchange_headers())
-        error = _http.error_of(response)
-        if error is not None:
-            raise error
-        self.credentials.accept(response.json())
+        self.credentials.accept((self.token()).model_dump())
 
     def _request(
         self,
