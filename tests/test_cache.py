@@ -91,6 +91,15 @@ async def test_entry_expires_after_its_ttl(backend: Backend) -> None:
     assert await backend.cache.get("long") == b"w"
 
 
+async def test_add_stores_only_where_no_live_value_is(backend: Backend) -> None:
+    assert await backend.cache.add("once", b"first", ttl_seconds=0.2)
+    assert not await backend.cache.add("once", b"second", ttl_seconds=60)
+    assert await backend.cache.get("once") == b"first"
+    await backend.elapse(0.3)
+    assert await backend.cache.add("once", b"third", ttl_seconds=60)  # the first expired
+    assert await backend.cache.get("once") == b"third"
+
+
 async def test_overwrite_replaces_value_and_ttl(backend: Backend) -> None:
     await backend.cache.set("k", b"old", ttl_seconds=0.2)
     await backend.cache.set("k", b"new", ttl_seconds=60)

@@ -31,7 +31,8 @@ from leadscore.outcomes import repository as outcomes_repo
 from leadscore.outcomes.repository import OutcomeRecord
 from leadscore.scoring import repository as scoring_repo
 from leadscore.scoring.repository import ScoreRecord
-from leadscore.scoring.service import ScoreOptions, ScoringService
+from leadscore.scoring.schemas import ScoreOptions
+from leadscore.scoring.service import ScoringService
 
 from .api.conftest import batch_lead
 

@@ -46,6 +46,7 @@ from leadscore.core.errors import (
     DatabaseUnavailableError,
     LeadScoreError,
 )
+from leadscore.core.idempotency import IdempotencyStore
 from leadscore.core.lifecycle import Pump
 from leadscore.core.logs import DependencyLog
 from leadscore.core.metrics import Metrics
@@ -229,12 +230,15 @@ async def _start(
         await stack.enter_async_context(
             RetrainSchedule(training, settings.retrain_interval_hours * 3600.0)
         )
+    idempotency = IdempotencyStore(cache)
     scoring = ScoringService(
         models, cache, writer, metrics, events, shadow,
-        batch_chunk=settings.batch_progress_chunk, hooks=score_hooks,
+        batch_chunk=settings.batch_progress_chunk, hooks=score_hooks, idempotency=idempotency,
     )  # fmt: skip
     # Several workers need Redis: only then may a lead's score sit in another worker's writer.
-    outcomes = OutcomeService(writer, OTHER_WRITERS_SECONDS if settings.redis_url else 0.0)
+    outcomes = OutcomeService(
+        writer, OTHER_WRITERS_SECONDS if settings.redis_url else 0.0, idempotency=idempotency
+    )
     qualification = QualificationService(scoring, outcomes, events, writer)
     score_hooks.append(qualification.on_scores)
     crm = await _start_crm(

@@ -32,6 +32,11 @@ class Cache(Protocol):
         """Store `value` under `key` until `ttl_seconds` have passed."""
         ...
 
+    async def add(self, key: str, value: bytes, ttl_seconds: float) -> bool:
+        """Store `value` only if `key` holds no live value; whether it was stored (atomic, so
+        two workers racing for one key cannot both win)."""
+        ...
+
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Values for many keys in one round trip, in order."""
         ...
@@ -100,6 +105,13 @@ class MemoryCache:
         if len(entries) > self.max_entries:
             entries.popitem(last=False)
 
+    async def add(self, key: str, value: bytes, ttl_seconds: float) -> bool:
+        """Store `value` unless a live one is there (atomic: no await in between)."""
+        if await self.get(key) is not None:
+            return False
+        await self.set(key, value, ttl_seconds)
+        return True
+
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """Each key's live value, in order."""
         return [await self.get(key) for key in keys]
@@ -151,6 +163,14 @@ class RedisCache:
         """Store `value` with a millisecond TTL, rounded up so it never expires early."""
         _check_ttl(ttl_seconds)
         await self._run("SET", "SET", self.prefix + key, value, "PX", math.ceil(ttl_seconds * 1000))
+
+    async def add(self, key: str, value: bytes, ttl_seconds: float) -> bool:
+        """SET ... NX PX: Redis decides which of several workers stores first."""
+        _check_ttl(ttl_seconds)
+        reply = await self._run(
+            "SET", "SET", self.prefix + key, value, "NX", "PX", math.ceil(ttl_seconds * 1000)
+        )
+        return reply is not None
 
     async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """One MGET for all keys."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import (
+    Header,
     Path,
 )
 from pydantic import BaseModel
@@ -15,6 +16,12 @@ JSON = "application/json"
 
 
 LeadIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,100}$", max_length=100)]
+# The writes a client retries (score, batch-score, outcomes): the same key from the same team
+# within a day gets the first answer instead of acting twice (core/idempotency.py).
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", description="a retry with the same key acts once"),
+]
 
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -10,7 +10,8 @@ from fastapi import (
     Response,
 )
 
-from leadscore.core.http import ERROR_RESPONSES, JSON
+from leadscore.core.http import ERROR_RESPONSES, JSON, IdempotencyKey
+from leadscore.core.idempotency import Once
 from leadscore.core.schemas import ErrorResponse
 from leadscore.deps import (
     SECURED,
@@ -44,8 +45,15 @@ OUTCOMES_BODY: dict[str, Any] = {
     openapi_extra=OUTCOMES_BODY | SECURED,
 )
 async def post_outcomes(
-    request: Request, services: ServicesDep, session: SessionDep, principal: WriterDep
+    request: Request,
+    services: ServicesDep,
+    session: SessionDep,
+    principal: WriterDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Record what happened to scored leads (one or a list): all or nothing, repeats ignored."""
-    items = parse_outcomes(await request.body())
-    return Response(await services.outcomes.record(session, principal, items), media_type=JSON)
+    raw = await request.body()
+    items = parse_outcomes(raw)
+    once = Once.of(idempotency_key, raw)
+    body = await services.outcomes.record(session, principal, items, once)
+    return Response(body, media_type=JSON)

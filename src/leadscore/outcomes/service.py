@@ -14,7 +14,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadscore.auth.principal import Principal
+from leadscore.core.db import after_commit, on_rollback
 from leadscore.core.errors import LeadScoreError, NotFoundError
+from leadscore.core.idempotency import IdempotencyStore, Once
 from leadscore.core.writer import ScoreWriter
 from leadscore.outcomes import repository as repo
 
@@ -108,15 +110,52 @@ def _refuse_conversion_after_loss(
 class OutcomeService:
     """Records outcomes for the caller's team; all of a request or none of it."""
 
-    def __init__(self, writer: ScoreWriter[Any], other_writers_seconds: float = 0.0) -> None:
+    def __init__(
+        self,
+        writer: ScoreWriter[Any],
+        other_writers_seconds: float = 0.0,
+        idempotency: IdempotencyStore | None = None,
+    ) -> None:
         self.writer = writer
         self.other_writers_seconds = other_writers_seconds
+        self.idempotency = idempotency
+        self._releases: set[asyncio.Task[None]] = set()
 
     async def record(
-        self, session: AsyncSession, principal: Principal, items: Sequence[OutcomeIn]
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        items: Sequence[OutcomeIn],
+        once: Once | None = None,
     ) -> bytes:
         """Store new outcomes (committed with the request, before the reply); repeats change
-        nothing."""
+        nothing; a retry with the request's idempotency key gets the first answer."""
+        store = self.idempotency
+        if store is None or once is None:
+            return await self._record_all(session, principal, items)
+        team = principal.team_id
+        stored = await store.reserve(team, "outcomes", once)
+        if stored is not None:
+            return stored
+        try:
+            answer = await self._record_all(session, principal, items)
+        except BaseException:
+            await store.release(team, "outcomes", once)
+            raise
+        # The answer is replayed only once it is durable; a failed commit frees the key.
+        after_commit(session, lambda: store.complete(team, "outcomes", once, answer))
+        on_rollback(session, lambda: self._release_later(store, team, once))
+        return answer
+
+    def _release_later(self, store: IdempotencyStore, team: int, once: Once) -> None:
+        """Rollback hooks are synchronous: free the key in a task the service keeps alive."""
+        task = asyncio.get_running_loop().create_task(store.release(team, "outcomes", once))
+        self._releases.add(task)
+        task.add_done_callback(self._releases.discard)
+
+    async def _record_all(
+        self, session: AsyncSession, principal: Principal, items: Sequence[OutcomeIn]
+    ) -> bytes:
         await self.writer.barrier()  # a lead scored a moment ago is in the database now
         team = principal.team_id
         lead_ids = sorted({item.lead_id for item in items})

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Numeric,
     Row,
     Select,
+    and_,
     case,
     cast,
     func,
@@ -160,14 +161,26 @@ async def latest_score(session: AsyncSession, team_id: int, lead_id: str) -> Sco
 
 
 async def score_history(
-    session: AsyncSession, team_id: int, lead_id: str, limit: int
+    session: AsyncSession, team_id: int, lead_id: str, limit: int, before: int | None = None
 ) -> list[ScoreRow]:
-    """A lead's scores for one team, newest first."""
+    """A lead's scores for one team, newest first; with `before` (a score's id), those after
+    it in that order — keyset paging that new scores arriving meanwhile cannot shift."""
+    query = select(ScoreRow).where(ScoreRow.team_id == team_id, ScoreRow.lead_id == lead_id)
+    if before is not None:
+        # The anchor's own time, read in the query: no rounding of a timestamp in a cursor.
+        anchor = (
+            select(ScoreRow.scored_at)
+            .where(ScoreRow.id == before, ScoreRow.team_id == team_id, ScoreRow.lead_id == lead_id)
+            .scalar_subquery()
+        )
+        query = query.where(
+            or_(
+                ScoreRow.scored_at < anchor,
+                and_(ScoreRow.scored_at == anchor, ScoreRow.id < before),
+            )
+        )
     result = await session.execute(
-        select(ScoreRow)
-        .where(ScoreRow.team_id == team_id, ScoreRow.lead_id == lead_id)
-        .order_by(ScoreRow.scored_at.desc(), ScoreRow.id.desc())
-        .limit(limit)
+        query.order_by(ScoreRow.scored_at.desc(), ScoreRow.id.desc()).limit(limit)
     )
     return list(result.scalars())
 

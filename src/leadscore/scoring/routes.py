@@ -12,7 +12,8 @@ from fastapi import (
 )
 from pydantic import AwareDatetime
 
-from leadscore.core.http import ERROR_RESPONSES, JSON, LeadIdPath, json_body
+from leadscore.core.http import ERROR_RESPONSES, JSON, IdempotencyKey, LeadIdPath, json_body
+from leadscore.core.idempotency import Once
 from leadscore.core.uploads import receive_form
 from leadscore.deps import (
     SECURED,
@@ -44,21 +45,32 @@ router = APIRouter(prefix="/api/v1/ml", tags=["scoring"], responses=ERROR_RESPON
 @router.post(
     "/score", response_model=ScoreResponse, openapi_extra=json_body(ScoreRequest) | SECURED
 )
-async def score(request: Request, services: ServicesDep, principal: WriterDep) -> Response:
+async def score(
+    request: Request,
+    services: ServicesDep,
+    principal: WriterDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
     """Score one lead: probability, class, confidence, reasons, commission."""
     # Parsed straight from bytes by pydantic-core: the hottest route skips a JSON round trip.
-    parsed = ScoreRequest.model_validate_json(await request.body())
+    raw = await request.body()
+    parsed = ScoreRequest.model_validate_json(raw)
     lead = Lead.model_construct(lead_id=parsed.lead_id, lead_data=parsed.lead_data)
-    body = await services.scoring.score(principal, lead, parsed.options)
+    once = Once.of(idempotency_key, raw)
+    body = await services.scoring.score(principal, lead, parsed.options, once)
     return Response(body, media_type=JSON)
 
 
 @router.post("/batch-score", response_model=BatchResponse, openapi_extra=SECURED)
 async def batch_score(
-    request: BatchRequest, services: ServicesDep, principal: WriterDep
+    request: BatchRequest,
+    services: ServicesDep,
+    principal: WriterDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Score up to 100 leads; results in input order, a bad lead fails alone."""
-    body = await services.scoring.batch(principal, request.leads, request.options)
+    once = Once.of(idempotency_key, request.model_dump_json().encode())
+    body = await services.scoring.batch(principal, request.leads, request.options, once)
     return Response(body, media_type=JSON)
 
 
@@ -77,11 +89,13 @@ async def score_history(
     session: SessionDep,
     principal: PrincipalDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[
+        int | None, Query(ge=1, le=2**63 - 1, description="`next_cursor` of the previous page")
+    ] = None,
 ) -> Response:
     """Every score of a lead with time, model version and top reasons, newest first."""
-    return Response(
-        await services.scoring.history(session, principal, lead_id, limit), media_type=JSON
-    )
+    body = await services.scoring.history(session, principal, lead_id, limit, cursor)
+    return Response(body, media_type=JSON)
 
 
 @router.get("/leads", response_model=LeadsResponse, openapi_extra=SECURED)

@@ -1,4 +1,8 @@
-"""Request and response shapes of scoring, with the examples shown in /docs."""
+"""Request and response shapes of scoring, with the examples shown in /docs.
+
+Pure pydantic on purpose: the Python client (`leadscore.client`) parses answers with these
+models, so nothing here may import the engine's numeric stack or the server.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from leadscore.core.schemas import _Strict
 from leadscore.engine.schema import LeadData, LeadId
-from leadscore.scoring.service import ScoreOptions
 
 EXAMPLE_LEAD: dict[str, Any] = {
     "lead_id": "lead_12345",
@@ -38,6 +41,16 @@ EXAMPLE_LEAD: dict[str, Any] = {
         "force_refresh": False,
     },
 }
+
+
+class ScoreOptions(BaseModel):
+    """What to include in a score, and whether to bypass the cache."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    return_feature_importance: bool = True
+    calculate_commission: bool = True
+    force_refresh: bool = False
 
 
 class ScoreRequest(_Strict):
@@ -200,10 +213,11 @@ class HistoryEntry(BaseModel):
 
 
 class HistoryResponse(BaseModel):
-    """A lead's scores, newest first."""
+    """A lead's scores, newest first; `next_cursor` fetches the next page (null on the last)."""
 
     lead_id: str
     scores: list[HistoryEntry]
+    next_cursor: str | None = None
 
 
 class TopQuestion(BaseModel):

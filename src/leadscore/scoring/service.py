@@ -11,13 +11,14 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leadscore.auth.principal import Principal, team_policy
 from leadscore.core.cache import Cache, CacheUnavailableError
 from leadscore.core.db import after_commit, transaction
 from leadscore.core.errors import NotFoundError
+from leadscore.core.idempotency import IdempotencyStore, Once
 from leadscore.core.metrics import Metrics
 from leadscore.core.schemas import validation_detail
 from leadscore.core.tables import ScoreRow
@@ -32,18 +33,9 @@ from leadscore.models.shadow import ShadowJob, ShadowScorer
 from leadscore.scoring import repository as repo
 from leadscore.scoring.change import score_change
 from leadscore.scoring.repository import ScoreRecord
+from leadscore.scoring.schemas import ScoreOptions
 
 LATEST_TTL_SECONDS: Final = 3600.0
-
-
-class ScoreOptions(BaseModel):
-    """What to include in a score, and whether to bypass the cache."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    return_feature_importance: bool = True
-    calculate_commission: bool = True
-    force_refresh: bool = False
 
 
 def cache_ttl(confidence: float) -> float:
@@ -180,9 +172,11 @@ class ScoringService:
         shadow: ShadowScorer,
         batch_chunk: int = 25,
         hooks: Sequence[ScoreHook] = (),
+        idempotency: IdempotencyStore | None = None,
     ) -> None:
         self.models = models
         self.cache = cache
+        self.idempotency = idempotency or IdempotencyStore(cache)
         self.writer = writer
         self.metrics = metrics
         self.events = events
@@ -214,12 +208,19 @@ class ScoringService:
         signature = _signature(canonical, live.version, options, principal)
         return _Scored(lead, data, live, shadow, signature)
 
-    async def score(self, principal: Principal, lead: Lead, options: ScoreOptions) -> bytes:
-        """Score one lead: cached when the same data was scored by the same model."""
-        started = time.perf_counter()
-        item = self._prepare(principal, lead, self.models.lineup(principal.team_id), options)
-        [body] = await self._score_items(principal, [item], options, started)
-        return orjson.dumps(body)
+    async def score(
+        self, principal: Principal, lead: Lead, options: ScoreOptions, once: Once | None = None
+    ) -> bytes:
+        """Score one lead: cached when the same data was scored by the same model; a retry
+        with the request's idempotency key gets the first answer, not a second score."""
+
+        async def act() -> bytes:
+            started = time.perf_counter()
+            item = self._prepare(principal, lead, self.models.lineup(principal.team_id), options)
+            [body] = await self._score_items(principal, [item], options, started)
+            return orjson.dumps(body)
+
+        return await self.idempotency.run(principal.team_id, "score", once, act)
 
     async def _score_items(
         self, principal: Principal, items: Sequence[_Scored], options: ScoreOptions, started: float
@@ -349,9 +350,21 @@ class ScoringService:
         return done
 
     async def batch(
+        self,
+        principal: Principal,
+        leads: Sequence[Any],
+        options: ScoreOptions,
+        once: Once | None = None,
+    ) -> bytes:
+        """Score up to 100 leads in one vectorised pass; an invalid lead fails alone; a retry
+        with the request's idempotency key gets the first answer."""
+        return await self.idempotency.run(
+            principal.team_id, "batch", once, lambda: self._batch(principal, leads, options)
+        )
+
+    async def _batch(
         self, principal: Principal, leads: Sequence[Any], options: ScoreOptions
     ) -> bytes:
-        """Score up to 100 leads in one vectorised pass; an invalid lead fails alone."""
         started = time.perf_counter()
         lineup = self.models.lineup(principal.team_id)
         valid: list[tuple[int, _Scored]] = []
@@ -434,15 +447,25 @@ class ScoringService:
         return orjson.dumps(row.result)
 
     async def history(
-        self, session: AsyncSession, principal: Principal, lead_id: str, limit: int
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        lead_id: str,
+        limit: int,
+        cursor: int | None = None,
     ) -> bytes:
-        """Every score of a lead with time, model version and reasons, newest first."""
+        """Every score of a lead with time, model version and reasons, newest first, a page
+        at a time (`next_cursor`: the id of the page's oldest score)."""
         await self.writer.barrier()
-        # One more than shown: the oldest entry shown gets its change too.
-        rows = await repo.score_history(session, principal.team_id, lead_id, limit + 1)
-        if not rows:
+        # One more than shown: the oldest entry shown gets its change too, and it says
+        # whether another page follows.
+        rows = await repo.score_history(session, principal.team_id, lead_id, limit + 1, cursor)
+        if not rows and cursor is None:
             raise NotFoundError(f"no score for lead {lead_id!r}")
-        return orjson.dumps({"lead_id": lead_id, "scores": history_entries(rows, limit)})
+        next_cursor = str(rows[limit - 1].id) if len(rows) > limit else None
+        return orjson.dumps(
+            {"lead_id": lead_id, "scores": history_entries(rows, limit), "next_cursor": next_cursor}
+        )
 
 
 def history_entries(rows: Sequence[ScoreRow], limit: int) -> list[dict[str, Any]]:

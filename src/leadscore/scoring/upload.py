@@ -33,7 +33,8 @@ from leadscore.engine.mapping import ColumnMapping, parse_mapping
 from leadscore.engine.schema import Lead
 from leadscore.live import events
 from leadscore.live.events import EventPublisher
-from leadscore.scoring.service import ScoreOptions, ScoringService
+from leadscore.scoring.schemas import ScoreOptions
+from leadscore.scoring.service import ScoringService
 
 log = logging.getLogger(__name__)
 
