@@ -170,15 +170,18 @@ def test_xlsx_is_the_lists_rows_typed(
     assert sheet.rows[0][:3] == ["Lead ID", "Name", "Email"]
     assert sheet.frozen_rows == 1
     assert sheet.autofilter == f"A1:N{max(len(listed), 1) + 1}"
-    assert len(sheet.widths) == 14 and min(sheet.widths) >= 8
+    assert len(sheet.widths) == 14
+    assert min(sheet.widths) >= 8
     body = sheet.rows[1:]
     assert [row[0] for row in body] == [item["lead_id"] for item in listed]
     for row, formats, item in zip(body, sheet.formats[1:], listed, strict=True):
         row += [None] * (14 - len(row))
         formats += [None] * (14 - len(formats))
         assert row[1] == item["name"]  # text, never a formula
-        assert row[4] == item["ml_score"] and isinstance(row[4], float)
-        assert row[6] == pytest.approx(item["ml_confidence"]) and formats[6] == "0.0%"
+        assert row[4] == item["ml_score"]
+        assert isinstance(row[4], float)
+        assert row[6] == pytest.approx(item["ml_confidence"])
+        assert formats[6] == "0.0%"
         assert row[7] is item["qualification_needed"]
         if item["expected_commission"] is None:
             assert row[8] is None
@@ -281,7 +284,8 @@ def test_report_pdf_reads_on_paper(
                     "Model health", "Serving model", "Live quality", "Drift"):  # fmt: skip
         assert heading in text, heading
     assert TOP_NAME in text
-    assert "gbx_" not in text and "Okafor" in text
+    assert "gbx_" not in text
+    assert "Okafor" in text
 
 
 def test_report_is_for_the_callers_team(client: httpx.Client, as_role: Headers, scored: Any,
