@@ -29,6 +29,9 @@ BAND_FILL: Final = "#F2F4F7"
 BODY: Final = 9.5
 TABLE: Final = 8.0
 SMALL: Final = 7.5
+PAGES: Final = 5
+#: Average width of a character, in ems, to wrap table cells by (DejaVu Sans; bold is wider).
+CHAR_EM: Final = 0.6
 #: matplotlib's rcParams are process-wide: one render at a time sets and reads them.
 _RENDER_LOCK: Final = threading.Lock()
 
@@ -65,7 +68,7 @@ def day(moment: datetime) -> str:
 class Page:
     """One page laid out top-down in inches: a cursor moves down as blocks are placed."""
 
-    def __init__(self, pdf: PdfPages, paper: Paper, title: str, footer: str) -> None:
+    def __init__(self, pdf: PdfPages, paper: Paper, title: str, footer: str, number: int) -> None:
         self.pdf = pdf
         self.width, self.height = PAPER_INCHES[paper]
         self.figure = Figure(figsize=(self.width, self.height))
@@ -75,8 +78,11 @@ class Page:
         self.y += 0.32
         self.rule()
         self.y += 0.12
-        self.figure.text(MARGIN / self.width, 0.4 / self.height, footer, fontsize=SMALL,
-                         color=MUTED, va="bottom")  # fmt: skip
+        self.figure.text(
+            MARGIN / self.width, 0.4 / self.height, footer, fontsize=SMALL, color=MUTED, va="bottom"
+        )
+        self.figure.text(1 - MARGIN / self.width, 0.4 / self.height, f"{number} / {PAGES}",
+                         fontsize=SMALL, color=MUTED, va="bottom", ha="right")  # fmt: skip
 
     def _fx(self, x: float) -> float:
         return x / self.width
@@ -103,9 +109,9 @@ class Page:
         self.text(text, size=12.5, weight="bold", colour=HEAD_FILL)
         self.y += 0.3
 
-    def paragraph(self, text: str, width_chars: int = 110, size: float = BODY) -> None:
-        """Wrapped text, the cursor moved below it."""
-        for line in textwrap.wrap(text, width_chars):
+    def paragraph(self, text: str, size: float = BODY) -> None:
+        """Text wrapped to the page's width, the cursor moved below it."""
+        for line in textwrap.wrap(text, int(self.inner / (size / 72 * CHAR_EM))):
             self.text(line, size=size, colour=MUTED if size < BODY else INK)
             self.y += size / 72 * 1.45
         self.y += 0.06
@@ -118,12 +124,17 @@ class Page:
                              color=RULE, linewidth=0.8)
         )  # fmt: skip
 
-    def axes(self, height: float, width: float | None = None, x: float = 0.0) -> Axes:
-        """Axes for a chart of this height (inches) at the cursor; the cursor is not moved."""
+    def axes(
+        self, height: float, width: float | None = None, x: float = 0.0, labels: float = 0.55
+    ) -> Axes:
+        """Axes for a chart of this height (inches) at the cursor, `labels` inches left of it
+        for the tick labels; the cursor is not moved."""
         w = self.inner if width is None else width
-        # Room for tick labels on the left and below.
-        left, bottom = MARGIN + x + 0.55, self.y + height - 0.1
-        rect = (self._fx(left), self._fy(bottom), self._fx(w - 0.7), (height - 0.45) / self.height)
+        left, bottom = MARGIN + x + labels, self.y + height - 0.35
+        rect = (
+            self._fx(left), self._fy(bottom), self._fx(w - labels - 0.15),
+            (height - 0.7) / self.height,
+        )  # fmt: skip
         ax = self.figure.add_axes(rect)
         ax.spines[["top", "right"]].set_visible(False)
         ax.tick_params(labelsize=SMALL, colors=MUTED)
@@ -142,7 +153,7 @@ class Page:
         line = TABLE / 72 * 1.35
         scale = self.inner / sum(widths)
         inches = [w * scale for w in widths]
-        chars = [max(4, int(w / (TABLE / 72 * 0.52))) for w in inches]
+        chars = [max(3, int((w - 0.1) / (TABLE / 72 * CHAR_EM))) for w in inches]
 
         def draw_row(cells: Sequence[str], header: bool, fill: str | None) -> float:
             wrapped = [textwrap.wrap(c, n) or [""] for c, n in zip(cells, chars, strict=True)]
@@ -193,15 +204,12 @@ def render(data: ReportData, paper: Paper = "a4") -> bytes:
         metadata = {"Title": f"LeadScore report — {data.team}", "Author": "LeadScore",
                     "Subject": f"{day(data.since)} to {day(data.until)}"}  # fmt: skip
         with PdfPages(buffer, metadata=metadata) as pdf:
-            footer = (
-                f"LeadScore · team {data.team} · {day(data.since)} – {day(data.until)} · "
-                "scores are calibrated probabilities × 100; commission is expected (× P(closing))"
-            )
-            _summary_page(Page(pdf, paper, f"Lead report: {data.team}", footer), data)
-            _top_leads_page(Page(pdf, paper, "Leads to call first", footer), data)
-            _scores_page(Page(pdf, paper, "Scores and conversion", footer), data)
-            _queue_page(Page(pdf, paper, "Qualification queue", footer), data)
-            _model_page(Page(pdf, paper, "Model health", footer), data)
+            footer = f"LeadScore · team {data.team} · {day(data.since)} to {day(data.until)}"
+            _summary_page(Page(pdf, paper, f"Lead report: {data.team}", footer, 1), data)
+            _top_leads_page(Page(pdf, paper, "Leads to call first", footer, 2), data)
+            _scores_page(Page(pdf, paper, "Scores and conversion", footer, 3), data)
+            _queue_page(Page(pdf, paper, "Qualification queue", footer, 4), data)
+            _model_page(Page(pdf, paper, "Model health", footer, 5), data)
     return buffer.getvalue()
 
 
@@ -214,7 +222,6 @@ def _summary_page(page: Page, data: ReportData) -> None:
         f"Period: {day(data.since)} to {day(data.until)}. Leads are counted by their latest "
         "score; scores in the period feed the distribution and the live figures.",
         size=SMALL,
-        width_chars=130,
     )
     page.heading("At a glance")
     boxes = [
@@ -260,10 +267,10 @@ def _summary_page(page: Page, data: ReportData) -> None:
         ax2.annotate(f"{value:,.0f}", (k, value), ha="center", va="bottom", fontsize=SMALL)
     page.y += height + 0.1
     page.paragraph(
+        "Scores are calibrated probabilities of conversion × 100. "
         "Expected commission = estimated sale price × the team's commission rate × P(closing). "
         "Leads without a budget have no estimate and add nothing.",
         size=SMALL,
-        width_chars=130,
     )
     page.save()
 
@@ -277,7 +284,6 @@ def _top_leads_page(page: Page, data: ReportData) -> None:
         "The highest-scoring leads, best first, with the reasons that moved their score most "
         "and the question to ask next. Call from the top.",
         size=SMALL,
-        width_chars=130,
     )
     if not data.top_leads:
         page.paragraph("No scored leads yet.")
@@ -291,8 +297,8 @@ def _top_leads_page(page: Page, data: ReportData) -> None:
         for k, lead in enumerate(data.top_leads, start=1)
     ]  # fmt: skip
     page.table(
-        ["#", "Lead", "Score", "Class", "Conf.", "Exp. commission", "Why", "Ask next"],
-        rows, [0.35, 1.7, 0.65, 0.65, 0.6, 1.1, 3.0, 2.0],
+        ["#", "Lead", "Score", "Class", "Conf.", "Commission", "Why", "Ask next"],
+        rows, [0.35, 1.9, 0.68, 0.65, 0.65, 1.1, 3.0, 1.7],
         [True, False, True, False, True, True, False, False],
     )  # fmt: skip
     page.save()
@@ -320,7 +326,7 @@ def _scores_page(page: Page, data: ReportData) -> None:
         ax.set_ylabel("% converted", fontsize=SMALL)
         ax.set_xlabel("score band", fontsize=SMALL)
         ax.legend(fontsize=SMALL, frameon=False, loc="upper left")
-        page.y += height
+        page.y += height + 0.05
         page.table(
             ["Score band", "Leads with outcome", "Expected", "Actual", "Difference"],
             [[label, f"{b['leads']:,}", pct(b["expected"], 1), pct(b["actual"], 1),
@@ -338,7 +344,6 @@ def _scores_page(page: Page, data: ReportData) -> None:
         f"{figures['scores']:,} scores from {day(datetime.fromisoformat(figures['since']))} to "
         f"{day(datetime.fromisoformat(figures['until']))}, by 10-point band.",
         size=SMALL,
-        width_chars=130,
     )
     height = min(3.0, page.left - 0.2)
     ax = page.axes(height)
@@ -354,13 +359,16 @@ def _scores_page(page: Page, data: ReportData) -> None:
     page.save()
 
 
+def _reason_codes(reasons: Sequence[str]) -> str:
+    return ", ".join(r.replace("_", " ") for r in reasons) or "—"
+
+
 def _queue_page(page: Page, data: ReportData) -> None:
     counts = data.queue["counts"]
     page.paragraph(
         f"{counts.get('open', 0):,} open and {counts.get('claimed', 0):,} claimed. These leads "
         "are scored with too little confidence or too little known about them; the answers to "
-        "the questions listed move their score most.",
-        width_chars=105,
+        "the questions listed move their score most."
     )
     escalations = data.queue["escalations"]
     if not escalations:
@@ -371,14 +379,14 @@ def _queue_page(page: Page, data: ReportData) -> None:
     rows = [
         [e["name"] or e["lead_id"], e["status"], e["opened_at"][:16].replace("T", " "),
          "—" if e["ml_score"] is None else f"{e['ml_score']:.1f}",
-         pct(e["ml_confidence"]), ", ".join(e["reasons"]) or "—",
+         pct(e["ml_confidence"]), _reason_codes(e["reasons"]),
          "; ".join(q["question"] for q in e["ask_next"][:2]) or "—",
          e["claimed_by"] or "—"]
         for e in escalations
     ]  # fmt: skip
     shown = page.table(
-        ["Lead", "Status", "Opened (UTC)", "Score", "Conf.", "Why", "Ask", "Claimed by"],
-        rows, [1.6, 0.75, 1.25, 0.6, 0.6, 1.7, 2.6, 1.0],
+        ["Lead", "Status", "Opened (UTC)", "Score", "Conf.", "Why", "Ask next", "Claimed by"],
+        rows, [1.5, 0.7, 1.2, 0.6, 0.6, 1.4, 2.6, 1.0],
         [False, False, False, True, True, False, False, False],
     )  # fmt: skip
     waiting = sum(counts.values())
@@ -431,7 +439,7 @@ def _model_page(page: Page, data: ReportData) -> None:
     top = list(drift["feature_psi"].items())[:12]
     if top:
         height = min(3.6, page.left - 0.1)
-        ax = page.axes(height)
+        ax = page.axes(height, labels=2.0)
         names = [name for name, _ in reversed(top)]
         values = [value for _, value in reversed(top)]
         colours = [CLASS_COLOURS["hot"] if v > drift["threshold"] else "#9DB4CF" for v in values]
