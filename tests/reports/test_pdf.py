@@ -56,7 +56,7 @@ def _data(now: datetime, leads: int = 40, queue: int = 40) -> ReportData:
             "conversion_by_band": [{"lower": b * 10, "upper": b * 10 + 10, "leads": 30 + b,
                                     "expected": b / 10 + 0.05, "actual": b / 10 + 0.03}
                                    for b in range(10)],
-        },  # fmt: skip
+        },
         queue={"counts": {"open": 27, "claimed": 13}, "escalations": escalations},
         health={
             "version": "20261201-abc123", "algorithm": "lightgbm", "trained_at": iso_z(now),
@@ -66,7 +66,7 @@ def _data(now: datetime, leads: int = 40, queue: int = 40) -> ReportData:
             "drift": {"rows": 5000, "threshold": 0.2, "score_psi": 0.07, "alert": True,
                       "drifted_features": ["repeat_listing_views"],
                       "feature_psi": {f"feature_number_{k}": 0.3 - 0.02 * k for k in range(15)}},
-        },  # fmt: skip
+        },
     )
 
 
