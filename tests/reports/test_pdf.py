@@ -1,4 +1,4 @@
-"""The report's pages drawn from known figures (no server): every section, long text, both papers."""
+"""The report drawn from known figures (no server): every section, long text, both papers."""
 
 from __future__ import annotations
 
@@ -50,22 +50,40 @@ def _data(now: datetime, leads: int = 40, queue: int = 40) -> ReportData:
         },
         top_leads=top,
         figures={
-            "since": iso_z(now - timedelta(days=30)), "until": iso_z(now), "scores": 5120,
-            "score_distribution": [{"lower": b * 10, "upper": b * 10 + 10, "count": 50 * (10 - b)}
-                                   for b in range(10)],
-            "conversion_by_band": [{"lower": b * 10, "upper": b * 10 + 10, "leads": 30 + b,
-                                    "expected": b / 10 + 0.05, "actual": b / 10 + 0.03}
-                                   for b in range(10)],
+            "since": iso_z(now - timedelta(days=30)),
+            "until": iso_z(now),
+            "scores": 5120,
+            "score_distribution": [
+                {"lower": b * 10, "upper": b * 10 + 10, "count": 50 * (10 - b)} for b in range(10)
+            ],
+            "conversion_by_band": [
+                {
+                    "lower": b * 10,
+                    "upper": b * 10 + 10,
+                    "leads": 30 + b,
+                    "expected": b / 10 + 0.05,
+                    "actual": b / 10 + 0.03,
+                }
+                for b in range(10)
+            ],
         },
         queue={"counts": {"open": 27, "claimed": 13}, "escalations": escalations},
         health={
-            "version": "20261201-abc123", "algorithm": "lightgbm", "trained_at": iso_z(now),
+            "version": "20261201-abc123",
+            "algorithm": "lightgbm",
+            "trained_at": iso_z(now),
             "metrics": {"conversion": {"auc": 0.812, "brier": 0.091}},
-            "live_quality": {"versions": {"20261201-abc123": {"n": 640, "auc": 0.79,
-                                                               "brier": 0.1}}},
-            "drift": {"rows": 5000, "threshold": 0.2, "score_psi": 0.07, "alert": True,
-                      "drifted_features": ["repeat_listing_views"],
-                      "feature_psi": {f"feature_number_{k}": 0.3 - 0.02 * k for k in range(15)}},
+            "live_quality": {
+                "versions": {"20261201-abc123": {"n": 640, "auc": 0.79, "brier": 0.1}}
+            },
+            "drift": {
+                "rows": 5000,
+                "threshold": 0.2,
+                "score_psi": 0.07,
+                "alert": True,
+                "drifted_features": ["repeat_listing_views"],
+                "feature_psi": {f"feature_number_{k}": 0.3 - 0.02 * k for k in range(15)},
+            },
         },
     )
 
