@@ -10,18 +10,21 @@ import io
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
+import polars as pl
 import pytest
 from matplotlib import image
 
 from leadscore.core.timestamps import iso_z
 
-from ..api.conftest import COLD, hot_data, lead
+from ..api.conftest import COLD, hot_data, lead, worker_env
 from .xlsx import read
 
 Headers = Callable[[str], dict[str, str]]
@@ -307,3 +310,57 @@ def test_bad_report_since_is_422(client: httpx.Client, as_role: Headers, since: 
     response = client.get(REPORT, params={"since": since}, headers=as_role("acme-viewer"))
     assert response.status_code == 422, response.text
     assert "since" in response.text
+
+
+def _cli(deployment: Any, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "leadscore", *args], cwd=cwd, env=worker_env(deployment),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def test_cli_exports_every_format_with_the_lists_filters(
+    client: httpx.Client, as_role: Headers, deployment: Any, scored: Any, tmp_path: Path
+) -> None:
+    params = {"classification": "cold", "sort": "expected_commission"}
+    listed = _listed(client, as_role("acme-viewer"), params)
+    args = ["--team", "acme", "--classification", "cold", "--sort", "expected_commission"]
+    for name in ("leads.parquet", "leads.jsonl", "leads.csv", "leads.xlsx"):
+        done = _cli(deployment, "export", *args, "-o", name, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert f"{len(listed)} leads written" in done.stdout
+    frame = pl.read_parquet(tmp_path / "leads.parquet")
+    assert frame["lead_id"].to_list() == [item["lead_id"] for item in listed]
+    assert frame["ml_score"].to_list() == [item["ml_score"] for item in listed]
+    assert frame.schema["scored_at"] == pl.Datetime("us", "UTC")
+    assert frame.schema["qualification_needed"] == pl.Boolean
+    lines = (tmp_path / "leads.jsonl").read_bytes().splitlines()
+    assert [orjson.loads(line) for line in lines] == listed
+    csv_rows = list(csv.DictReader(io.StringIO((tmp_path / "leads.csv").read_text())))
+    assert [r["lead_id"] for r in csv_rows] == [item["lead_id"] for item in listed]
+    sheet = read((tmp_path / "leads.xlsx").read_bytes())
+    assert [row[0] for row in sheet.rows[1:]] == [item["lead_id"] for item in listed]
+
+
+def test_cli_refuses_bad_input_in_one_line(deployment: Any, tmp_path: Path) -> None:
+    bad = _cli(deployment, "export", "--team", "acme", "-o", "x.pdf", cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "--format" in bad.stderr
+    zone = _cli(deployment, "export", "--team", "acme", "-o", "x.csv", "--scored-since",
+                "2026-01-01T00:00:00", cwd=tmp_path)  # fmt: skip
+    assert zone.returncode == 2
+    assert "give a zone" in zone.stderr
+    assert "Traceback" not in zone.stderr
+    nobody = _cli(deployment, "report", "--team", "nobody", cwd=tmp_path)
+    assert nobody.returncode == 2
+    assert "no team named 'nobody'" in nobody.stderr
+
+
+@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="poppler-utils is not installed")
+def test_cli_report_writes_the_pdf(deployment: Any, scored: Any, tmp_path: Path) -> None:
+    done = _cli(deployment, "report", "--team", "acme", "-o", "r.pdf", "--paper", "letter",
+                cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    _, text = _pdf_pages((tmp_path / "r.pdf").read_bytes(), tmp_path)
+    assert "Lead report: acme" in text
+    assert TOP_NAME in text
