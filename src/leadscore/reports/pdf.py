@@ -30,6 +30,8 @@ BODY: Final = 9.5
 TABLE: Final = 8.0
 SMALL: Final = 7.5
 PAGES: Final = 5
+#: Lines of a table cell, in multiples of the text size (matplotlib's `linespacing`).
+LINE_SPACING: Final = 1.3
 #: Average width of a character, in ems, to wrap table cells by (DejaVu Sans; bold is wider).
 CHAR_EM: Final = 0.6
 #: matplotlib's rcParams are process-wide: one render at a time sets and reads them.
@@ -150,7 +152,7 @@ class Page:
     ) -> int:
         """A table with a filled header row and wrapped cells that fit the page's width
         (`widths` are shares of it); returns how many rows fitted."""
-        line = TABLE / 72 * 1.35
+        line = TABLE / 72 * LINE_SPACING
         scale = self.inner / sum(widths)
         inches = [w * scale for w in widths]
         chars = [max(3, int((w - 0.1) / (TABLE / 72 * CHAR_EM))) for w in inches]
@@ -167,13 +169,13 @@ class Page:
                 )  # fmt: skip
             x = MARGIN
             for lines, w, right in zip(wrapped, inches, numeric, strict=True):
-                for k, text in enumerate(lines):
-                    self.figure.text(
-                        self._fx(x + w - 0.05 if right else x + 0.05),
-                        self._fy(self.y + 0.04 + k * line), text, fontsize=TABLE,
-                        va="top", ha="right" if right else "left",
-                        color="white" if header else INK, weight="bold" if header else "normal",
-                    )  # fmt: skip
+                # One text per cell, its lines `line` apart: far fewer artists to draw.
+                self.figure.text(
+                    self._fx(x + w - 0.05 if right else x + 0.05), self._fy(self.y + 0.04),
+                    "\n".join(lines), fontsize=TABLE, va="top", linespacing=LINE_SPACING,
+                    ha="right" if right else "left", multialignment="right" if right else "left",
+                    color="white" if header else INK, weight="bold" if header else "normal",
+                )  # fmt: skip
                 x += w
             return height
 
@@ -199,8 +201,9 @@ class Page:
 def render(data: ReportData, paper: Paper = "a4") -> bytes:
     """The report's pages as one PDF."""
     buffer = io.BytesIO()
-    # Type 42 (TrueType) fonts: the text of the PDF can be searched, copied and extracted.
-    with _RENDER_LOCK, mpl.rc_context({"pdf.fonttype": 42, "font.family": "DejaVu Sans"}):
+    # Type 3 fonts (matplotlib's default) carry the glyph names: the text can be extracted
+    # and searched, and they are several times faster to embed than TrueType subsets.
+    with _RENDER_LOCK, mpl.rc_context({"pdf.fonttype": 3, "font.family": "DejaVu Sans"}):
         metadata = {"Title": f"LeadScore report — {data.team}", "Author": "LeadScore",
                     "Subject": f"{day(data.since)} to {day(data.until)}"}  # fmt: skip
         with PdfPages(buffer, metadata=metadata) as pdf:
