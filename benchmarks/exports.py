@@ -162,7 +162,7 @@ async def timed(name: str, step: Callable[[], Awaitable[int]], target: float) ->
     )
 
 
-async def run(url: str, n: int, home: Path) -> None:
+async def run(url: str, n: int, home: Path, rounds: int) -> None:
     await asyncio.to_thread(upgrade, url)
     now = datetime.now(UTC)
     started = time.perf_counter()
@@ -178,7 +178,7 @@ async def run(url: str, n: int, home: Path) -> None:
             team_id = await team_id_by_name(session, team)
         principal = Principal(key_id=0, team_id=team_id, team_name=team, role="viewer")
         reports = services.reports
-        print(f"app started; RSS {rss_mb():.0f} MB")
+        print(f"app started; RSS {rss_mb():.0f} MB; load average {os.getloadavg()[0]:.1f}")
 
         async def export(fmt: str) -> int:
             download = reports.export(principal, LeadFilter(), "score", fmt)  # type: ignore[arg-type]
@@ -189,7 +189,7 @@ async def run(url: str, n: int, home: Path) -> None:
             async with services.sessions() as session:
                 return len(await reports.report(session, principal, None, "a4"))
 
-        for _ in range(2):  # the second round: caches warm, peaks from the first round kept
+        for _ in range(rounds):
             await timed("csv", lambda: export("csv"), 5)
             await timed("xlsx", lambda: export("xlsx"), 20)
             await timed("pdf", pdf, 5)
@@ -200,12 +200,13 @@ def main() -> None:
     parser.add_argument("--leads", type=int, default=100_000)
     parser.add_argument("--home", type=Path, default=Path.home() / ".cache" / "leadscore-bench")
     parser.add_argument("--database", default=None, help="default: a new SQLite file")
+    parser.add_argument("--rounds", type=int, default=1, help="each step this many times")
     args = parser.parse_args()
     args.home.mkdir(parents=True, exist_ok=True)
-    print(f"{os.cpu_count()} cores; {args.leads:,} leads")
+    print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}; {args.leads:,} leads")
     with tempfile.TemporaryDirectory() as scratch:
         url = args.database or f"sqlite+aiosqlite:///{Path(scratch) / 'bench.db'}"
-        asyncio.run(run(url, args.leads, args.home))
+        asyncio.run(run(url, args.leads, args.home, args.rounds))
 
 
 if __name__ == "__main__":

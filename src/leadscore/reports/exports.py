@@ -8,7 +8,7 @@ import os
 import tempfile
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -28,6 +28,9 @@ MEDIA_TYPES: Final[dict[str, str]] = {
 }
 #: Bytes read from a finished file per chunk of the response body.
 FILE_CHUNK: Final = 256 * 1024
+#: Day 0 of Excel's serial dates (so that 1 is 1900-01-01 with its leap-year bug), in UTC.
+EXCEL_EPOCH: Final = datetime(1899, 12, 30, tzinfo=UTC)
+ONE_DAY: Final = timedelta(days=1)
 #: A spreadsheet runs a cell beginning with one of these as a formula (CSV injection).
 _FORMULA_START: Final = ("=", "+", "-", "@", "\t", "\r")
 
@@ -62,22 +65,32 @@ COLUMNS: Final = (
 
 def flat(lead: dict[str, Any]) -> list[Any]:
     """A list item as one row of cells: the question's text and the reasons' texts joined."""
-    question = lead.get("top_question")
-    cells = dict(lead)
-    cells["top_question"] = question["question"] if question else None
-    cells["reasons"] = "; ".join(r["text"] for r in lead.get("reasons") or []) or None
-    return [cells.get(column.field) for column in COLUMNS]
+    question = lead["top_question"]
+    return [
+        lead["lead_id"], lead["name"], lead["email"], lead["source"], lead["ml_score"],
+        lead["classification"], lead["ml_confidence"], lead["qualification_needed"],
+        lead["expected_commission"], lead["change_points"], lead["scored_at"],
+        question["question"] if question else None,
+        "; ".join(r["text"] for r in lead["reasons"]) or None, lead["model_version"],
+    ]  # fmt: skip
 
 
-def _csv_cell(value: Any) -> Any:
-    """A cell as text a spreadsheet opens as data: booleans as true/false, no formula run."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
+#: The columns whose cells are text (checked for formulas) and the true/false one, by index.
+_TEXT: Final = tuple(k for k, column in enumerate(COLUMNS) if column.kind == "text")
+_BOOL: Final = tuple(k for k, column in enumerate(COLUMNS) if column.kind == "bool")
+
+
+def _csv_row(row: list[Any]) -> list[Any]:
+    """A row as text a spreadsheet opens as data: booleans as true/false, no formula run
+    (None is written empty by the csv module itself)."""
+    for k in _TEXT:
+        value = row[k]
+        if value and value.startswith(_FORMULA_START):
+            row[k] = "'" + value
+    for k in _BOOL:
+        if row[k] is not None:
+            row[k] = "true" if row[k] else "false"
+    return row
 
 
 def csv_header() -> bytes:
@@ -89,8 +102,7 @@ def csv_rows(rows: Sequence[list[Any]], header: bool = False) -> bytes:
     """Rows as CSV (RFC 4180, CRLF) in UTF-8."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    for row in rows:
-        writer.writerow(row if header else [_csv_cell(value) for value in row])
+    writer.writerows(rows if header else [_csv_row(row) for row in rows])
     return buffer.getvalue().encode()
 
 
@@ -141,21 +153,25 @@ class XlsxSheet:
     def write(self, chunk: Sequence[dict[str, Any]]) -> None:
         """Append a chunk of leads, one typed cell per column (text is never a formula)."""
         sheet, formats = self.sheet, self.formats
+        text, boolean, number = sheet.write_string, sheet.write_boolean, sheet.write_number
+        kinds = [column.kind for column in COLUMNS]
         for lead in chunk:
             self.rows += 1
             row = self.rows
-            for index, (column, value) in enumerate(zip(COLUMNS, flat(lead), strict=True)):
+            for index, value in enumerate(flat(lead)):
                 if value is None:
                     continue
-                kind = column.kind
+                kind = kinds[index]
                 if kind == "text":
-                    sheet.write_string(row, index, str(value))
+                    text(row, index, value)
                 elif kind == "bool":
-                    sheet.write_boolean(row, index, bool(value))
+                    boolean(row, index, value)
                 elif kind == "datetime":
-                    sheet.write_datetime(row, index, datetime.fromisoformat(value), formats[kind])
+                    # Excel's serial day number, in UTC (the heading says so).
+                    days = (datetime.fromisoformat(value) - EXCEL_EPOCH) / ONE_DAY
+                    number(row, index, days, formats[kind])
                 else:
-                    sheet.write_number(row, index, float(value), formats[kind])
+                    number(row, index, value, formats[kind])
 
     def close(self) -> None:
         """Set the autofilter over every row written and finish the file."""
