@@ -181,7 +181,7 @@ async def run(url: str, n: int, home: Path, rounds: int) -> None:
         print(f"app started; RSS {rss_mb():.0f} MB; load average {os.getloadavg()[0]:.1f}")
 
         async def export(fmt: str) -> int:
-            download = reports.export(principal, LeadFilter(), "score", fmt)  # type: ignore[arg-type]
+            download = await reports.export(principal, LeadFilter(), "score", fmt)  # type: ignore[arg-type]
             return await drain(download.body)
 
         async def pdf() -> int:

@@ -45,7 +45,7 @@ async def export_leads(
         scored_since=scored_since,
         q=q,
     )
-    download = services.reports.export(principal, keep, sort, format)
+    download = await services.reports.export(principal, keep, sort, format)
     return StreamingResponse(
         download.body,
         media_type=download.media_type,

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -22,6 +22,7 @@ from leadscore.scoring.leads import LeadsService
 from leadscore.scoring.repository import LeadFilter
 from leadscore.scoring.stats import StatsService
 
+T = TypeVar("T")
 #: The report's period when no `since` is given.
 DEFAULT_PERIOD: Final = timedelta(days=30)
 TOP_LEADS: Final = 15
@@ -56,6 +57,22 @@ async def _file_body(path: Path) -> AsyncIterator[bytes]:
         path.unlink(missing_ok=True)
 
 
+async def _primed(chunks: AsyncIterator[T]) -> AsyncIterator[T]:
+    """The same chunks, the first already read: its errors come before the response starts."""
+    try:
+        first = await anext(chunks)
+    except StopAsyncIteration:
+        first = None
+
+    async def replay() -> AsyncIterator[T]:
+        if first is not None:
+            yield first
+        async for chunk in chunks:
+            yield chunk
+
+    return replay()
+
+
 class ReportService:
     """Streams exports chunk by chunk and draws the report; reads through the domains' services."""
 
@@ -73,14 +90,17 @@ class ReportService:
         self.qualification = qualification
         self.health = health
 
-    def export(self, principal: Principal, keep: LeadFilter, sort: str, fmt: Format) -> Download:
-        """The team's leads for these filters as a CSV or XLSX download, checked before the
-        first byte (422), then read from the database a chunk at a time as it is sent."""
+    async def export(
+        self, principal: Principal, keep: LeadFilter, sort: str, fmt: Format
+    ) -> Download:
+        """The team's leads for these filters as a CSV or XLSX download, checked (422) and its
+        first chunk read (503 if the database is down) before the first byte, the rest read a
+        chunk at a time as it is sent."""
         if fmt not in ("csv", "xlsx"):
             raise InvalidInputError(f"format: csv or xlsx, not {fmt!r}")
         keep = self.leads.checked(keep, sort)
         name = file_name(principal, "leads", fmt, datetime.now(UTC))
-        chunks = self.leads.iter_leads(self.sessions, principal, keep, sort)
+        chunks = await _primed(self.leads.iter_leads(self.sessions, principal, keep, sort))
         if fmt == "csv":
             return Download(name, MEDIA_TYPES[fmt], exports.csv_body(chunks))
         return Download(name, MEDIA_TYPES[fmt], self._xlsx_body(chunks))
