@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leadscore import __version__
 from leadscore.auth import routes as auth_routes
+from leadscore.auth.principal import Principal
 from leadscore.auth.service import Authenticator, TeamAdmin
 from leadscore.core.bus import create_bus
 from leadscore.core.cache import Cache, create_cache
@@ -83,6 +84,7 @@ from leadscore.models.drift import DriftService
 from leadscore.models.holder import LiveModel, ModelHolder
 from leadscore.models.registry import Registry
 from leadscore.models.shadow import ShadowScorer, persist_shadow_scores
+from leadscore.models.status import team_model_health
 from leadscore.models.training import RetrainSchedule, RetrainService
 from leadscore.models.watcher import ModelWatcher
 from leadscore.monitoring import routes as monitoring_routes
@@ -91,6 +93,8 @@ from leadscore.outcomes.service import OTHER_WRITERS_SECONDS, OutcomeIn, Outcome
 from leadscore.qualification import routes as qualification_routes
 from leadscore.qualification.llm import LLMQualifier, QualifierSettings, interaction_history
 from leadscore.qualification.service import QualificationService
+from leadscore.reports import routes as reports_routes
+from leadscore.reports.service import ReportService
 from leadscore.scoring import routes as scoring_routes
 from leadscore.scoring.leads import LeadsService
 from leadscore.scoring.schemas import ScoreRequest
@@ -277,6 +281,16 @@ async def _start(
             max_rows=settings.max_leads_upload_rows,
         )
     )  # fmt: skip
+    leads = LeadsService(writer)
+    stats = StatsService(writer, metrics)
+    drift = DriftService(writer, models, events, settings.drift_window, settings.drift_threshold)
+
+    async def model_health(session: AsyncSession, principal: Principal) -> dict[str, Any]:
+        """What the broker's report shows of the model serving the team."""
+        return await team_model_health(
+            models.lineup(principal.team_id), metrics, writer, shadow, drift, session, principal
+        )
+
     return Services(
         settings=settings,
         engine=engine,
@@ -287,8 +301,8 @@ async def _start(
         writer=writer,
         metrics=metrics,
         scoring=scoring,
-        leads=LeadsService(writer),
-        stats=StatsService(writer, metrics),
+        leads=leads,
+        stats=stats,
         uploads=uploads,
         shadow=shadow,
         outcomes=outcomes,
@@ -305,10 +319,9 @@ async def _start(
             registry, watcher, events, settings.global_models_team, flush_scores
         ),
         training=training,
-        drift=DriftService(
-            writer, models, events, settings.drift_window, settings.drift_threshold
-        ),
+        drift=drift,
         qualification=qualification,
+        reports=ReportService(sessions, leads, stats, qualification, model_health),
         qualifier=qualifier,
     )  # fmt: skip
 
@@ -526,6 +539,8 @@ def create_app(
         app.add_exception_handler(connection_error, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected)
     for router in (
+        # Before scoring's: /leads/export is matched before /leads/{lead_id} would take it.
+        reports_routes.router,
         scoring_routes.router,
         outcomes_routes.router,
         monitoring_routes.router,

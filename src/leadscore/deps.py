@@ -36,6 +36,7 @@ from leadscore.models.watcher import ModelWatcher
 from leadscore.outcomes.service import OutcomeService
 from leadscore.qualification.llm import LLMQualifier
 from leadscore.qualification.service import QualificationService
+from leadscore.reports.service import ReportService
 from leadscore.scoring.leads import LeadsService
 from leadscore.scoring.repository import ScoreRecord
 from leadscore.scoring.service import ScoringService
@@ -76,6 +77,7 @@ class Services:
     uploads: LeadUploads
     crm: CrmService
     qualification: QualificationService
+    reports: ReportService
     limiter_log: DependencyLog = field(
         default_factory=lambda: DependencyLog(log, "redis (rate limiter, failing open)")
     )

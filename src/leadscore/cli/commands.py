@@ -12,6 +12,7 @@ from leadscore.cli.crm import crm_app
 from leadscore.cli.db import db_app
 from leadscore.cli.keys import keys_app
 from leadscore.cli.models import models_app, retrain
+from leadscore.cli.reports import export, report
 from leadscore.cli.serve import demo, serve
 from leadscore.cli.teams import teams_app
 
@@ -26,3 +27,5 @@ def register(app: typer.Typer) -> None:
     app.add_typer(models_app, name="models")
     app.add_typer(crm_app, name="crm")
     app.command()(retrain)
+    app.command()(export)
+    app.command()(report)

@@ -10,10 +10,12 @@ import numpy as np
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from leadscore.auth.principal import Principal, team_policy
+from leadscore.core.errors import NotFoundError
 from leadscore.core.metrics import Metrics
 from leadscore.core.writer import ScoreWriter
 from leadscore.engine.metrics import reliability, summary
 from leadscore.models import repository as repo
+from leadscore.models.drift import DriftService
 from leadscore.models.holder import Lineup
 from leadscore.models.shadow import ShadowScorer
 
@@ -107,3 +109,22 @@ async def team_model_status(
         "live_quality": quality,
         "trial": trial_status(lineup, shadow),
     }
+
+
+async def team_model_health(
+    lineup: Lineup,
+    metrics: Metrics,
+    writer: ScoreWriter[Any],
+    shadow: ShadowScorer,
+    drift: DriftService,
+    session: AsyncSession,
+    principal: Principal,
+) -> dict[str, Any]:
+    """The team's model status with its drift report; a model without a training reference
+    has no drift to show, which the report says rather than failing."""
+    status = await team_model_status(lineup, metrics, writer, shadow, session, principal)
+    try:
+        report = await drift.report(session, principal.team_id)
+    except NotFoundError as exc:
+        report = {"detail": str(exc)}
+    return status | {"drift": report}

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import Row, and_, or_, select, text, tuple_, update
+from sqlalchemy import Row, and_, func, or_, select, text, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -106,6 +106,18 @@ async def page(
     if after_id is not None:
         statement = statement.where(EscalationRow.id > after_id)
     return list(await session.execute(statement))
+
+
+async def count_by_status(
+    session: AsyncSession, team_id: int, statuses: Sequence[str]
+) -> dict[str, int]:
+    """How many of a team's escalations are in each of these statuses."""
+    statement = (
+        select(EscalationRow.status, func.count())
+        .where(EscalationRow.team_id == team_id, EscalationRow.status.in_(list(statuses)))
+        .group_by(EscalationRow.status)
+    )
+    return {str(status): int(n) for status, n in await session.execute(statement)}
 
 
 async def view(session: AsyncSession, team_id: int, escalation_id: int) -> Row[Any] | None:

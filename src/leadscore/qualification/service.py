@@ -210,6 +210,18 @@ class QualificationService:
             {"escalations": [item(row) for row in page], "next_cursor": next_cursor}
         )
 
+    async def waiting(
+        self, session: AsyncSession, principal: Principal, limit: int
+    ) -> dict[str, Any]:
+        """The queue's work at a glance: counts by status and its oldest `limit` items."""
+        await self.writer.barrier()
+        counts = await repo.count_by_status(session, principal.team_id, WAITING)
+        rows = await repo.page(session, principal.team_id, WAITING, None, limit)
+        return {
+            "counts": {status: counts.get(status, 0) for status in WAITING},
+            "escalations": [item(row) for row in rows],
+        }
+
     async def _view(self, session: AsyncSession, team_id: int, escalation_id: int) -> Row[Any]:
         row = await repo.view(session, team_id, escalation_id)
         if row is None:

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import builtins
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Final
 
 import orjson
 from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leadscore.auth.principal import Principal
 from leadscore.core.errors import InvalidInputError, NotFoundError
@@ -21,6 +23,8 @@ from leadscore.scoring.repository import SORT_COLUMNS, LeadFilter, ScoreRecord
 from leadscore.scoring.service import history_entries
 
 SORTS: Final = tuple(SORT_COLUMNS)
+#: Leads read per query by `iter_leads`: one keyset page of the list's own query.
+EXPORT_CHUNK: Final = 2000
 
 
 class InvalidCursorError(InvalidInputError):
@@ -68,7 +72,7 @@ def decode_cursor(cursor: str, sort: str) -> tuple[Any, str]:
         raise InvalidCursorError("cursor: not a cursor of this list") from exc
 
 
-def _item(row: Row[Any]) -> dict[str, Any]:
+def item(row: Row[Any]) -> dict[str, Any]:
     summary = row.summary or {}
     return {
         "lead_id": row.lead_id,
@@ -115,7 +119,65 @@ class LeadsService:
             last = page[-1]
             value = getattr(last, SORT_COLUMNS[sort].key)
             next_cursor = encode_cursor(sort, value, last.lead_id)
-        return orjson.dumps({"leads": [_item(row) for row in page], "next_cursor": next_cursor})
+        return orjson.dumps({"leads": [item(row) for row in page], "next_cursor": next_cursor})
+
+    def checked(self, keep: LeadFilter, sort: str) -> LeadFilter:
+        """The filter with its instant in UTC, refused (422) before anything is read."""
+        if sort not in SORTS:
+            raise InvalidInputError(f"sort: one of {', '.join(SORTS)}, not {sort!r}")
+        if keep.scored_since is not None:
+            keep = replace(keep, scored_since=utc(keep.scored_since, "scored_since"))
+        return keep
+
+    async def iter_leads(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        principal: Principal,
+        keep: LeadFilter,
+        sort: str,
+        chunk: int = EXPORT_CHUNK,
+    ) -> AsyncIterator[builtins.list[dict[str, Any]]]:
+        """Every lead the list would show for these filters, in its order, `chunk` at a time:
+        each chunk is one keyset query in its own short read, so an export of any size holds
+        one chunk in memory and no transaction open while the client reads."""
+        keep = self.checked(keep, sort)
+        await self.writer.barrier()
+        after: tuple[Any, str] | None = None
+        while True:
+            async with sessions() as session:
+                rows = await repo.lead_page(session, principal.team_id, sort, keep, after, chunk)
+            if not rows:
+                return
+            yield [item(row) for row in rows]
+            if len(rows) < chunk:
+                return
+            last = rows[-1]
+            after = (getattr(last, SORT_COLUMNS[sort].key), last.lead_id)
+
+    async def top(
+        self, session: AsyncSession, principal: Principal, keep: LeadFilter, sort: str, limit: int
+    ) -> builtins.list[dict[str, Any]]:
+        """The first `limit` leads of the list for these filters, as the list shows them."""
+        keep = self.checked(keep, sort)
+        await self.writer.barrier()
+        rows = await repo.lead_page(session, principal.team_id, sort, keep, None, limit)
+        return [item(row) for row in rows]
+
+    async def pipeline(self, session: AsyncSession, principal: Principal) -> dict[str, Any]:
+        """Per class (hot, warm, cold): the team's leads and their expected commission."""
+        await self.writer.barrier()
+        found = {row.classification: row for row in await repo.class_pipeline(
+            session, principal.team_id
+        )}  # fmt: skip
+        return {
+            cls: {
+                "leads": int(found[cls].leads) if cls in found else 0,
+                "expected_commission": round(float(found[cls].commission), 2)
+                if cls in found else 0.0,
+                "with_commission": int(found[cls].with_commission) if cls in found else 0,
+            }
+            for cls in ("hot", "warm", "cold")
+        }  # fmt: skip
 
     async def detail(
         self, session: AsyncSession, principal: Principal, lead_id: str, history_limit: int

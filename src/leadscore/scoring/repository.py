@@ -369,6 +369,22 @@ async def conversion_bands(session: AsyncSession, team_id: int) -> list[Row[Any]
     return list(await session.execute(statement))
 
 
+async def class_pipeline(session: AsyncSession, team_id: int) -> list[Row[Any]]:
+    """Per latest class of a team's scored leads: (classification, leads, expected commission
+    summed, leads with a commission estimate)."""
+    statement = (
+        select(
+            LeadRow.classification,
+            func.count().label("leads"),
+            func.coalesce(func.sum(LeadRow.expected_commission), 0.0).label("commission"),
+            func.count(LeadRow.expected_commission).label("with_commission"),
+        )
+        .where(LeadRow.team_id == team_id, LeadRow.classification.is_not(None))
+        .group_by(LeadRow.classification)
+    )
+    return list(await session.execute(statement))
+
+
 async def commission_by_class(session: AsyncSession, team_id: int) -> dict[str, float]:
     """The sum of the expected commission of a team's leads, by their latest class."""
     statement = (

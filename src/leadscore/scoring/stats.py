@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Any, Final
 
 import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -59,6 +59,16 @@ class StatsService:
         until: datetime | None,
     ) -> bytes:
         """The team's score figures over [since, until) and its leads' calibration and pipeline."""
+        return orjson.dumps(await self.figures(session, principal, since, until))
+
+    async def figures(
+        self,
+        session: AsyncSession,
+        principal: Principal,
+        since: datetime | None,
+        until: datetime | None,
+    ) -> dict[str, Any]:
+        """What `stats` answers, as a dict (the broker's report draws it)."""
         start, end = window(since, until, datetime.now(UTC))
         team = principal.team_id
         await self.writer.barrier()
@@ -84,8 +94,7 @@ class StatsService:
         pipeline = await repo.commission_by_class(session, team)
         live = self.metrics.summary(team)
         qualified = sum(row.qualified for row in bands.values())
-        return orjson.dumps(
-            {
+        return {
                 "since": iso_z(start),
                 "until": iso_z(end),
                 "scores": scores,
@@ -106,5 +115,4 @@ class StatsService:
                      "count": counts.get(k, 0)}
                     for k in range(points)
                 ],
-            }
-        )  # fmt: skip
+            }  # fmt: skip

@@ -106,6 +106,20 @@ export async function api(path, options = {}) {
   return body;
 }
 
+/** A file from the API (bearer-authenticated, so not a plain link): its blob and file name. */
+export async function download(path) {
+  if (!session) throw new ApiError(401, "unauthorized", "not signed in");
+  const response = await fetch(path, { headers: { Authorization: `Bearer ${session.token}` } });
+  if (response.status === 401) signOut("Your session ended: sign in again.");
+  if (!response.ok) {
+    const body = await response.json().catch(() => null);
+    throw new ApiError(response.status, body?.error ?? "error", body?.detail ?? response.statusText);
+  }
+  const disposition = response.headers.get("Content-Disposition") ?? "";
+  const filename = disposition.match(/filename="([^"]+)"/)?.[1] ?? "download";
+  return { blob: await response.blob(), filename };
+}
+
 export function query(params) {
   const search = new URLSearchParams();
   for (const [key, value] of Object.entries(params)) {

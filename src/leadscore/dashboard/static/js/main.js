@@ -4,6 +4,7 @@
 import { current, onAuth, resume, signIn, signOut } from "./api.js";
 import { $ } from "./dom.js";
 import { connect, disconnect, refresh } from "./live.js";
+import * as downloads from "./downloads.js";
 import * as queue from "./queue.js";
 import * as upload from "./upload.js";
 
@@ -102,6 +103,7 @@ function keyFromFragment() {
 
 function boot() {
   queue.setup();
+  downloads.setup();
   upload.setup(); // the file field works, and batch events are followed, from the start
   $("sign-in-form").addEventListener("submit", submit);
   $("sign-out").addEventListener("click", () => signOut());

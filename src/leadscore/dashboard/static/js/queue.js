@@ -47,6 +47,9 @@ function readFilters() {
   };
 }
 
+/** The list's current filters and sort, as the API's query parameters (exports take them). */
+export const currentFilters = () => ({ ...filters });
+
 /** Whether a lead belongs in the list under the current filters; null when we cannot tell. */
 function matches(lead) {
   if (filters.classification && lead.classification !== filters.classification) return false;

@@ -1,0 +1,79 @@
+"""Report routes: the leads list as a CSV or XLSX download, and the broker's PDF report."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import StreamingResponse
+from pydantic import AwareDatetime
+
+from leadscore.core.http import ERROR_RESPONSES
+from leadscore.deps import SECURED, PrincipalDep, ServicesDep, SessionDep
+from leadscore.scoring.repository import LeadFilter
+
+router = APIRouter(prefix="/api/v1/ml", tags=["reports"], responses=ERROR_RESPONSES)
+
+_XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+_DOWNLOAD: dict[str, Any] = {"content": {"text/csv": {}, _XLSX: {}}}
+
+
+@router.get("/leads/export", openapi_extra=SECURED, responses={200: _DOWNLOAD})
+async def export_leads(
+    services: ServicesDep,
+    principal: PrincipalDep,
+    format: Annotated[Literal["csv", "xlsx"], Query(description="csv or xlsx")] = "csv",
+    classification: Literal["hot", "warm", "cold"] | None = None,
+    qualification: Literal["needed", "not_needed"] | None = None,
+    min_score: Annotated[float | None, Query(ge=0, le=100)] = None,
+    source: Annotated[str | None, Query(max_length=60, description="case-insensitive")] = None,
+    scored_since: Annotated[AwareDatetime | None, Query(description="ISO 8601 with zone")] = None,
+    q: Annotated[
+        str | None, Query(min_length=1, max_length=254, description="in the name or email")
+    ] = None,
+    sort: Annotated[
+        Literal["score", "expected_commission", "scored_at", "change"],
+        Query(description="descending, as the list"),
+    ] = "score",
+) -> StreamingResponse:
+    """Every lead the list shows for these filters, in its order, streamed as CSV or XLSX."""
+    keep = LeadFilter(
+        classification=classification,
+        qualification_needed=None if qualification is None else qualification == "needed",
+        min_score=min_score,
+        source=source,
+        scored_since=scored_since,
+        q=q,
+    )
+    download = await services.reports.export(principal, keep, sort, format)
+    return StreamingResponse(
+        download.body,
+        media_type=download.media_type,
+        headers={"Content-Disposition": f'attachment; filename="{download.filename}"',
+                 "Cache-Control": "no-store"},
+    )  # fmt: skip
+
+
+@router.get(
+    "/report.pdf", openapi_extra=SECURED,
+    responses={200: {"content": {"application/pdf": {}}}},
+)  # fmt: skip
+async def broker_report(
+    services: ServicesDep,
+    session: SessionDep,
+    principal: PrincipalDep,
+    since: Annotated[
+        AwareDatetime | None, Query(description="ISO 8601 with zone; default: 30 days ago")
+    ] = None,
+    paper: Annotated[Literal["a4", "letter"], Query(description="page size")] = "a4",
+) -> Response:
+    """The broker's report: pipeline, leads to call, conversion by band, scores, the
+    qualification queue and model health, as a PDF."""
+    body = await services.reports.report(session, principal, since, paper)
+    filename = services.reports.report_name(principal)
+    return Response(
+        body,
+        media_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"',
+                 "Cache-Control": "no-store"},
+    )  # fmt: skip
