@@ -215,9 +215,17 @@ def worker_env(deployment: Deployment, **extra: str) -> dict[str, str]:
     return env | extra
 
 
+@dataclass
+class ServeProcess:
+    """A running `leadscore serve` process (its own process group) and its URL."""
+
+    process: subprocess.Popen[str]
+    url: str
+
+
 @contextlib.contextmanager
-def serve_workers(deployment: Deployment, workers: int, **extra: str) -> Iterator[str]:
-    """`leadscore serve --workers N` as a process; its URL once healthy; stopped on exit."""
+def serve_process(deployment: Deployment, workers: int, **extra: str) -> Iterator[ServeProcess]:
+    """`leadscore serve --workers N` as a process, once healthy; stopped (or reaped) on exit."""
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "leadscore", "serve", "--workers", str(workers), "--port",
@@ -237,19 +245,32 @@ def serve_workers(deployment: Deployment, workers: int, **extra: str) -> Iterato
         except httpx.TransportError:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
-            os.killpg(process.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
             raise RuntimeError(f"server did not start: {process.communicate()[1][-2000:]}")
         time.sleep(0.2)
     try:
-        yield url
+        yield ServeProcess(process, url)
     finally:
-        process.terminate()
-        try:
-            _, errors = process.communicate(timeout=40)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)  # never leave workers behind for later tests
-            _, errors = process.communicate()
-            pytest.fail(f"the server did not shut down within 40 s: {errors[-2000:]}")
+        if process.poll() is not None:  # killed by the test: reap what is left of its group
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+        else:
+            process.terminate()
+            try:
+                _, errors = process.communicate(timeout=40)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)  # never leave workers behind
+                _, errors = process.communicate()
+                pytest.fail(f"the server did not shut down within 40 s: {errors[-2000:]}")
+
+
+@contextlib.contextmanager
+def serve_workers(deployment: Deployment, workers: int, **extra: str) -> Iterator[str]:
+    """`leadscore serve --workers N` as a process; its URL once healthy; stopped on exit."""
+    with serve_process(deployment, workers, **extra) as served:
+        yield served.url
 
 
 def versions_served(url: str, headers: dict[str, str], lead: dict[str, Any], n: int) -> set[str]:
