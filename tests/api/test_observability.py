@@ -260,6 +260,8 @@ def test_every_dashboard_query_asks_for_an_exposed_family(embedded: Deployment) 
     dashboard = json.loads(DASHBOARD.read_text())
     panels = [p for row in dashboard["panels"] for p in [row, *row.get("panels", [])]]
     queried = [(p["title"], t["expr"]) for p in panels for t in p.get("targets", [])]
+    queried += [(v["name"], v["definition"]) for v in dashboard["templating"]["list"]
+                if v["type"] == "query"]  # fmt: skip
     assert len(queried) >= 10
     for title, expr in queried:
         used = set(re.findall(r"\b(leadscore_\w+)", expr))
