@@ -41,7 +41,8 @@ TRAINING_BUCKETS: Final = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800
 SAMPLE_TIMEOUT_SECONDS: Final = 2.0
 TARGET_SECONDS: Final = 0.001
 MULTIPROC_ENV: Final = "PROMETHEUS_MULTIPROC_DIR"
-#: Per-team series: they feed each team's own summary and stay out of the public /metrics.
+#: Per-team latency histograms: they feed each team's own summary and stay out of the public
+#: /metrics (22 buckets per team; the per-team score counters, 12 series a team, are in it).
 TEAM_PREFIX: Final = "leadscore_team_"
 
 
