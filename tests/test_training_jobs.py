@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
 import pytest
+from prometheus_client import generate_latest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leadscore.auth import repository as auth_repo
 from leadscore.core.errors import ModelArtifactError, NotFoundError, TrainingDataError
+from leadscore.core.logs import JsonFormatter, bound
+from leadscore.core.metrics import Metrics
 from leadscore.core.tables import TrainingJobRow
 from leadscore.models import repository as repo
 from leadscore.models.holder import LiveModel
@@ -106,3 +111,51 @@ async def test_recalibration_with_too_few_outcomes_is_refused_before_any_work(
         await trainer.recalibrate(team.id, actor="test")
     assert trainer._pool is None
     assert await registry.lease(scope_of(team.id), "next", trainer.lease)  # none was left held
+
+
+async def test_a_jobs_lines_name_it_and_the_request_that_started_it_and_it_is_counted(
+    sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> None:
+    now = datetime.now(UTC)
+    async with sessions() as session, session.begin():
+        team = await auth_repo.create_team(session, "initech", now)
+        await repo.register_model(session, "gone000000000000", "/nowhere", {}, now)
+        await repo.set_alias(session, GLOBAL, CHAMPION, "gone000000000000", now)
+    metrics = Metrics.create()
+    trainer = RetrainService(
+        sessions, Registry(tmp_path / "a"), "sqlite+aiosqlite://", tmp_path / "s", metrics=metrics
+    )
+    history = tmp_path / "history.csv"
+    pl.DataFrame(
+        {"lead_id": [f"l{i}" for i in range(MIN_TEAM_LEADS)],
+         "converted": [i % 2 for i in range(MIN_TEAM_LEADS)]}
+    ).write_csv(history)  # fmt: skip
+    lines: list[str] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(self.format(record))
+
+    capture = Capture()
+    capture.setFormatter(JsonFormatter())
+    logger = logging.getLogger("leadscore.models.training")
+    logger.addHandler(capture)
+    logger.setLevel(logging.INFO)  # as the server configures "leadscore"
+    try:
+        with bound(request_id="req-train-1"):
+            job = await Committing(trainer, sessions).start(
+                team.id, actor="tests", promote=False, export=CrmExport(history, "history.csv")
+            )
+        with pytest.raises(ModelArtifactError):
+            await trainer.task(job)
+    finally:
+        logger.removeHandler(capture)
+        logger.setLevel(logging.NOTSET)
+    ours = [json.loads(line) for line in lines if json.loads(line).get("job") == job]
+    assert [line["msg"] for line in ours] == ["training job started", "training job failed"]
+    assert {(line["request_id"], line["team"]) for line in ours} == {("req-train-1", team.id)}
+    assert ours[-1]["outcome"] == "failed"
+    exposition = generate_latest(metrics.registry).decode()
+    assert "leadscore_training_jobs_started_total 1.0" in exposition
+    assert 'leadscore_training_jobs_finished_total{outcome="failed"} 1.0' in exposition
+    assert 'leadscore_training_job_seconds_count{outcome="failed"} 1.0' in exposition

@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import Response
+from prometheus_client.metrics_core import Metric
 from pydantic import ValidationError
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -29,6 +30,7 @@ from leadscore import __version__
 from leadscore.auth import routes as auth_routes
 from leadscore.auth.principal import Principal
 from leadscore.auth.service import Authenticator, TeamAdmin
+from leadscore.core.access import AccessLog
 from leadscore.core.bus import create_bus
 from leadscore.core.cache import Cache, create_cache
 from leadscore.core.config import ServiceSettings
@@ -49,8 +51,8 @@ from leadscore.core.errors import (
 )
 from leadscore.core.idempotency import IdempotencyStore
 from leadscore.core.lifecycle import Pump
-from leadscore.core.logs import DependencyLog
-from leadscore.core.metrics import Metrics
+from leadscore.core.logs import DependencyLog, configure_logging
+from leadscore.core.metrics import Metrics, backlog_families, model_info_family
 from leadscore.core.ratelimit import RateLimiter, create_rate_limiter
 from leadscore.core.schemas import validation_detail
 from leadscore.core.uploads import UploadSweeper
@@ -211,6 +213,7 @@ async def _start(
                 recheck_seconds=settings.ws_recheck_seconds,
             ),
             active_keys=auth.active_keys,
+            metrics=metrics,
         )
     )
     watcher = ModelWatcher(
@@ -228,6 +231,7 @@ async def _start(
         settings.home / "models" / "trained",
         events,
         settings.num_threads,
+        metrics=metrics,
     )
     stack.push_async_callback(training.close)
     if settings.retrain_interval_hours:
@@ -249,6 +253,7 @@ async def _start(
         settings, stack, sessions, cache, limiter, auth, scoring, outcomes, database_log
     )
     score_hooks.append(OutboxHook(crm.wake_sender))
+    metrics.add_sampler(partial(_sample_database, sessions, crm, registry))
     teams = TeamAdmin(settings, auth)
     qualifier = None
     if settings.anthropic_api_key is not None:
@@ -370,6 +375,17 @@ async def _start_crm(
     )
     await stack.enter_async_context(inbox)
     return CrmService(connections, receiver, worker, sender, outbox.wake)
+
+
+async def _sample_database(
+    sessions: async_sessionmaker[AsyncSession], crm: CrmService, registry: Registry
+) -> list[Metric]:
+    """What /metrics reads from the database, the same for every worker: the CRM queues'
+    backlog and the models each alias serves."""
+    async with sessions() as session:
+        backlog = await crm.backlog(session)
+        aliases = await registry.aliases(session)
+    return backlog_families(backlog, datetime.now(UTC)) + model_info_family(aliases)
 
 
 def _database_outage(database_log: DependencyLog, exc: Exception) -> bool:
@@ -518,6 +534,7 @@ def create_app(
     """The LeadScore API; settings come from the environment unless given; `on_started` runs
     once every component has started (`leadscore serve` tunes the process there)."""
     settings = settings or ServiceSettings()
+    configure_logging(settings.log_format)
     app = FastAPI(
         title="LeadScore",
         version=__version__,
@@ -571,8 +588,16 @@ def create_app(
             "/api/v1/ml/leads/upload": settings.max_leads_upload_bytes,
         },
     )
+    # Outermost of ours: its latency and status include the body limit's 413s.
+    app.add_middleware(AccessLog, metrics=partial(_metrics_of, app), enabled=settings.access_log)
     app.openapi = partial(_openapi, app)  # type: ignore[method-assign]
     return app
+
+
+def _metrics_of(app: FastAPI) -> Metrics | None:
+    """The worker's metrics once its lifespan has built them."""
+    services: Services | None = getattr(app.state, "services", None)
+    return None if services is None else services.metrics
 
 
 def _openapi(app: FastAPI) -> dict[str, Any]:

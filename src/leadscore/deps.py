@@ -19,7 +19,7 @@ from leadscore.core.cache import Cache
 from leadscore.core.config import ServiceSettings
 from leadscore.core.db import transaction
 from leadscore.core.errors import RateLimitedError
-from leadscore.core.logs import DependencyLog
+from leadscore.core.logs import DependencyLog, annotate
 from leadscore.core.metrics import Metrics
 from leadscore.core.ratelimit import RateLimiter, RateLimitUnavailableError
 from leadscore.core.writer import ScoreWriter
@@ -180,6 +180,7 @@ async def authenticate_credentials(
         principal = await services.auth.from_api_key(api_key)
     else:
         raise AuthenticationError("send an X-API-Key header or an Authorization: Bearer token")
+    annotate(team=principal.team_id)  # the access line and every later line name the team
     try:
         decision = await services.limiter.hit(
             f"key:{principal.key_id}", services.settings.rate_limit_per_minute, 60.0

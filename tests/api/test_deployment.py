@@ -162,7 +162,10 @@ def test_two_workers_share_scores_and_metrics(two_workers: str, shared: Deployme
         if line.startswith("leadscore_scores_total{")
     )
     assert total == n + 5  # Prometheus: every team's scores
-    assert "team" not in text  # the public exposition names no team
+    # Teams by id (never by name), with no per-team latency histograms (bucket cardinality).
+    assert "acme" not in text
+    assert "globex" not in text
+    assert "leadscore_team_" not in text
     assert len(pids) == 2, "requests never reached the second worker"
 
 

@@ -221,7 +221,9 @@ def serve(deployment: Deployment, log: Path, workers: int = 2, **extra: str) -> 
         process = subprocess.Popen(
             [sys.executable, "-m", "leadscore", "serve", "--workers", str(workers), "--port",
              str(port)],
-            env=worker_env(deployment, **({"LEADSCORE_RATE_LIMIT_PER_MINUTE": "1000000"} | extra)),
+            # No access lines: the outage tests bound what an outage itself logs.
+            env=worker_env(deployment, **({"LEADSCORE_RATE_LIMIT_PER_MINUTE": "1000000",
+                                           "LEADSCORE_ACCESS_LOG": "false"} | extra)),
             stdout=subprocess.DEVNULL, stderr=sink,
             start_new_session=True,
         )  # fmt: skip

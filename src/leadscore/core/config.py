@@ -7,7 +7,7 @@ import json
 import math
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, Final
+from typing import Annotated, Final, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -165,6 +165,14 @@ class ServiceSettings(StoreSettings):
         description="How often open WebSockets are checked for an expired token or revoked key.",
     )  # fmt: skip
     ws_max_connections: int = Field(default=10_000, ge=1, description="Per worker.")
+    log_format: Literal["console", "json"] | None = Field(
+        default=None,
+        description="`console` (for a person) or `json` (one object per line, for a log "
+        "shipper); default: console when standard error is a terminal, else json.",
+    )
+    access_log: bool = Field(
+        default=True, description="One line per HTTP request (request id, route, status, ms)."
+    )
     batch_progress_chunk: int = Field(
         default=25, ge=1, le=100, description="Leads per batch chunk (one progress event each)."
     )

@@ -29,6 +29,7 @@ from leadscore.core.cache import Cache, CacheUnavailableError
 from leadscore.core.db import CONNECTION_ERRORS, is_connection_error, transaction
 from leadscore.core.errors import LeadScoreError
 from leadscore.core.lifecycle import Pump
+from leadscore.core.logs import annotate, bound
 from leadscore.core.tables import CrmInboxRow
 from leadscore.crm import repository as repo
 from leadscore.crm.connections import CACHE_SECONDS, Connection, ConnectionService
@@ -321,6 +322,8 @@ class WebhookReceiver:
             await self._defer(event_id)
             raise InboxOverloadedError(f"{self.pending} webhooks wait to be processed", 60.0)
         now = datetime.now(UTC)
+        # The delivery's id on the access line: the worker's lines that apply it carry it too.
+        annotate(team=connection.team_id, webhook=event_id[:200])
         try:
             stored = await self.store.store({
                 "provider": connection.provider, "event_id": event_id[:200],
@@ -414,20 +417,25 @@ class InboxWorker:
         for row in rows:
             if row.id in together:
                 continue
-            try:
-                await self._process(row.id, row.connection_id, row.provider, row.body, row.attempts)
-            except SecretUnreadableError as exc:  # an operator's fix, not a bug: no traceback
-                log.warning("webhook %d waits for its connection's secrets (attempt %d): %s",
-                            row.id, row.attempts, exc)  # fmt: skip
-                if row.attempts >= MAX_ATTEMPTS:
-                    await self._finish(row.id, "failed", f"{type(exc).__name__}: {exc}")
-            except Exception as exc:  # one webhook that cannot be applied must not stop the rest
-                if is_connection_error(exc):
-                    raise  # the database is down: the step gives the rest back
-                log.exception("webhook %d could not be applied (attempt %d)", row.id,
-                              row.attempts)  # fmt: skip
-                if row.attempts >= MAX_ATTEMPTS:
-                    await self._finish(row.id, "failed", f"{type(exc).__name__}: {exc}")
+            # Its lines, and those of the scores it causes, name the webhook and the team.
+            with bound(webhook=row.event_id, team=row.team_id):
+                await self._apply_alone(row)
+
+    async def _apply_alone(self, row: CrmInboxRow) -> None:
+        try:
+            await self._process(row.id, row.connection_id, row.provider, row.body, row.attempts)
+        except SecretUnreadableError as exc:  # an operator's fix, not a bug: no traceback
+            log.warning("webhook %d waits for its connection's secrets (attempt %d): %s",
+                        row.id, row.attempts, exc)  # fmt: skip
+            if row.attempts >= MAX_ATTEMPTS:
+                await self._finish(row.id, "failed", f"{type(exc).__name__}: {exc}")
+        except Exception as exc:  # one webhook that cannot be applied must not stop the rest
+            if is_connection_error(exc):
+                raise  # the database is down: the step gives the rest back
+            log.exception("webhook %d could not be applied (attempt %d)", row.id,
+                          row.attempts)  # fmt: skip
+            if row.attempts >= MAX_ATTEMPTS:
+                await self._finish(row.id, "failed", f"{type(exc).__name__}: {exc}")
 
     async def _release(self, rows: Sequence[CrmInboxRow], lease_until: datetime) -> None:
         """A database blip mid-step: the claimed webhooks not applied are taken again at the
@@ -452,6 +460,7 @@ class InboxWorker:
         webhook). The ids applied; on any problem the group rolls back and each webhook is
         applied alone."""
         groups: dict[int, list[tuple[int, list[Change]]]] = {}
+        event_ids = {row.id: row.event_id for row in rows}
         alone: set[int] = set()  # connections whose next webhooks must follow one applied alone
         for row in rows:
             if row.connection_id in alone:
@@ -480,18 +489,23 @@ class InboxWorker:
                 continue
             provider = self.providers[connection.provider]
             changes = [change for _, row_changes in items for change in row_changes]
-            try:
-                async with self._gated(), transaction(self.sessions) as session:
-                    applied = await self.sync.apply(session, principal, connection, provider,
-                                                    changes)  # fmt: skip
-                    now = datetime.now(UTC)
-                    for row_id, row_changes in items:
-                        note = _notes_of(applied.notes, provider, row_changes)
-                        if not await repo.finish_webhook(session, row_id, "done", note, now):
-                            raise _AlreadyDoneError
-            except (_AlreadyDoneError, ContactInvalidError, MalformedWebhookError,
-                    ValidationError):  # fmt: skip
-                continue
+            # Their lines, and those of the scores they cause, name the webhooks and the team.
+            with bound(webhook=",".join(event_ids[row_id] for row_id, _ in items),
+                       team=connection.team_id):  # fmt: skip
+                try:
+                    async with self._gated(), transaction(self.sessions) as session:
+                        applied = await self.sync.apply(session, principal, connection, provider,
+                                                        changes)  # fmt: skip
+                        now = datetime.now(UTC)
+                        for row_id, row_changes in items:
+                            note = _notes_of(applied.notes, provider, row_changes)
+                            if not await repo.finish_webhook(session, row_id, "done", note, now):
+                                raise _AlreadyDoneError
+                except (_AlreadyDoneError, ContactInvalidError, MalformedWebhookError,
+                        ValidationError):  # fmt: skip
+                    continue
+                log.info("%d webhooks applied together", len(items),
+                         extra={"provider": provider.name})  # fmt: skip
             done |= {row_id for row_id, _ in items}
             self.processed += len(items)
         return done
@@ -526,6 +540,7 @@ class InboxWorker:
                 await self._finish(row_id, "failed", f"gave up after {attempts} attempts: {exc}")
             return  # stays pending; taken again once its lease expires
         self.processed += 1
+        log.info("webhook applied", extra={"provider": provider_name})
 
     async def _finish(self, row_id: int, status: str, error: str) -> None:
         if status == "failed":

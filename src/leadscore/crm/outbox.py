@@ -22,6 +22,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from leadscore.core.db import after_commit, transaction
+from leadscore.core.logs import bound
 from leadscore.core.ratelimit import RateLimiter, RateLimitUnavailableError
 from leadscore.core.tables import CrmOutboxRow
 from leadscore.crm import repository as repo
@@ -138,11 +139,16 @@ class OutboxSender:
             )
         if not rows:
             return False
-        results = await asyncio.gather(*(self._deliver(row) for row in rows))
+        results = await asyncio.gather(*(self._deliver_bound(row) for row in rows))
         async with self._gated(), transaction(self.sessions) as session:
             for row, values in zip(rows, results, strict=True):
                 await repo.settle_write_back(session, row.id, **values)
         return len(rows) == BATCH
+
+    async def _deliver_bound(self, row: CrmOutboxRow) -> dict[str, object]:
+        """Deliver with the write-back and its team named on every line it logs."""
+        with bound(write_back=str(row.id), team=row.team_id):
+            return await self._deliver(row)
 
     async def _deliver(self, row: CrmOutboxRow) -> dict[str, object]:
         """Send one write-back; what to record of it."""
@@ -177,6 +183,7 @@ class OutboxSender:
         attempts = row.attempts + 1
         if delivery.result == "sent":
             self.sent += 1
+            log.info("write-back sent", extra={"provider": connection.provider})
             return {"status": "sent", "attempts": attempts, "sent_at": now, "last_error": None}
         if delivery.result == "failed" or attempts >= self.max_attempts:
             self.failed += 1

@@ -160,6 +160,24 @@ async def pending_count(session: AsyncSession) -> int:
     return int(result.scalar_one())
 
 
+async def backlog(session: AsyncSession) -> dict[str, tuple[int, datetime | None]]:
+    """Every team's waiting webhooks and write-backs: how many, and when the oldest came."""
+    inbox = await session.execute(
+        select(func.count(), func.min(CrmInboxRow.received_at)).where(
+            CrmInboxRow.status == "pending"
+        )
+    )
+    outbox = await session.execute(
+        select(func.count(), func.min(CrmOutboxRow.created_at)).where(
+            CrmOutboxRow.status == "pending"
+        )
+    )
+    return {
+        name: (int(count), oldest)
+        for name, (count, oldest) in (("inbox", inbox.one()), ("outbox", outbox.one()))
+    }
+
+
 def _webhook_due(now: datetime) -> ColumnElement[bool]:
     return (CrmInboxRow.status == "pending") & (
         (CrmInboxRow.lease_until.is_(None)) | (CrmInboxRow.lease_until < now)

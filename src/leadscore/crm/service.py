@@ -42,6 +42,10 @@ class CrmService:
         rows = await repo.outbox(session, principal.team_id, status, limit)
         return [OutboxEntry.model_validate(row, from_attributes=True) for row in rows]
 
+    async def backlog(self, session: AsyncSession) -> dict[str, tuple[int, datetime | None]]:
+        """Every team's waiting webhooks (inbox) and write-backs (outbox): count, oldest."""
+        return await repo.backlog(session)
+
     async def retry(
         self, session: AsyncSession, principal: Principal, ids: Sequence[int] | None
     ) -> int:

@@ -22,6 +22,7 @@ from leadscore.auth.service import CredentialsUnavailableError
 from leadscore.core.bus import BusUnavailableError, EventBus
 from leadscore.core.lifecycle import Background
 from leadscore.core.logs import DependencyLog
+from leadscore.core.metrics import Metrics
 from leadscore.core.schemas import validation_detail
 from leadscore.live.connection import Connection, ConnectionState, HubSettings, KeyCheck
 from leadscore.live.events import (
@@ -77,8 +78,10 @@ class LiveHub(Background):
         publisher: EventPublisher,
         settings: HubSettings | None = None,
         active_keys: KeyCheck | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.bus = bus
+        self.metrics = metrics
         self.publisher = publisher
         self.settings = settings or HubSettings()
         self.active_keys = active_keys
@@ -172,6 +175,8 @@ class LiveHub(Background):
                 for event, text in zip(wanted, texts, strict=True):
                     if not connection.offer(text, event.published_at):
                         self._counts["dropped"] += 1
+                        if self.metrics is not None:
+                            self.metrics.ws_dropped.inc()
             delivered += len(wanted) * len(members)
             if written:
                 # One sample per event and group: when the group's last socket was written.
@@ -248,6 +253,8 @@ class LiveHub(Background):
         connection.state = ConnectionState.OPEN
         self._connections[connection.id] = connection
         self._counts["opened"] += 1
+        if self.metrics is not None:
+            self.metrics.ws_connections.inc()
         sender = asyncio.create_task(self._send_loop(connection), name=f"ws-send-{connection.id}")
         connection.offer(
             self._reply(
@@ -289,7 +296,8 @@ class LiveHub(Background):
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sender
-        self._connections.pop(connection.id, None)
+        if self._connections.pop(connection.id, None) is not None and self.metrics is not None:
+            self.metrics.ws_connections.dec()
         self._counts["closed"] += 1
         self._closed_by[why] = self._closed_by.get(why, 0) + 1
 

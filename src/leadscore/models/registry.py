@@ -164,6 +164,15 @@ class Registry:
         aliases = await repo.model_aliases(session)
         return {scope: version for (scope, alias), version in aliases.items() if alias == CHAMPION}
 
+    async def aliases(self, session: AsyncSession) -> list[tuple[str, str, str]]:
+        """(scope, alias, version) of every champion and challenger (not training leases)."""
+        aliases = await repo.model_aliases(session)
+        return [
+            (scope, alias, version)
+            for (scope, alias), version in sorted(aliases.items())
+            if alias in (CHAMPION, CHALLENGER)
+        ]
+
     async def plan(self, session: AsyncSession) -> dict[str, ScopePlan]:
         """scope → what it serves: one read of the aliases and the running trials."""
         aliases = await repo.model_aliases(session)

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import multiprocessing
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -28,6 +29,8 @@ from leadscore.core.errors import (
     TrainingDataError,
 )
 from leadscore.core.lifecycle import Background, Periodic
+from leadscore.core.logs import bound
+from leadscore.core.metrics import Metrics
 from leadscore.core.tables import TrainingJobRow
 from leadscore.core.timestamps import iso_z
 from leadscore.engine.attributes import AttributeSpec
@@ -246,8 +249,10 @@ class RetrainService:
         num_threads: int = 2,
         gate: GateConfig | None = None,
         lease: timedelta = TRAINING_LEASE,
+        metrics: Metrics | None = None,
     ) -> None:
         self.sessions = sessions
+        self.metrics = metrics
         self.registry = registry
         self.lease = lease
         self.database_url = database_url  # the training process reads the outcomes itself
@@ -357,6 +362,30 @@ class RetrainService:
             log.warning("training job %s failed: %s", task.get_name(), task.exception())
 
     async def _job(
+        self, team_id: int, job: str, actor: str, promote: bool, export: CrmExport | None
+    ) -> dict[str, Any]:
+        """The job, its lines naming it (and the request that started it), counted."""
+        started = time.monotonic()
+        outcome = "failed"
+        if self.metrics is not None:
+            self.metrics.training_started.inc()
+        with bound(job=job, team=team_id):
+            log.info("training job started")
+            try:
+                result = await self._run_job(team_id, job, actor, promote, export)
+                outcome = "succeeded"
+                return result
+            except asyncio.CancelledError:
+                outcome = "interrupted"
+                raise
+            finally:
+                seconds = time.monotonic() - started
+                ended = {"outcome": outcome, "seconds": round(seconds, 3)}
+                log.info("training job %s", outcome, extra=ended)
+                if self.metrics is not None:
+                    self.metrics.training(outcome, seconds)
+
+    async def _run_job(
         self, team_id: int, job: str, actor: str, promote: bool, export: CrmExport | None
     ) -> dict[str, Any]:
         try:

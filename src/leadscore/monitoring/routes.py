@@ -56,4 +56,5 @@ async def performance(services: ServicesDep, principal: PrincipalDep) -> dict[st
 @root_router.get("/metrics", response_class=Response)
 async def prometheus(services: ServicesDep) -> Response:
     """Prometheus text exposition, summed over all workers."""
-    return Response(services.metrics.exposition(), media_type="text/plain; version=0.0.4")
+    exposition = await services.metrics.exposition()
+    return Response(exposition, media_type="text/plain; version=0.0.4")
