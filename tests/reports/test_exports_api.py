@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -258,7 +257,6 @@ def _pdf_pages(body: bytes, tmp_path: Path) -> tuple[list[Path], str]:
     return sorted(tmp_path.glob("page-*.png")), text
 
 
-@pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="poppler-utils is not installed")
 @pytest.mark.parametrize("paper", ["a4", "letter"])
 def test_report_pdf_reads_on_paper(
     client: httpx.Client, as_role: Headers, scored: Any, tmp_path: Path, paper: str
@@ -313,10 +311,7 @@ def test_bad_report_since_is_422(client: httpx.Client, as_role: Headers, since: 
 
 
 def _cli(deployment: Any, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """The command as a user runs it; once per backend pair is enough: it reads through the
-    same services as the routes, whose parity the tests above check on both."""
-    if deployment.name != "sqlite-memory":
-        pytest.skip("the command line is checked on SQLite")
+    """The command as a user runs it, against the same database as the server."""
     return subprocess.run(
         [sys.executable, "-m", "leadscore", *args], cwd=cwd, env=worker_env(deployment),
         capture_output=True, text=True, timeout=300,
@@ -358,7 +353,6 @@ def test_cli_refuses_bad_input_in_one_line(deployment: Any, tmp_path: Path) -> N
     assert "no team named 'nobody'" in nobody.stderr
 
 
-@pytest.mark.skipif(shutil.which("pdftotext") is None, reason="poppler-utils is not installed")
 def test_cli_report_writes_the_pdf(deployment: Any, scored: Any, tmp_path: Path) -> None:
     done = _cli(deployment, "report", "--team", "acme", "-o", "r.pdf", "--paper", "letter",
                 cwd=tmp_path)  # fmt: skip

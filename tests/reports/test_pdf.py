@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -13,10 +12,6 @@ from matplotlib import image
 
 from leadscore.core.timestamps import iso_z
 from leadscore.reports.pdf import ReportData, render
-
-pytestmark = pytest.mark.skipif(
-    shutil.which("pdftoppm") is None, reason="poppler-utils is not installed"
-)
 
 
 def _data(now: datetime, leads: int = 40, queue: int = 40) -> ReportData:
