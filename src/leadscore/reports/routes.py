@@ -10,7 +10,7 @@ from pydantic import AwareDatetime
 
 from leadscore.core.http import ERROR_RESPONSES
 from leadscore.deps import SECURED, PrincipalDep, ServicesDep, SessionDep
-from leadscore.scoring.repository import LeadFilter
+from leadscore.scoring.filters import LeadFilterDep, LeadSort
 
 router = APIRouter(prefix="/api/v1/ml", tags=["reports"], responses=ERROR_RESPONSES)
 
@@ -22,29 +22,11 @@ _DOWNLOAD: dict[str, Any] = {"content": {"text/csv": {}, _XLSX: {}}}
 async def export_leads(
     services: ServicesDep,
     principal: PrincipalDep,
+    keep: LeadFilterDep,
     format: Annotated[Literal["csv", "xlsx"], Query(description="csv or xlsx")] = "csv",
-    classification: Literal["hot", "warm", "cold"] | None = None,
-    qualification: Literal["needed", "not_needed"] | None = None,
-    min_score: Annotated[float | None, Query(ge=0, le=100)] = None,
-    source: Annotated[str | None, Query(max_length=60, description="case-insensitive")] = None,
-    scored_since: Annotated[AwareDatetime | None, Query(description="ISO 8601 with zone")] = None,
-    q: Annotated[
-        str | None, Query(min_length=1, max_length=254, description="in the name or email")
-    ] = None,
-    sort: Annotated[
-        Literal["score", "expected_commission", "scored_at", "change"],
-        Query(description="descending, as the list"),
-    ] = "score",
+    sort: Annotated[LeadSort, Query(description="descending, as the list")] = "score",
 ) -> StreamingResponse:
     """Every lead the list shows for these filters, in its order, streamed as CSV or XLSX."""
-    keep = LeadFilter(
-        classification=classification,
-        qualification_needed=None if qualification is None else qualification == "needed",
-        min_score=min_score,
-        source=source,
-        scored_since=scored_since,
-        q=q,
-    )
     download = await services.reports.export(principal, keep, sort, format)
     return StreamingResponse(
         download.body,

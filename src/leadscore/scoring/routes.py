@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import (
     APIRouter,
@@ -24,7 +24,7 @@ from leadscore.deps import (
 )
 from leadscore.engine.mapping import MAX_MAPPING_BYTES
 from leadscore.engine.schema import Lead
-from leadscore.scoring.repository import LeadFilter
+from leadscore.scoring.filters import LeadFilterDep, LeadSort
 from leadscore.scoring.schemas import (
     UPLOAD_FORM,
     BatchRequest,
@@ -103,16 +103,9 @@ async def list_leads(
     services: ServicesDep,
     session: SessionDep,
     principal: PrincipalDep,
-    classification: Literal["hot", "warm", "cold"] | None = None,
-    qualification: Literal["needed", "not_needed"] | None = None,
-    min_score: Annotated[float | None, Query(ge=0, le=100)] = None,
-    source: Annotated[str | None, Query(max_length=60, description="case-insensitive")] = None,
-    scored_since: Annotated[AwareDatetime | None, Query(description="ISO 8601 with zone")] = None,
-    q: Annotated[
-        str | None, Query(min_length=1, max_length=254, description="in the name or email")
-    ] = None,
+    keep: LeadFilterDep,
     sort: Annotated[
-        Literal["score", "expected_commission", "scored_at", "change"],
+        LeadSort,
         Query(description="descending; ties by lead_id; leads without the value last"),
     ] = "score",
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -121,14 +114,6 @@ async def list_leads(
     ] = None,
 ) -> Response:
     """The team's leads with their latest score, a page at a time."""
-    keep = LeadFilter(
-        classification=classification,
-        qualification_needed=None if qualification is None else qualification == "needed",
-        min_score=min_score,
-        source=source,
-        scored_since=scored_since,
-        q=q,
-    )
     body = await services.leads.list(session, principal, keep, sort, limit, cursor)
     return Response(body, media_type=JSON)
 
